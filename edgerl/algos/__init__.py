@@ -1,0 +1,1 @@
+"""RL algorithms: SAC for continuous control; PPO and DQN for image-based envs."""

@@ -1,0 +1,138 @@
+"""The SAC environment loop: warm-up, acting, learning, evaluation, checkpoints and resume."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgerl.algos.replay import ReplayBuffer
+from edgerl.algos.run import MetricsLog, Progress, TrainHook, count_params, evaluate
+from edgerl.algos.sac import SACAgent, SACConfig
+from edgerl.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from edgerl.config import PruneConfig, RunConfig, to_dict
+from edgerl.envs import action_bounds, make_env, space_env_info
+from edgerl.errors import CheckpointError, ConfigError
+
+HookFactory = Callable[[SACAgent, RunConfig, SACConfig, PruneConfig], list[TrainHook]]
+
+
+def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool = False,
+              make_hooks: HookFactory | None = None) -> dict[str, Any]:
+    """Train (or continue) a SAC run in ``run.out``; returns a summary dict."""
+    out = Path(run.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(run.threads)
+    torch.manual_seed(run.seed)
+    rng = np.random.default_rng(run.seed)
+
+    env = make_env(run.env, seed=run.seed)
+    info = space_env_info(env)
+    if info["action_space"]["kind"] != "box" or len(info["observation_space"]["shape"]) != 1:
+        raise ConfigError(f"SAC needs a flat Box observation and a Box action space; {run.env} has "
+                          f"{info['observation_space']} / {info['action_space']}")
+    obs_dim = info["observation_space"]["shape"][0]
+    act_dim = info["action_space"]["shape"][0]
+    low, high = action_bounds(info)
+
+    agent = SACAgent(cfg, obs_dim, act_dim)
+    hooks = make_hooks(agent, run, cfg, prune) if make_hooks else []
+    buffer = ReplayBuffer(min(cfg.buffer_size, run.total_steps), (obs_dim,), (act_dim,))
+    step, episodes, wall_before = 0, 0, 0.0
+
+    if resume:
+        ckpt = load_checkpoint(out / "ckpt.pt")
+        if ckpt["env"]["id"] != info["id"] or ckpt["algo"] != "sac":
+            raise CheckpointError(f"{out / 'ckpt.pt'} is a {ckpt['algo']} run on {ckpt['env']['id']}, not sac on {info['id']}")
+        agent.load_state(ckpt["agent"])
+        for h in hooks:
+            h.load_state_dict(ckpt["hooks"][h.name])
+        if ckpt.get("replay"):
+            buffer.load(out / ckpt["replay"])
+        restore_rng(ckpt["rng"], rng)
+        step, episodes = ckpt["counters"]["global_step"], ckpt["counters"]["episodes"]
+        wall_before = ckpt["counters"].get("wall_s", 0.0)
+
+    log = MetricsLog(out / "metrics.csv", resume_step=step if resume else None)
+    progress = Progress(run.total_steps, step, run.progress, f"sac {run.env}")
+
+    def to_env(a: np.ndarray) -> np.ndarray:
+        return low + (a + 1.0) * 0.5 * (high - low)
+
+    def run_eval() -> tuple[float, float]:
+        rets = evaluate(lambda o: agent.act(o, deterministic=True), run.env, run.eval_episodes,
+                        seed=run.seed + 10_000, to_env_action=to_env)
+        return float(rets.mean()), float(rets.std())
+
+    def checkpoint() -> None:
+        replay_name = f"replay-{step}.npz"
+        buffer.save(out / replay_name)
+        save_checkpoint(out / "ckpt.pt", {
+            "kind": "train", "algo": "sac", "env": info,
+            "config": {"run": to_dict(run), "algo": to_dict(cfg), "prune": to_dict(prune)},
+            "agent": agent.state(), "hooks": {h.name: h.state_dict() for h in hooks},
+            "counters": {"global_step": step, "episodes": episodes, "updates": agent.updates,
+                         "wall_s": wall_before + time.monotonic() - t0},
+            "rng": rng_state(rng), "replay": replay_name,
+            "eval": {"return_mean": last_eval[0], "return_std": last_eval[1]},
+        })
+        for old in out.glob("replay-*.npz"):
+            if old.name != replay_name:
+                old.unlink(missing_ok=True)
+
+    t0 = time.monotonic()
+    t_window, s_window = t0, step
+    sps, last_eval, last_train_return = 0.0, (float("nan"), float("nan")), None
+    metrics: dict[str, Any] = {}
+    obs, _ = env.reset(seed=run.seed + episodes)
+    agent.normalizer.update(torch.as_tensor(obs).unsqueeze(0))
+    ep_return = 0.0
+    while step < run.total_steps:
+        if step < cfg.learning_starts:
+            a = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
+        else:
+            a = agent.act(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(to_env(a))
+        buffer.add(obs, a, reward, next_obs, terminated)
+        agent.normalizer.update(torch.as_tensor(next_obs).unsqueeze(0))
+        ep_return += float(reward)
+        obs = next_obs
+        step += 1
+        if terminated or truncated:
+            episodes += 1
+            last_train_return, ep_return = ep_return, 0.0
+            obs, _ = env.reset()
+
+        if step >= cfg.learning_starts and buffer.size >= cfg.batch_size:
+            metrics = agent.update(buffer.sample(cfg.batch_size, rng))
+            for h in hooks:
+                metrics.update(h.after_update(agent, step) or {})
+
+        if step % 1000 == 0 or step == run.total_steps:
+            now = time.monotonic()
+            sps = (step - s_window) / max(now - t_window, 1e-9)
+            t_window, s_window = now, step
+            progress.update(step, {"sps": f"{sps:.0f}", "eval": f"{last_eval[0]:.1f}",
+                                   "train": None if last_train_return is None else f"{last_train_return:.1f}"})
+        eval_now = step == run.total_steps or (run.eval_every > 0 and step % run.eval_every == 0)
+        if eval_now:
+            last_eval = run_eval()
+            log.write(step=step, wall_s=wall_before + time.monotonic() - t0, sps=sps, train_return=last_train_return,
+                      eval_return=last_eval[0], eval_std=last_eval[1],
+                      params=count_params(agent.actor), **metrics)
+        if step == run.total_steps or (run.checkpoint_every > 0 and step % run.checkpoint_every == 0):
+            checkpoint()
+    progress.close()
+    env.close()
+    wall = wall_before + time.monotonic() - t0
+    return {
+        "env": run.env, "steps": step, "episodes": episodes, "wall_s": wall,
+        "eval_return": last_eval[0], "eval_std": last_eval[1],
+        "actor_params": count_params(agent.actor),
+        "actor_widths": agent.actor.spec()["hidden"],
+        "checkpoint": str(out / "ckpt.pt"),
+    }

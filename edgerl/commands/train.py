@@ -1,0 +1,107 @@
+"""``edgerl train``: resolve the config (defaults < recipe < flags), then run the algorithm."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from edgerl.config import (
+    PruneConfig,
+    RunConfig,
+    add_dataclass_args,
+    default_recipe,
+    from_sources,
+    load_recipe,
+    to_dict,
+)
+from edgerl.errors import ConfigError
+
+ALGOS = ("sac",)
+
+
+def algo_config_class(algo: str) -> type:
+    """The hyperparameter dataclass of ``algo``."""
+    if algo == "sac":
+        from edgerl.algos.sac import SACConfig
+
+        return SACConfig
+    raise ConfigError(f"unknown --algo {algo!r}; choose one of {', '.join(ALGOS)}")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run in DIR from its ckpt.pt (flags given override only total-steps/progress)")
+    p.add_argument("--recipe", metavar="YAML", default=None,
+                   help="per-env hyperparameter file (default: profiles/recipes/<algo>.yaml)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    add_dataclass_args(p, RunConfig, "run")
+    add_dataclass_args(p, PruneConfig, "pruning")
+    from edgerl.algos.sac import SACConfig
+
+    add_dataclass_args(p, SACConfig, "sac")
+
+
+def resolve(args: argparse.Namespace) -> tuple[RunConfig, Any, PruneConfig]:
+    """Layer dataclass defaults, the recipe and the explicit flags into typed configs."""
+    flags = {k: v for k, v in vars(args).items() if v is not None}
+    algo = flags.get("algo", RunConfig.algo)
+    env = flags.get("env", RunConfig.env)
+    algo_cls = algo_config_class(algo)
+    allowed = {f for cls in (RunConfig, PruneConfig, algo_cls) for f in cls.__dataclass_fields__}
+    recipe_path = Path(flags["recipe"]) if "recipe" in flags else default_recipe(algo)
+    recipe = load_recipe(recipe_path, env, allowed) if recipe_path.exists() or "recipe" in flags else {}
+    run = from_sources(RunConfig, recipe, flags)
+    algo_cfg = from_sources(algo_cls, recipe, flags)
+    prune = from_sources(PruneConfig, recipe, flags)
+    validate(run, prune)
+    return run, algo_cfg, prune
+
+
+def validate(run: RunConfig, prune: PruneConfig) -> None:
+    if run.total_steps <= 0:
+        raise ConfigError(f"--total-steps must be positive, got {run.total_steps}")
+    if prune.prune not in ("none", "gradual", "unstructured", "gates"):
+        raise ConfigError(f"--prune {prune.prune!r}: choose none, gradual, unstructured or gates")
+    if not 0.0 <= prune.final_ratio < 1.0:
+        raise ConfigError(f"--final-ratio must be in [0, 1), got {prune.final_ratio}")
+    if not 0.0 <= prune.prune_start <= prune.prune_end <= 1.0:
+        raise ConfigError(f"need 0 <= --prune-start <= --prune-end <= 1, got {prune.prune_start}, {prune.prune_end}")
+
+
+def resolve_resume(args: argparse.Namespace) -> tuple[RunConfig, Any, PruneConfig]:
+    """The config stored in the run's checkpoint; only total-steps and progress may change."""
+    from edgerl.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(Path(args.resume) / "ckpt.pt")
+    stored = ckpt["config"]
+    override = {k: getattr(args, k) for k in ("total_steps", "progress") if getattr(args, k, None) is not None}
+    run = from_sources(RunConfig, stored["run"], {"out": args.resume}, override)
+    algo_cfg = from_sources(algo_config_class(run.algo), stored["algo"])
+    prune = from_sources(PruneConfig, stored["prune"])
+    return run, algo_cfg, prune
+
+
+def run(args: argparse.Namespace) -> int:
+    run_cfg, algo_cfg, prune = resolve_resume(args) if args.resume else resolve(args)
+    if args.print_config:
+        print(json.dumps({"run": to_dict(run_cfg), "algo": to_dict(algo_cfg), "prune": to_dict(prune)}, indent=2))
+        return 0
+    if run_cfg.algo == "sac":
+        from edgerl.algos.sac_train import train_sac
+
+        summary = train_sac(run_cfg, algo_cfg, prune, resume=bool(args.resume), make_hooks=None)
+    else:
+        raise ConfigError(f"unknown algo {run_cfg.algo!r}")
+    print_summary(summary)
+    return 0
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    width = max(len(k) for k in summary)
+    print("training finished")
+    for k, v in summary.items():
+        if isinstance(v, float):
+            v = f"{v:.2f}"
+        print(f"  {k:<{width}}  {v}")

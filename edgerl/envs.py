@@ -1,0 +1,77 @@
+"""Environment creation and the description of observation/action spaces stored in checkpoints
+and contracts."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from edgerl.errors import ConfigError
+
+
+def make_env(env_id: str, seed: int | None = None, **kwargs: Any):
+    """``gymnasium.make`` with a clear error for unknown ids and missing extras."""
+    import gymnasium as gym
+
+    warnings.filterwarnings("ignore", message=".*settotalmass.*")
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py
+
+            gym.register_envs(ale_py)
+        except ImportError as e:
+            raise ConfigError(f"{env_id} needs the Atari extra: pip install 'edgerl[atari]'") from e
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise ConfigError(f"cannot make env {env_id!r}: {e}") from e
+    except ImportError as e:
+        raise ConfigError(f"env {env_id!r} needs a package that is not installed: {e}") from e
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+def describe_space(space) -> dict[str, Any]:
+    """A JSON-able description of a Box or Discrete space (shape, dtype, bounds)."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Box):
+        return {
+            "kind": "box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": _finite_or_none(space.low),
+            "high": _finite_or_none(space.high),
+        }
+    if isinstance(space, spaces.Discrete):
+        return {"kind": "discrete", "n": int(space.n), "shape": [], "dtype": "int64", "start": int(space.start)}
+    raise ConfigError(f"unsupported space {space!r}: edgerl handles Box and Discrete spaces")
+
+
+def _finite_or_none(arr: np.ndarray) -> list | None:
+    """Bounds as nested lists; infinite entries become None (JSON has no infinity)."""
+    flat = arr.astype(np.float64)
+    if flat.size > 4096:  # image bounds are uniform; keep the file small
+        lo, hi = float(flat.min()), float(flat.max())
+        return [lo] if lo == hi else None
+    return [None if not np.isfinite(v) else float(v) for v in flat.reshape(-1)]
+
+
+def space_env_info(env) -> dict[str, Any]:
+    """Env id and spaces, as stored in checkpoints."""
+    return {
+        "id": env.spec.id if env.spec is not None else "unknown",
+        "observation_space": describe_space(env.observation_space),
+        "action_space": describe_space(env.action_space),
+    }
+
+
+def action_bounds(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Finite low/high of a Box action space description."""
+    space = info["action_space"]
+    low = np.array([v if v is not None else -1.0 for v in space["low"]], dtype=np.float32)
+    high = np.array([v if v is not None else 1.0 for v in space["high"]], dtype=np.float32)
+    return low, high

@@ -1,0 +1,150 @@
+"""MLP networks for state-based control: the SAC actor and Q-network, and the observation
+normaliser they read through.
+
+Widths are per layer (``hidden=[256, 256]``), so a network pruned to ``[201, 97]`` is rebuilt
+from its spec alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from edgerl.nets.registry import register_net
+
+LOG_STD_MIN = -5.0
+LOG_STD_MAX = 2.0
+
+
+def mlp_trunk(in_dim: int, hidden: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Linear -> activation stack; ``hidden`` gives each layer's width."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, int(width)), activation()]
+        in_dim = int(width)
+    return nn.Sequential(*layers)
+
+
+def trunk_widths(trunk: nn.Sequential) -> list[int]:
+    """Current output widths of the Linear layers of a trunk."""
+    return [m.out_features for m in trunk if isinstance(m, nn.Linear)]
+
+
+class ObsNormalizer(nn.Module):
+    """Running mean/variance observation normaliser (Welford/Chan merge), clipped to +-clip.
+
+    The statistics are buffers, so they travel in the state dict and are baked into exports.
+    ``enabled=False`` makes it the identity while keeping the same interface.
+    """
+
+    def __init__(self, shape: Sequence[int], clip: float = 10.0, eps: float = 1e-8, enabled: bool = True):
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+        self.clip = float(clip)
+        self.eps = float(eps)
+        self.enabled = bool(enabled)
+        self.register_buffer("mean", torch.zeros(self.shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(self.shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor) -> None:
+        """Merge a batch ``[n, *shape]`` of raw observations into the running statistics."""
+        if not self.enabled:
+            return
+        batch = batch.to(torch.float64).reshape(-1, *self.shape)
+        n = batch.shape[0]
+        b_mean = batch.mean(0)
+        b_var = batch.var(0, unbiased=False)
+        delta = b_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        m2 = self.var * self.count + b_var * n + delta.pow(2) * self.count * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return obs
+        mean = self.mean.to(obs.dtype)
+        std = torch.sqrt(self.var + self.eps).to(obs.dtype)
+        return torch.clamp((obs - mean) / std, -self.clip, self.clip)
+
+
+@register_net("sac_actor")
+class SquashedGaussianActor(nn.Module):
+    """Tanh-squashed diagonal Gaussian policy: trunk -> (mean, log_std) heads.
+
+    Works in the squashed space [-1, 1]; rescaling to the env's bounds happens outside (in the
+    agent and in the exported graph), so the same actor serves any action bounds.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.trunk = mlp_trunk(self.obs_dim, hidden)
+        last = int(hidden[-1]) if len(hidden) else self.obs_dim
+        self.mean = nn.Linear(last, self.act_dim)
+        self.log_std = nn.Linear(last, self.act_dim)
+
+    def spec(self) -> dict:
+        return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": trunk_widths(self.trunk)}
+
+    def heads(self) -> list[nn.Module]:
+        """Layers whose output width is fixed by the action space (never pruned)."""
+        return [self.mean, self.log_std]
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(obs)
+        log_std = torch.tanh(self.log_std(h))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
+        return self.mean(h), log_std
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised squashed sample and its log-probability (with the tanh correction)."""
+        mean, log_std = self(obs)
+        std = log_std.exp()
+        u = mean + std * torch.randn_like(mean)
+        a = torch.tanh(u)
+        # log N(u; mean, std) - sum log(1 - tanh(u)^2), the latter in a stable form:
+        # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)).
+        log_prob = (-0.5 * ((u - mean) / std).pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1)
+        return a, log_prob
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """Mean action squashed to [-1, 1]: what is deployed."""
+        return torch.tanh(self(obs)[0])
+
+
+@register_net("q_mlp")
+class QNetwork(nn.Module):
+    """Q(s, a) MLP. The first layer is split into an observation and an action part whose outputs
+    are added: the same function as a Linear on ``cat(obs, act)``, without feeding raw inputs to
+    ``torch.cat`` (which torch-pruning mis-maps, upstream issue #481)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        if len(hidden) < 1:
+            raise ValueError("QNetwork needs at least one hidden layer")
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.obs_in = nn.Linear(self.obs_dim, int(hidden[0]))
+        self.act_in = nn.Linear(self.act_dim, int(hidden[0]), bias=False)
+        self.trunk = nn.Sequential(nn.ReLU(), *mlp_trunk(int(hidden[0]), hidden[1:]))
+        self.q = nn.Linear(int(hidden[-1]), 1)
+
+    def spec(self) -> dict:
+        return {
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "hidden": [self.obs_in.out_features, *trunk_widths(self.trunk)],
+        }
+
+    def heads(self) -> list[nn.Module]:
+        return [self.q]
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.q(self.trunk(self.obs_in(obs) + self.act_in(act))).squeeze(-1)
