@@ -149,7 +149,9 @@ class GradualPruner:
             "original_widths": {n: dict(w) for n, w in self.original_widths.items()},
             "schedule": self.schedule.to_dict(),
             "applied_ratio": self.applied_ratio,
-            "importance": self.importance.value if isinstance(self.importance, Importance) else None,
+            "importance": self.importance.value
+            if isinstance(self.importance, Importance)
+            else None,
             "round_to": self.round_to,
         }
 
@@ -162,7 +164,7 @@ class GradualPruner:
         if state.get("version") != STATE_VERSION:
             raise ConfigError(f"unsupported pruner state version {state.get('version')!r}")
         widths = state["original_widths"]
-        for name, graph in self.graphs.items():
+        for name in self.graphs:
             now = self._widths(name)
             saved = widths.get(name)
             if saved is None or set(saved) != set(now):

@@ -98,10 +98,20 @@ def _tracing_state(model: nn.Module):
 
 
 def _build(model: nn.Module, inputs: Any, forward_fn: Callable[[nn.Module, Any], Any]) -> Any:
+    """Trace `model`; the graph gets `output_nodes`: nodes whose result is a model output."""
+    outs: list[Any] = []
+
+    def run(m: nn.Module, x: Any) -> Any:
+        outs.append(forward_fn(m, x))
+        return outs[-1]
+
     with _tracing_state(model):
-        return tp.DependencyGraph().build_dependency(
-            model, example_inputs=inputs, forward_fn=forward_fn, verbose=False
+        dg = tp.DependencyGraph().build_dependency(
+            model, example_inputs=inputs, forward_fn=run, verbose=False
         )
+    fns = {t.grad_fn for t in tp.utils.flatten_as_list(outs) if torch.is_tensor(t)}
+    dg.output_nodes = {n for n in dg.module2node.values() if n.grad_fn in fns or not n.outputs}
+    return dg
 
 
 def _is_feature_cat(node: Any) -> bool:
@@ -218,7 +228,8 @@ class PruneGraph:
             unsafe = False
             for dep, _ in group:
                 node = dep.target
-                if node.type == _OPT.OUTPUT:
+                out_pruned = dg.is_out_channel_pruning_fn(dep.handler)
+                if node.type == _OPT.OUTPUT or (out_pruned and node in dg.output_nodes):
                     reason = "its channels are a model output"
                 elif node.type == _OPT.PARAMETER:
                     reason = f"it reaches the free parameter {dg._param_to_name.get(node.module)}"
@@ -226,10 +237,12 @@ class PruneGraph:
                 name = name_of.get(node.module)
                 if name is None:
                     continue
-                bucket = outs if dg.is_out_channel_pruning_fn(dep.handler) else ins
+                bucket = outs if out_pruned else ins
                 if name not in bucket:
                     bucket.append(name)
-            roots = sorted((n for n in outs if isinstance(modules[n], ROOT_TYPES)), key=self._order.get)
+            roots = sorted(
+                (n for n in outs if isinstance(modules[n], ROOT_TYPES)), key=self._order.get
+            )
             if not roots:
                 continue
             key = roots[0]
@@ -246,8 +259,12 @@ class PruneGraph:
             fn = dg.get_pruner_of_module(root).prune_out_channels
             width = dg.get_out_channels(root)
             full = dg.get_pruning_group(root, fn, list(range(width)))
-            info = GroupInfo(key, width, tuple(sorted(outs, key=self._order.get)),
-                             tuple(sorted(ins, key=self._order.get)))
+            info = GroupInfo(
+                key,
+                width,
+                tuple(sorted(outs, key=self._order.get)),
+                tuple(sorted(ins, key=self._order.get)),
+            )
             entries.append(_Entry(info, full))
         entries.sort(key=lambda e: self._order[e.info.key])
         return {e.info.key: e for e in entries}
@@ -262,7 +279,9 @@ class PruneGraph:
         entries = self._current()
         if key not in entries:
             why = self.skipped.get(key) or ("it is kept" if key in self.keep else "no such group")
-            raise PruneGraphError(f"{key!r} is not a prunable group ({why}); groups: {list(entries)}")
+            raise PruneGraphError(
+                f"{key!r} is not a prunable group ({why}); groups: {list(entries)}"
+            )
         return entries[key]
 
     def groups(self) -> list[GroupInfo]:
@@ -287,8 +306,11 @@ class PruneGraph:
         scorer = _scorer(method)
         if not callable(method) and Importance.parse(method).needs_gradients:
             modules = dict(self.model.named_modules())
-            missing = [n for n in entry.info.out_layers + entry.info.in_layers
-                       if isinstance(modules[n], ROOT_TYPES) and modules[n].weight.grad is None]
+            missing = [
+                n
+                for n in entry.info.out_layers + entry.info.in_layers
+                if isinstance(modules[n], ROOT_TYPES) and modules[n].weight.grad is None
+            ]
             if missing:
                 raise PruneGraphError(
                     f"Taylor importance of group {key!r} needs gradients, but {missing} have none; "
@@ -336,7 +358,8 @@ class PruneGraph:
             if self._twin_dgs[i] is None:
                 self._twin_dgs[i] = _build(twin, self.example_inputs, self._forward_fn)
         models = [self.model, *self.twins]
-        planned = [self._plan(m, dg, key, idxs) for m, dg in zip(models, [self._dg, *self._twin_dgs])]
+        graphs = [self._dg, *self._twin_dgs]
+        planned = [self._plan(m, dg, key, idxs) for m, dg in zip(models, graphs, strict=True)]
         tracking = track_removal(models, optimizers) if optimizers else contextlib.nullcontext()
         with tracking, torch.no_grad():
             for group in planned:
@@ -346,11 +369,15 @@ class PruneGraph:
         mine = layer_widths(self.model)
         for i, twin in enumerate(self.twins):
             if layer_widths(twin) != mine:
-                raise PruneGraphError(f"twin {i} widths diverged from the model after pruning {key!r}")
+                raise PruneGraphError(
+                    f"twin {i} widths diverged from the model after pruning {key!r}"
+                )
 
     def _plan(self, model: nn.Module, dg: Any, key: str, idxs: list[int]) -> Any:
         module = model.get_submodule(key)
-        group = dg.get_pruning_group(module, dg.get_pruner_of_module(module).prune_out_channels, idxs)
+        group = dg.get_pruning_group(
+            module, dg.get_pruner_of_module(module).prune_out_channels, idxs
+        )
         if not dg.check_pruning_group(group):
             raise PruneGraphError(f"pruning {len(idxs)} channels of {key!r} would empty a layer")
         return group
@@ -368,7 +395,9 @@ class PruneGraph:
             The removed indices (empty if the group is already at most `width` wide).
         """
         if width < 1:
-            raise PruneGraphError(f"group {key!r} must keep at least one channel, asked for {width}")
+            raise PruneGraphError(
+                f"group {key!r} must keep at least one channel, asked for {width}"
+            )
         current = self.group(key).width
         if current <= width:
             return []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 import torch
 
@@ -48,7 +48,7 @@ class Importance(str, Enum):
         return self is Importance.TAYLOR
 
 
-ImportanceLike = Union[Importance, str, Callable[[Any], torch.Tensor]]
+ImportanceLike = Importance | str | Callable[[Any], torch.Tensor]
 """A built-in name, or (advanced) a callable torch-pruning group -> one score per channel."""
 
 

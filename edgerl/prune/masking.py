@@ -96,17 +96,19 @@ class MagnitudeMasker:
 
     def _grow(self, names: list[str], ratio: float) -> None:
         # Already-masked weights rank lowest (-1), so masks never shrink.
-        scores = torch.cat([
-            torch.where(self.masks[n], self.params[n].detach().abs(), -1.0).reshape(-1).float()
-            for n in names
-        ])
+        scores = torch.cat(
+            [
+                torch.where(self.masks[n], self.params[n].detach().abs(), -1.0).reshape(-1).float()
+                for n in names
+            ]
+        )
         k = int(round(ratio * scores.numel()))
         alive = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
         alive[torch.argsort(scores, stable=True)[:k]] = False
         offset = 0
         for n in names:
             size = self.masks[n].numel()
-            self.masks[n] = alive[offset:offset + size].view_as(self.masks[n]) & self.masks[n]
+            self.masks[n] = alive[offset : offset + size].view_as(self.masks[n]) & self.masks[n]
             offset += size
 
     @torch.no_grad()
@@ -135,7 +137,9 @@ class MagnitudeMasker:
             )
         for n, m in masks.items():
             if m.shape != self.masks[n].shape:
-                raise ConfigError(f"mask {n!r} has shape {tuple(m.shape)}, weight {tuple(self.masks[n].shape)}")
+                raise ConfigError(
+                    f"mask {n!r} has shape {tuple(m.shape)}, weight {tuple(self.masks[n].shape)}"
+                )
             self.masks[n] = m.to(device=self.params[n].device, dtype=torch.bool)
         self.applied_ratio = float(state["applied_ratio"])
         self.scope = state["scope"]

@@ -59,7 +59,9 @@ class _WindowSchedule:
     def __post_init__(self) -> None:
         _check_common(self.final_ratio, self.total_steps, self.every)
         if not 0.0 <= self.start <= self.end <= 1.0:
-            raise ConfigError(f"need 0 <= start <= end <= 1, got start={self.start}, end={self.end}")
+            raise ConfigError(
+                f"need 0 <= start <= end <= 1, got start={self.start}, end={self.end}"
+            )
 
     @property
     def start_step(self) -> int:
@@ -161,7 +163,9 @@ def schedule_from_dict(state: dict[str, Any]) -> PruningSchedule:
     fields = dict(state)
     kind = fields.pop("kind", None)
     if kind not in _KINDS:
-        raise ConfigError(f"unknown pruning schedule kind {kind!r}; expected one of {sorted(_KINDS)}")
+        raise ConfigError(
+            f"unknown pruning schedule kind {kind!r}; expected one of {sorted(_KINDS)}"
+        )
     try:
         return _KINDS[kind](**fields)
     except TypeError as exc:

@@ -13,8 +13,8 @@ updating the pruned layers. `track_removal` fixes this generically:
    max_exp_avg_sq, momentum buffers, ...) gathered with the same indices; scalars such as `step`
    are kept as they were.
 
-Gradients are left to torch-pruning (it slices `.grad` itself). Buffers (BatchNorm running
-statistics) are never touched here.
+Gradients are set aside during the removal and sliced the same way (a float32 `.grad` cannot
+sit on float64 data). Buffers (BatchNorm running statistics) are never touched here.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class _Tracked:
     module: nn.Module
     params: dict[str, nn.Parameter]
     values: dict[str, torch.Tensor]  # the real data, set aside while indices stand in
+    grads: dict[str, torch.Tensor | None]  # the real gradients, set aside likewise
 
 
 class _Replacement(NamedTuple):
@@ -74,11 +75,12 @@ def track_removal(
         for module in _as_list(modules):
             params = {n: p for n, p in module.named_parameters() if id(p) not in seen}
             seen.update(id(p) for p in params.values())
-            values = {}
+            values, grads = {}, {}
             for name, p in params.items():
-                values[name] = p.data
+                values[name], grads[name] = p.data, p.grad
+                p.grad = None  # a float32 grad cannot sit on float64 data
                 p.data = torch.arange(p.numel(), dtype=torch.float64, device=p.device).view(p.shape)
-            tracked.append(_Tracked(module, params, values))
+            tracked.append(_Tracked(module, params, values, grads))
     try:
         yield
     finally:
@@ -95,12 +97,12 @@ def _restore(tracked: list[_Tracked]) -> dict[nn.Parameter, _Replacement]:
         for t in tracked:
             now = dict(t.module.named_parameters())
             for name, old in t.params.items():
-                real = t.values[name]
+                real, grad = t.values[name], t.grads[name]
                 old_shape = real.shape
                 new = now.get(name)
                 if new is None:
                     errors.append(f"parameter {name!r} disappeared during pruning")
-                    old.data = real
+                    old.data, old.grad = real, grad
                     continue
                 idx = new.data.reshape(-1)
                 keep = idx.long()
@@ -108,11 +110,12 @@ def _restore(tracked: list[_Tracked]) -> dict[nn.Parameter, _Replacement]:
                     errors.append(f"parameter {name!r} was modified, not sliced, during pruning")
                     continue
                 if new is old and keep.numel() == real.numel():
-                    old.data = real  # untouched
+                    old.data, old.grad = real, grad  # untouched
                     continue
                 new.data = real.reshape(-1)[keep].view(new.shape).clone()
+                new.grad = None if grad is None else grad.reshape(-1)[keep].view(new.shape).clone()
                 if new is not old:
-                    old.data = real  # the dead object no longer holds index values
+                    old.data, old.grad = real, grad  # the dead object holds no index values
                 remap[old] = _Replacement(new, keep, old_shape)
     if errors:
         raise RuntimeError("optimizer surgery failed: " + "; ".join(errors))

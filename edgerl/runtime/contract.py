@@ -98,6 +98,8 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
     n = act.get("n")
     if discrete and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise _fail(source, f"action.n must be a positive integer for a discrete action, got {n!r}")
+    if discrete and act_shape != ():
+        raise _fail(source, f"action.shape must be [] for a discrete action (one index), got {list(act_shape)}")
     act_dtype = _dtype(act.get("dtype", "int64" if discrete else "float32"), "action.dtype", source)
     if discrete != (act_dtype.kind in "iu"):
         raise _fail(source, f"action.dtype {act_dtype} does not match action.discrete={discrete}")

@@ -122,7 +122,7 @@ def _int(lo: int, hi: int | None = None) -> Callable[[Any], int]:
 
 def _pos_float(allow_zero: bool = False) -> Callable[[Any], float]:
     def check(v: Any) -> float:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and v == v and v != float("inf")
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v != float("inf")
         if not ok or (v < 0 if allow_zero else v <= 0):
             raise ValueError("a finite number " + (">= 0" if allow_zero else "> 0"))
         return float(v)
@@ -130,13 +130,13 @@ def _pos_float(allow_zero: bool = False) -> Callable[[Any], float]:
 
 
 def _fraction(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
         raise ValueError("a number between 0 and 1")
     return float(v)
 
 
 def _version(v: Any) -> str:
-    if isinstance(v, int | float) and not isinstance(v, bool):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
         raise ValueError(f'a quoted string such as "{v}" (YAML reads unquoted 10.10 as the number 10.1)')
     if not isinstance(v, str) or not _VERSION_RE.match(v):
         raise ValueError('a version string "major[.minor[.patch]]" such as "10.3"')
@@ -157,7 +157,7 @@ def _bool(v: Any) -> bool:
 
 def _backends(v: Any) -> tuple[str, ...]:
     allowed = f"a non-empty list of distinct names from {list(BACKEND_NAMES)}, best first"
-    if not isinstance(v, list | tuple) or not v:
+    if not isinstance(v, (list, tuple)) or not v:
         raise ValueError(allowed)
     if any(b not in BACKEND_NAMES for b in v) or len(set(v)) != len(v):
         raise ValueError(allowed)
@@ -165,7 +165,7 @@ def _backends(v: Any) -> tuple[str, ...]:
 
 
 def _cpus(v: Any) -> tuple[int, ...]:
-    ok = isinstance(v, list | tuple) and v and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in v)
+    ok = isinstance(v, (list, tuple)) and v and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in v)
     if not ok or len(set(v)) != len(v):
         raise ValueError("a non-empty list of distinct CPU indices (integers >= 0), or null")
     return tuple(v)

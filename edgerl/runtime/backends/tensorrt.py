@@ -1,0 +1,279 @@
+"""TensorRT backend ``trt``: build an engine from ``policy.onnx`` on the device, cache it, run it.
+
+Engines are not portable across GPUs or TensorRT versions, so the bundle ships the ONNX file and
+the engine is built on the device and cached under ``cache/``, keyed by ONNX sha256, TensorRT
+version, GPU name and SM, precision and max batch.
+
+Precision: TensorRT < 11 builds FP16 kernels when ``BuilderFlag.FP16`` is set (fp16 profiles).
+TensorRT >= 11 is strongly typed and has no such flag: the precision is the ONNX graph's, so an fp16
+profile needs the float16 ONNX variant exported into the bundle (a float32 graph builds as FP32,
+with a warning).
+
+Version notes: TensorRT 8.5 needs the EXPLICIT_BATCH network flag (implicit batch was removed in
+10, the flag deprecated, and it may be gone in 11); the name-based I/O API used here
+(``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) exists from 8.5 on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, BundleError
+from ..fileio import atomic_write, atomic_write_text, sha256_file
+from ..profile import TargetProfile
+from . import Backend, register_backend
+
+log = logging.getLogger(__name__)
+
+TRT_HINT = (
+    "desktop: pip install 'edgerl[trt]' (tensorrt + cuda-python); on Jetson, TensorRT comes with JetPack: "
+    "sudo apt install python3-libnvinfer, create the venv with --system-site-packages, and pip install cuda-python "
+    "matching the CUDA major version"
+)
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt`` or raise :class:`BackendUnavailableError` with an install hint."""
+    try:
+        import tensorrt
+    except ImportError as e:
+        raise BackendUnavailableError(f"TensorRT not installed ({e}); {TRT_HINT}") from None
+    return tensorrt
+
+
+def import_cudart() -> Any:
+    """The CUDA runtime bindings of cuda-python (new and old module layout)."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError as e:
+            raise BackendUnavailableError(
+                f"cuda-python not installed ({e}); pip install cuda-python with the same major version as "
+                "your CUDA (e.g. 'cuda-python>=12,<13' for CUDA 12.x)"
+            ) from None
+    return cudart
+
+
+def _cuda(cudart: Any, result: tuple, what: str) -> Any:
+    """Check a cuda-python ``(err, *values)`` result; return the value(s)."""
+    err, values = result[0], result[1:]
+    if err != cudart.cudaError_t.cudaSuccess:
+        name = cudart.cudaGetErrorName(err)[1]
+        raise RuntimeError(f"CUDA call {what} failed: {name.decode() if isinstance(name, bytes) else name}")
+    return values[0] if len(values) == 1 else values
+
+
+def gpu_info(cudart: Any) -> tuple[str, int, int]:
+    """Name and compute capability (major, minor) of the current CUDA device."""
+    dev = _cuda(cudart, cudart.cudaGetDevice(), "cudaGetDevice")
+    prop = _cuda(cudart, cudart.cudaGetDeviceProperties(dev), "cudaGetDeviceProperties")
+    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+    return name.rstrip("\x00").strip(), int(prop.major), int(prop.minor)
+
+
+def trt_major(trt: Any) -> int:
+    """Major version of the imported TensorRT."""
+    return int(trt.__version__.split(".")[0])
+
+
+def engine_path(cache_dir: str | os.PathLike, onnx_sha256: str, trt_version: str, gpu: str, sm: tuple[int, int],
+                precision: str, max_batch: int) -> Path:
+    """Cache file of an engine; every input that changes the engine is in the name."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower() or "gpu"
+    return Path(cache_dir) / (
+        f"policy-{onnx_sha256[:16]}-trt{trt_version}-{slug}-sm{sm[0]}{sm[1]}-{precision}-b{max_batch}.engine"
+    )
+
+
+def _has_half_tensors(trt: Any, network: Any) -> bool:
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if any(layer.get_output(j).dtype == trt.DataType.HALF for j in range(layer.num_outputs)):
+            return True
+    return False
+
+
+def _expect_versions(trt: Any, profile: TargetProfile, gpu: str, sm: tuple[int, int]) -> None:
+    if profile.trt_version and not (trt.__version__ + ".").startswith(profile.trt_version + "."):
+        log.warning("profile %s expects TensorRT %s but %s is installed; the engine is built for the installed "
+                    "version (update the profile or the device's JetPack/TensorRT)",
+                    profile.name, profile.trt_version, trt.__version__)
+    if profile.gpu_sm and profile.gpu_sm != f"{sm[0]}.{sm[1]}":
+        log.warning("profile %s expects GPU SM %s but this %s is SM %d.%d", profile.name, profile.gpu_sm, gpu, *sm)
+
+
+def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir: str | os.PathLike,
+                 force: bool = False) -> Path:
+    """Build (or reuse) the serialized engine for ``onnx_path`` on this GPU.
+
+    Args:
+        onnx_path: The bundle's ``policy.onnx``.
+        profile: Supplies precision, workspace limit and max batch.
+        cache_dir: Folder of cached engines (``bundle/cache``).
+        force: Rebuild even if a cached engine exists.
+
+    Returns:
+        Path of the cached ``.engine`` file (plus a ``.json`` describing how it was built).
+    """
+    trt, cudart = import_tensorrt(), import_cudart()
+    gpu, major, minor = gpu_info(cudart)
+    onnx_sha = sha256_file(onnx_path)
+    path = engine_path(cache_dir, onnx_sha, trt.__version__, gpu, (major, minor), profile.precision, profile.max_batch)
+    if path.is_file() and not force:
+        log.info("using cached TensorRT engine %s", path)
+        return path
+    _expect_versions(trt, profile, gpu, (major, minor))
+    log.info("building TensorRT %s engine for %s (%s, SM %d.%d); this can take minutes on a Jetson",
+             trt.__version__, onnx_path, gpu, major, minor)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if trt_major(trt) < 10:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(os.fspath(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BundleError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {errors}; "
+                          "re-export with an opset this TensorRT supports, or use backend ort-cuda/ort-cpu")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, profile.trt_workspace_mb << 20)
+    inp = network.get_input(0)
+    sample = tuple(inp.shape)[1:]
+    opt = builder.create_optimization_profile()
+    opt.set_shape(inp.name, (1, *sample), (1, *sample), (profile.max_batch, *sample))
+    config.add_optimization_profile(opt)
+    if profile.precision == "fp16":
+        if trt_major(trt) < 11:
+            config.set_flag(trt.BuilderFlag.FP16)
+        elif not _has_half_tensors(trt, network):
+            log.warning("profile %s asks for fp16 but %s is a float32 graph; TensorRT %s is strongly typed and "
+                        "builds it in FP32. Export the float16 ONNX variant into the bundle for FP16.",
+                        profile.name, onnx_path, trt.__version__)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise BackendUnavailableError(f"TensorRT {trt.__version__} failed to build an engine for {onnx_path} "
+                                      "(see the TensorRT log above); use backend ort-cuda or ort-cpu meanwhile")
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(plan)
+
+    atomic_write(path, _write)
+    meta = {"onnx_sha256": onnx_sha, "tensorrt": trt.__version__, "gpu": gpu, "sm": f"{major}.{minor}",
+            "precision": profile.precision, "max_batch": profile.max_batch,
+            "workspace_mb": profile.trt_workspace_mb, "profile": profile.name,
+            "built": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+    log.info("cached TensorRT engine %s", path)
+    return path
+
+
+@register_backend("trt")
+class TensorRTBackend(Backend):
+    """TensorRT engine run on one CUDA stream; inputs/outputs copied through fixed device buffers."""
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        try:
+            trt, cudart = import_tensorrt(), import_cudart()
+        except BackendUnavailableError as e:
+            return False, str(e)
+        err, count = cudart.cudaGetDeviceCount()
+        if err != cudart.cudaError_t.cudaSuccess or count == 0:
+            return False, f"no CUDA GPU visible to TensorRT {trt.__version__} ({err}); check the driver and CUDA_VISIBLE_DEVICES"
+        return True, f"TensorRT {trt.__version__}"
+
+    def __init__(self, onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir: str | os.PathLike) -> None:
+        self.require()
+        trt, cudart = import_tensorrt(), import_cudart()
+        self._cudart = cudart
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        path = build_engine(onnx_path, profile, cache_dir)
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:  # truncated or foreign cache file: rebuild once
+            log.warning("cached engine %s could not be deserialized; rebuilding it", path)
+            engine = self._runtime.deserialize_cuda_engine(build_engine(onnx_path, profile, cache_dir, force=True).read_bytes())
+            if engine is None:
+                raise BackendUnavailableError(f"TensorRT cannot deserialize the engine it just built ({path})")
+        self._engine, self.engine_path = engine, path
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        ins = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outs = [n for n in names if n not in ins]
+        if len(ins) != 1 or len(outs) != 1:
+            raise BundleError(f"{onnx_path}: expected one input and one output, got {ins} -> {outs}; re-export the policy")
+        self.input_name, self.output_name = ins[0], outs[0]
+        self.input_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.input_name)))
+        self.output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.output_name)))
+        self.input_shape = tuple(engine.get_tensor_shape(self.input_name))[1:]
+        self.max_batch = int(engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        self.precision = profile.precision
+        self._context = engine.create_execution_context()
+        self._set_batch(self.max_batch)
+        out_max = tuple(self._context.get_tensor_shape(self.output_name))
+        self.output_shape = out_max[1:]
+        # Pageable host buffers: simple and correct (the stream is synchronised after each copy back).
+        self._host_in = np.zeros((self.max_batch, *self.input_shape), self.input_dtype)
+        self._host_out = np.zeros(out_max, self.output_dtype)
+        self.single_input = self._host_in[:1]
+        self._in_bytes = self._host_in[:1].nbytes
+        self._out_bytes = self._host_out[:1].nbytes
+        self._h_in, self._h_out = self._host_in.ctypes.data, self._host_out.ctypes.data
+        self._d_in = int(_cuda(cudart, cudart.cudaMalloc(self._host_in.nbytes), "cudaMalloc"))
+        self._d_out = int(_cuda(cudart, cudart.cudaMalloc(self._host_out.nbytes), "cudaMalloc"))
+        self._stream = _cuda(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._context.set_tensor_address(self.input_name, self._d_in)
+        self._context.set_tensor_address(self.output_name, self._d_out)
+        self._gpu = gpu_info(cudart)
+
+    def _set_batch(self, n: int) -> None:
+        if not self._context.set_input_shape(self.input_name, (n, *self.input_shape)):
+            raise RuntimeError(f"TensorRT rejected input shape {(n, *self.input_shape)}")
+        self._batch = n
+
+    def _execute(self, n: int) -> np.ndarray:
+        cudart, stream = self._cudart, self._stream
+        if n != self._batch:
+            self._set_batch(n)
+        _cuda(cudart, cudart.cudaMemcpyAsync(self._d_in, self._h_in, n * self._in_bytes,
+                                             cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync H2D")
+        if not self._context.execute_async_v3(int(stream)):
+            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+        _cuda(cudart, cudart.cudaMemcpyAsync(self._h_out, self._d_out, n * self._out_bytes,
+                                             cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync D2H")
+        _cuda(cudart, cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        return self._host_out[:n]
+
+    def run(self, obs_batch: np.ndarray) -> np.ndarray:
+        n = obs_batch.shape[0]
+        if n > self.max_batch:
+            raise ValueError(f"batch {n} exceeds the engine's max batch {self.max_batch} (profile max_batch)")
+        self._host_in[:n] = obs_batch
+        return self._execute(n).copy()
+
+    def run_single(self) -> np.ndarray:
+        return self._execute(1)
+
+    def describe(self) -> str:
+        name, major, minor = self._gpu
+        return f"trt ({self.precision}, TensorRT engine {self.engine_path.name} on {name} SM {major}.{minor})"
+
+    def close(self) -> None:
+        if getattr(self, "_stream", None) is None:
+            return
+        cudart = self._cudart
+        for ptr in (self._d_in, self._d_out):
+            cudart.cudaFree(ptr)
+        cudart.cudaStreamDestroy(self._stream)
+        self._d_in = self._d_out = 0
+        self._stream = None

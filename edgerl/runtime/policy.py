@@ -1,0 +1,295 @@
+"""Load a bundle and act: the object a robot's control loop calls.
+
+Safety contract of :meth:`Policy.act`:
+  * the observation's shape, dtype kind and finiteness are checked (``ObservationError``);
+  * a NaN/inf network output raises ``ActionError`` instead of reaching the actuators;
+  * continuous actions are clipped to the contract's bounds. The exported graph already squashes
+    and rescales into the bounds, so clipping only removes float rounding past a bound (or guards
+    a graph exported without a squash); discrete actions outside ``[0, n)`` raise ``ActionError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, get_backend
+from .bundle import read_manifest, verify_bundle
+from .contract import Contract, read_contract
+from .errors import ActionError, BackendUnavailableError, BundleError, ObservationError
+from .latency import LatencyRecorder
+from .profile import TargetProfile, profile_from_json
+
+log = logging.getLogger(__name__)
+
+
+def select_backend(order: list[str] | tuple[str, ...], onnx_path: Path, profile: TargetProfile,
+                   cache_dir: Path) -> tuple[Backend, dict[str, str]]:
+    """Construct the first backend of ``order`` that is available here.
+
+    Returns:
+        The backend and ``{skipped backend: reason}`` for those tried before it.
+
+    Raises:
+        BackendUnavailableError: None of them can run; the message lists every reason.
+    """
+    skipped: dict[str, str] = {}
+    for name in order:
+        cls = get_backend(name)
+        ok, reason = cls.available()
+        if ok:
+            try:
+                backend = cls(onnx_path, profile, cache_dir)
+            except BackendUnavailableError as e:
+                ok, reason = False, str(e)
+        if not ok:
+            skipped[name] = reason
+            log.warning("skipping backend %s: %s", name, reason)
+            continue
+        log.info("using backend %s", backend.describe())
+        return backend, skipped
+    reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+    raise BackendUnavailableError(f"no usable backend among {list(order)} ({reasons})")
+
+
+class Policy:
+    """A verified, reference-checked policy bound to one backend. Create with :meth:`load`."""
+
+    def __init__(self, backend: Backend, contract: Contract, profile: TargetProfile, bundle_dir: Path,
+                 skipped: dict[str, str] | None = None, latency_window: int = 4096) -> None:
+        self.backend = backend
+        self.contract = contract
+        self.profile = profile
+        self.bundle_dir = bundle_dir
+        self.skipped_backends = dict(skipped or {})
+        """Backends tried before the chosen one, with the reason each was skipped."""
+        self._check_io()
+        self._obs_shape = contract.obs_shape
+        self._env_dtype = contract.obs_dtype
+        self._float_in = backend.input_dtype.kind == "f"
+        self._in0 = backend.single_input[0]
+        self._act_shape, self._act_dtype = contract.act_shape, contract.act_dtype
+        self._discrete, self._n = contract.discrete, contract.n
+        lo, hi = contract.act_low, contract.act_high
+        self._bounded = lo is not None or hi is not None
+        self._low = np.full(self._act_shape, -np.inf) if lo is None else lo
+        self._high = np.full(self._act_shape, np.inf) if hi is None else hi
+        if not self._discrete:
+            self._low, self._high = self._low.astype(self._act_dtype), self._high.astype(self._act_dtype)
+        self._latency = LatencyRecorder(profile.latency_budget_us, latency_window)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, bundle_dir: str | os.PathLike, backends: list[str] | None = None, verify: bool = True,
+             cache_dir: str | os.PathLike | None = None, latency_window: int = 4096) -> Policy:
+        """Verify a bundle, pick a backend, check the reference actions, warm up.
+
+        Args:
+            bundle_dir: The bundle folder.
+            backends: Backends to try in order; default the profile's ``backends``.
+            verify: Check every file's sha256 against ``manifest.json`` first.
+            cache_dir: Where engines are cached; default ``bundle_dir/cache``.
+            latency_window: Number of recent ``act`` calls kept for percentiles.
+
+        Raises:
+            BundleError: Tampered/incomplete bundle, or actions that disagree with ``reference.npz``.
+            BackendUnavailableError: No backend of the list can run here (reasons listed).
+        """
+        root = Path(bundle_dir)
+        if verify:
+            verify_bundle(root)
+        else:
+            read_manifest(root)
+        contract = read_contract(root / "contract.json")
+        try:
+            profile = profile_from_json(root / "profile.json")
+        except Exception as e:
+            raise BundleError(f"{root / 'profile.json'}: {e}; re-run edgerl deploy") from None
+        ref_obs, ref_act = _read_reference(root / "reference.npz", contract)
+        order = list(backends) if backends is not None else list(profile.backends)
+        backend, skipped = select_backend(order, root / "policy.onnx", profile,
+                                          Path(cache_dir) if cache_dir is not None else root / "cache")
+        policy = cls(backend, contract, profile, root, skipped, latency_window)
+        try:
+            policy.check_reference(ref_obs, ref_act)
+            for i in range(profile.warmup_runs):
+                policy.act(ref_obs[i % len(ref_obs)])
+        except BaseException:
+            policy.close()
+            raise
+        policy.reset_stats()
+        return policy
+
+    def _check_io(self) -> None:
+        b, c, path = self.backend, self.contract, self.bundle_dir / "policy.onnx"
+        todo = "the ONNX file and contract.json disagree: re-export the policy and re-run edgerl deploy"
+        if b.input_shape != c.obs_shape:
+            raise BundleError(f"{path}: input {b.input_name!r} takes {list(b.input_shape)} per sample but "
+                              f"contract.json says observation.shape {list(c.obs_shape)}; {todo}")
+        if b.output_shape != c.act_shape:
+            raise BundleError(f"{path}: output {b.output_name!r} gives {list(b.output_shape)} per sample but "
+                              f"contract.json says action.shape {list(c.act_shape)}; {todo}")
+        if b.input_dtype.kind not in "fu":
+            raise BundleError(f"{path}: input dtype {b.input_dtype} is neither float nor uint8; {todo}")
+        if c.discrete != (b.output_dtype.kind in "iu"):
+            raise BundleError(f"{path}: output dtype {b.output_dtype} does not fit action.discrete={c.discrete}; {todo}")
+
+    def check_reference(self, obs: np.ndarray, expected: np.ndarray) -> None:
+        """Compare this backend's actions with the training framework's; raise on mismatch."""
+        p, src = self.profile, self.bundle_dir / "reference.npz"
+        got = self.act_batch(obs)
+        todo = ("policy.onnx and reference.npz disagree; re-export the policy and re-run edgerl deploy "
+                "(for fp16 targets, loosen parity_atol_fp16 in the profile only if episodic return is unaffected)")
+        if self.contract.discrete:
+            frac = float(np.mean(got != expected))
+            if frac > p.parity_discrete_mismatch:
+                first = int(np.flatnonzero(got != expected)[0])
+                raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {frac:.1%} of "
+                                  f"discrete actions differ (allowed {p.parity_discrete_mismatch:.1%}), first at "
+                                  f"sample {first} ({int(got[first])} vs {int(expected[first])}); {todo}")
+            return
+        atol, rtol = p.effective_atol, p.parity_rtol
+        ref = expected.astype(np.float64)
+        excess = np.abs(got.astype(np.float64) - ref) - (atol + rtol * np.abs(ref))
+        if np.any(excess > 0):
+            worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+            diff = float(abs(float(got[worst]) - ref[worst]))
+            raise BundleError(f"{src}: reference check failed on backend {self.backend.name} ({p.precision}): "
+                              f"action {list(worst[1:])} of sample {worst[0]} is {float(got[worst]):.6g}, reference "
+                              f"{ref[worst]:.6g} (|diff| {diff:.3g} > atol {atol:g} + rtol {rtol:g}*|ref|); {todo}")
+
+    # ------------------------------------------------------------------ acting
+    def act(self, obs: Any) -> np.ndarray | int:
+        """One observation (as the env returns it) -> one action (contract shape/dtype; int if discrete).
+
+        Raises:
+            ObservationError: Wrong shape, wrong dtype kind, NaN or infinity (names expected vs got
+                and the first bad index).
+            ActionError: The network produced NaN/inf or an invalid discrete index.
+        """
+        t0 = time.perf_counter_ns()
+        x = obs if type(obs) is np.ndarray else np.asarray(obs)
+        if x.shape != self._obs_shape:
+            raise self._shape_error(x, batched=False)
+        if x.dtype != self._env_dtype and not (self._float_in and x.dtype.kind == "f"):
+            raise self._dtype_error(x)
+        buf = self._in0
+        np.copyto(buf, x, casting="unsafe")
+        if self._float_in and not math.isfinite(buf.sum(dtype=np.float64)):
+            self._raise_non_finite(x, buf)
+        out = self.backend.run_single()[0]
+        if self._discrete:
+            a = int(out)
+            if not 0 <= a < self._n:
+                raise ActionError(f"policy returned discrete action {a}, outside [0, {self._n}) (contract action.n)")
+            result: np.ndarray | int = a
+        else:
+            if not math.isfinite(out.sum(dtype=np.float64)):
+                raise ActionError(f"policy returned a non-finite action {out.tolist()}; not sent. Check the "
+                                  "observation scale against the training data (normaliser in contract.json)")
+            result = np.empty(self._act_shape, self._act_dtype)
+            if self._bounded:
+                np.minimum(np.maximum(out, self._low, out=result, casting="unsafe"), self._high, out=result)
+            else:
+                np.copyto(result, out, casting="unsafe")
+        self._latency.add(time.perf_counter_ns() - t0)
+        return result
+
+    def act_batch(self, obs: Any) -> np.ndarray:
+        """``[B, *obs_shape]`` -> ``[B, *act_shape]`` actions (same checks as :meth:`act`; not timed)."""
+        x = np.asarray(obs)
+        if x.ndim != len(self._obs_shape) + 1 or x.shape[1:] != self._obs_shape:
+            raise self._shape_error(x, batched=True)
+        if x.dtype != self._env_dtype and not (self._float_in and x.dtype.kind == "f"):
+            raise self._dtype_error(x)
+        if len(x) == 0:
+            return np.empty((0, *self._act_shape), self._act_dtype)
+        with np.errstate(over="ignore"):
+            xb = np.ascontiguousarray(x, dtype=self.backend.input_dtype)
+        if self._float_in and not np.isfinite(xb).all():
+            self._raise_non_finite(x, xb)
+        step = self.backend.max_batch or len(xb)
+        outs = [self.backend.run(xb[i:i + step]) for i in range(0, len(xb), step)]
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        if self._discrete:
+            bad = (out < 0) | (out >= self._n)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ActionError(f"policy returned discrete action {int(out[i])} for sample {i}, outside [0, {self._n})")
+            return out.astype(self._act_dtype)
+        finite = np.isfinite(out).reshape(len(out), -1).all(axis=1)
+        if not finite.all():
+            raise ActionError(f"policy returned a non-finite action for sample {int(np.flatnonzero(~finite)[0])}; not sent")
+        return np.clip(out, self._low, self._high).astype(self._act_dtype)
+
+    # ------------------------------------------------------------------ errors (slow path)
+    def _shape_error(self, x: np.ndarray, batched: bool) -> ObservationError:
+        want = (["batch"] if batched else []) + list(self._obs_shape)
+        hint = " (pass one observation to act(), a batch to act_batch())" if x.ndim != len(want) else ""
+        return ObservationError(f"observation shape {list(x.shape)} does not match the contract: expected {want}{hint}")
+
+    def _dtype_error(self, x: np.ndarray) -> ObservationError:
+        if self._float_in:
+            want = f"a floating-point array (contract dtype {self._env_dtype})"
+        else:
+            want = f"{self._env_dtype} (e.g. raw uint8 image pixels; the graph normalises them)"
+        return ObservationError(f"observation dtype {x.dtype} is wrong: expected {want}")
+
+    def _raise_non_finite(self, x: np.ndarray, cast: np.ndarray) -> None:
+        bad = ~np.isfinite(np.asarray(x, dtype=np.float64))
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ObservationError(f"observation contains {x[idx]} at index {list(idx)} "
+                                   f"({int(bad.sum())} non-finite value(s)); check the sensor or state estimator")
+        bad = ~np.isfinite(cast)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ObservationError(f"observation value {x[idx]} at index {list(idx)} overflows the model's "
+                                   f"input dtype {cast.dtype}")
+
+    # ------------------------------------------------------------------ stats
+    def stats(self) -> dict[str, Any]:
+        """Latency of ``act`` since load/reset: count, p50/p90/p99 (recent window) and max in us,
+        deadline misses against the profile's ``latency_budget_us``, and the backend."""
+        s: dict[str, Any] = self._latency.summary()
+        s["backend"] = self.backend.name
+        return s
+
+    def reset_stats(self) -> None:
+        """Forget recorded latencies and misses."""
+        self._latency.reset()
+
+    @property
+    def backend_name(self) -> str:
+        """Name of the backend in use (``trt``, ``ort-cuda`` or ``ort-cpu``)."""
+        return self.backend.name
+
+    def close(self) -> None:
+        """Release backend resources (device memory, streams)."""
+        self.backend.close()
+
+    def __enter__(self) -> Policy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_reference(path: Path, contract: Contract) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            obs, act = z["obs"], z["action"]
+    except FileNotFoundError:
+        raise BundleError(f"{path} is missing; re-run edgerl deploy") from None
+    except (KeyError, ValueError, OSError) as e:
+        raise BundleError(f"{path}: unreadable or lacks arrays 'obs' and 'action' ({e}); re-run edgerl deploy") from None
+    if len(obs) < 1 or obs.shape[1:] != contract.obs_shape or act.shape != (len(obs), *contract.act_shape):
+        raise BundleError(f"{path}: obs {obs.shape} / action {act.shape} do not match the contract shapes "
+                          f"{list(contract.obs_shape)} / {list(contract.act_shape)}; re-run edgerl deploy")
+    return obs, act
