@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,16 @@ def run_cli(*args: str, check: bool = True, timeout: float = 600, **popen) -> su
 
 TINY_SAC = ["--env", "Hopper-v5", "--algo", "sac", "--hidden", "32,32", "--batch-size", "32",
             "--learning-starts", "100", "--eval-episodes", "1", "--progress", "false"]
+
+
+def kill_after_checkpoint(args: list[str], ckpt: Path, delay: float = 0.3, timeout: float = 180) -> None:
+    """Start ``edgerl ARGS``, SIGKILL it ``delay`` s after ``ckpt`` first appears."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgerl.cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ckpt.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import torch
 
 from edgerl.checkpoint import load_checkpoint
-from tests.conftest import REPO, TINY_SAC, run_cli
+from tests.conftest import TINY_SAC, kill_after_checkpoint, run_cli
 
 
 def _steps(path) -> list[int]:
@@ -47,15 +41,7 @@ def test_resume_after_sigkill_reaches_total_steps(tmp_path):
     out = tmp_path / "run"
     args = ["train", *TINY_SAC, "--total-steps", "3000", "--eval-every", "0", "--checkpoint-every", "200",
             "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "edgerl.cli", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out / "ckpt.pt").exists():
-        time.sleep(0.05)
-    time.sleep(0.3)  # kill at an arbitrary moment after the first checkpoint
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(args, out / "ckpt.pt")
     killed_at = load_checkpoint(out / "ckpt.pt")["counters"]["global_step"]
     assert 0 < killed_at < 3000
     run_cli("train", "--resume", str(out))

@@ -40,7 +40,6 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
     low, high = action_bounds(info)
 
     agent = SACAgent(cfg, obs_dim, act_dim)
-    hooks = make_hooks(agent, run, cfg, prune) if make_hooks else []
     buffer = ReplayBuffer(min(cfg.buffer_size, run.total_steps), (obs_dim,), (act_dim,))
     step, episodes, wall_before = 0, 0, 0.0
 
@@ -49,14 +48,19 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
         if ckpt["env"]["id"] != info["id"] or ckpt["algo"] != "sac":
             raise CheckpointError(f"{out / 'ckpt.pt'} is a {ckpt['algo']} run on {ckpt['env']['id']}, not sac on {info['id']}")
         agent.load_state(ckpt["agent"])
-        for h in hooks:
-            h.load_state_dict(ckpt["hooks"][h.name])
         if ckpt.get("replay"):
             buffer.load(out / ckpt["replay"])
         restore_rng(ckpt["rng"], rng)
         step, episodes = ckpt["counters"]["global_step"], ckpt["counters"]["episodes"]
         wall_before = ckpt["counters"].get("wall_s", 0.0)
 
+    # Hooks see the networks as they are now (rebuilt at their pruned widths on resume).
+    hooks = make_hooks(agent, run, cfg, prune) if make_hooks else []
+    if resume:
+        for h in hooks:
+            if h.name not in ckpt.get("hooks", {}):
+                raise CheckpointError(f"{out / 'ckpt.pt'} has no state for the {h.name!r} pruner it was trained with")
+            h.load_state_dict(ckpt["hooks"][h.name])
     log = MetricsLog(out / "metrics.csv", resume_step=step if resume else None)
     progress = Progress(run.total_steps, step, run.progress, f"sac {run.env}")
 

@@ -88,10 +88,12 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps({"run": to_dict(run_cfg), "algo": to_dict(algo_cfg), "prune": to_dict(prune)}, indent=2))
         return 0
+    from edgerl.prune.hooks import make_hooks
+
     if run_cfg.algo == "sac":
         from edgerl.algos.sac_train import train_sac
 
-        summary = train_sac(run_cfg, algo_cfg, prune, resume=bool(args.resume), make_hooks=None)
+        summary = train_sac(run_cfg, algo_cfg, prune, resume=bool(args.resume), make_hooks=make_hooks)
     else:
         raise ConfigError(f"unknown algo {run_cfg.algo!r}")
     print_summary(summary)

@@ -11,7 +11,6 @@ Safety contract of :meth:`Policy.act`:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -74,6 +73,11 @@ class Policy:
         self._env_dtype = contract.obs_dtype
         self._float_in = backend.input_dtype.kind == "f"
         self._in0 = backend.single_input[0]
+        # Hot-path finiteness test: x . 0 is NaN iff x holds a NaN or an inf, and never overflows
+        # (0.7 us, against 2 us for isfinite().all() and 3.7 us for sum(dtype=float64)).
+        self._flat_in = backend.single_input.reshape(-1)
+        self._zero_in = np.zeros_like(self._flat_in)
+        self._zero_out = np.zeros(int(np.prod(contract.act_shape, dtype=np.int64)), backend.output_dtype)
         self._act_shape, self._act_dtype = contract.act_shape, contract.act_dtype
         self._discrete, self._n = contract.discrete, contract.n
         lo, hi = contract.act_low, contract.act_high
@@ -172,6 +176,9 @@ class Policy:
             ObservationError: Wrong shape, wrong dtype kind, NaN or infinity (names expected vs got
                 and the first bad index).
             ActionError: The network produced NaN/inf or an invalid discrete index.
+
+        An infinite observation also makes numpy emit one "invalid value" RuntimeWarning (from the
+        0.7 us finiteness test) before the ObservationError.
         """
         t0 = time.perf_counter_ns()
         x = obs if type(obs) is np.ndarray else np.asarray(obs)
@@ -179,10 +186,9 @@ class Policy:
             raise self._shape_error(x, batched=False)
         if x.dtype != self._env_dtype and not (self._float_in and x.dtype.kind == "f"):
             raise self._dtype_error(x)
-        buf = self._in0
-        np.copyto(buf, x, casting="unsafe")
-        if self._float_in and not math.isfinite(buf.sum(dtype=np.float64)):
-            self._raise_non_finite(x, buf)
+        self._in0[...] = x  # cast into the preallocated model input (dtype checked above)
+        if self._float_in and self._flat_in.dot(self._zero_in) != 0:
+            self._raise_non_finite(x, self._in0)
         out = self.backend.run_single()[0]
         if self._discrete:
             a = int(out)
@@ -190,7 +196,7 @@ class Policy:
                 raise ActionError(f"policy returned discrete action {a}, outside [0, {self._n}) (contract action.n)")
             result: np.ndarray | int = a
         else:
-            if not math.isfinite(out.sum(dtype=np.float64)):
+            if out.reshape(-1).dot(self._zero_out) != 0:
                 raise ActionError(f"policy returned a non-finite action {out.tolist()}; not sent. Check the "
                                   "observation scale against the training data (normaliser in contract.json)")
             result = np.empty(self._act_shape, self._act_dtype)
@@ -213,7 +219,7 @@ class Policy:
         with np.errstate(over="ignore"):
             xb = np.ascontiguousarray(x, dtype=self.backend.input_dtype)
         if self._float_in and not np.isfinite(xb).all():
-            self._raise_non_finite(x, xb)
+            self._raise_non_finite(x, xb, batched=True)
         step = self.backend.max_batch or len(xb)
         outs = [self.backend.run(xb[i:i + step]) for i in range(0, len(xb), step)]
         out = outs[0] if len(outs) == 1 else np.concatenate(outs)
@@ -241,16 +247,21 @@ class Policy:
             want = f"{self._env_dtype} (e.g. raw uint8 image pixels; the graph normalises them)"
         return ObservationError(f"observation dtype {x.dtype} is wrong: expected {want}")
 
-    def _raise_non_finite(self, x: np.ndarray, cast: np.ndarray) -> None:
-        bad = ~np.isfinite(np.asarray(x, dtype=np.float64))
+    def _raise_non_finite(self, x: np.ndarray, cast: np.ndarray, batched: bool = False) -> None:
+        """Raise ObservationError naming the first NaN/inf (or float overflow in the cast)."""
+        def where(idx: tuple[int, ...]) -> str:
+            return f"sample {idx[0]}, index {list(idx[1:])}" if batched else f"index {list(idx)}"
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad = ~np.isfinite(np.asarray(x, dtype=np.float64))
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ObservationError(f"observation contains {x[idx]} at index {list(idx)} "
+            raise ObservationError(f"observation contains {x[idx]} at {where(idx)} "
                                    f"({int(bad.sum())} non-finite value(s)); check the sensor or state estimator")
         bad = ~np.isfinite(cast)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ObservationError(f"observation value {x[idx]} at index {list(idx)} overflows the model's "
+            raise ObservationError(f"observation value {x[idx]} at {where(idx)} overflows the model's "
                                    f"input dtype {cast.dtype}")
 
     # ------------------------------------------------------------------ stats

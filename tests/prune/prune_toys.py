@@ -247,6 +247,27 @@ TOYS = [
 ]
 
 
+# edgerl's own networks (the ones `edgerl train` prunes) go through the same checks.
+from edgerl.nets.mlp import QNetwork, SquashedGaussianActor  # noqa: E402
+
+TOYS += [
+    Toy(
+        "edgerl_sac_actor",
+        lambda: SquashedGaussianActor(OBS, ACT, [24, 20]),
+        _obs,
+        ("mean", "log_std"),
+        {"trunk.0": ({"trunk.0"}, {"trunk.2"}), "trunk.2": ({"trunk.2"}, {"mean", "log_std"})},
+    ),
+    Toy(
+        "edgerl_q_network",
+        lambda: QNetwork(OBS, ACT, [24, 20]),
+        _obs_act,
+        ("q",),
+        {"obs_in": ({"obs_in", "act_in"}, {"trunk.1"}), "trunk.1": ({"trunk.1"}, {"q"})},
+    ),
+]
+
+
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial BN/LN/InputScale parameters and BN running statistics."""
     g = torch.Generator().manual_seed(seed)

@@ -1,0 +1,35 @@
+"""``edgerl export``: a checkpoint's policy -> one checked ONNX file plus ``contract.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CKPT", help="train or policy checkpoint (or a run folder with ckpt.pt)")
+    p.add_argument("-o", "--output", metavar="ONNX", default=None,
+                   help="ONNX file to write (default: policy.onnx beside the checkpoint; policy_fp16.onnx with --fp16)")
+    p.add_argument("--contract", metavar="JSON", default=None,
+                   help="contract file to write (default: contract.json beside the ONNX file)")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ai.onnx opset to ask for (default: the exporter's; the written opset is reported)")
+    p.add_argument("--fp16", action="store_true",
+                   help="float16 weights (for strongly typed TensorRT >= 11); input and output stay float32")
+    p.add_argument("--recorded-steps", type=int, default=256, metavar="N",
+                   help="env steps rolled with the policy for the parity check (0: random observations only)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rollout and the random observations")
+    p.add_argument("--exporter", choices=("auto", "dynamo", "legacy"), default="auto",
+                   help="torch ONNX exporter: dynamo (torch.export), legacy (TorchScript), or auto: dynamo, "
+                        "then legacy if it fails")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgerl.export import export_policy
+
+    report = export_policy(args.checkpoint, args.output, opset=args.opset, fp16=args.fp16,
+                           recorded_steps=args.recorded_steps, contract_path=args.contract, seed=args.seed,
+                           exporter=args.exporter)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0

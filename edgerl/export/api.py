@@ -1,0 +1,238 @@
+"""``export_policy``: checkpoint -> checked ``policy.onnx`` + ``contract.json``, and its report."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import edgerl
+from edgerl.checkpoint import library_versions, load_checkpoint
+from edgerl.errors import ConfigError
+from edgerl.export.checks import (
+    FP16_ATOL,
+    FP32_ATOL,
+    ParityResult,
+    check_model,
+    check_parity,
+    check_signature,
+    check_single_file,
+    ort_session,
+)
+from edgerl.export.contract import build_contract
+from edgerl.export.observations import (
+    input_dtype,
+    obs_space,
+    policy_obs_stats,
+    random_observations,
+    recorded_observations,
+)
+from edgerl.export.onnx_io import export_onnx, import_onnx, read_opset, set_metadata
+from edgerl.export.policy import baked_in_steps, policy_from_checkpoint
+from edgerl.runtime.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+
+RECORDED_STEPS = 256
+"""Default environment steps recorded for the parity check."""
+RANDOM_OBS = 256
+"""Random observations drawn for the parity check."""
+
+
+@dataclass
+class ExportReport:
+    """What ``export_policy`` wrote and what it checked (``to_dict`` is the ``--json`` output)."""
+
+    onnx_path: str
+    contract_path: str
+    size_bytes: int
+    opset: int
+    """Opset written in the file (read back; the exporter may raise a requested low opset)."""
+    opset_requested: int | None
+    exporter: str
+    """``dynamo`` or ``legacy`` (fallback)."""
+    precision: str
+    algo: str
+    env_id: str
+    checkpoint: str
+    sha256: str
+    """sha256 of the source checkpoint file."""
+    steps: int | None
+    """Environment steps the exported policy was trained for."""
+    obs_shape: list[int]
+    obs_dtype: str
+    """dtype of the graph's input (float32, or uint8 for images)."""
+    action_shape: list[int]
+    action_dtype: str
+    baked_in: list[str]
+    parity: ParityResult
+    checks: list[str] = field(default_factory=list)
+    """Checks passed, in order."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of ``export`` (torch -> ONNX), ``rollout``, ``checks`` and ``total``."""
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; parity keys are strings (``{"random": {"1": 2.4e-07, ...}}``)."""
+        d = asdict(self)
+        d["parity"] = {
+            "max_abs_diff": {s: {str(b): v for b, v in per.items()} for s, per in self.parity.max_abs_diff.items()},
+            "worst": self.parity.worst, "atol": self.parity.atol, "n_obs": self.parity.n_obs,
+            "mismatches": self.parity.mismatches,
+        }
+        return d
+
+    def summary(self) -> str:
+        """A short human-readable report."""
+        lines = [
+            f"exported {self.algo} policy for {self.env_id} ({self.steps if self.steps is not None else '?'} steps)",
+            f"  file       {self.onnx_path} ({self.size_bytes / 1024:.1f} KiB, single file, {self.precision})",
+            f"  contract   {self.contract_path}",
+            f"  opset      {self.opset}" + (f" (asked for {self.opset_requested})"
+                                            if self.opset_requested not in (None, self.opset) else "")
+            + f", {self.exporter} exporter",
+            f"  io         obs {self.obs_dtype}{self.obs_shape} -> action {self.action_dtype}{self.action_shape}",
+            f"  baked in   {', '.join(self.baked_in)}",
+        ]
+        for source, per in self.parity.max_abs_diff.items():
+            diffs = ", ".join(f"b{b}: {v:.2e}" for b, v in per.items())
+            extra = f", {self.parity.mismatches[source]} argmax ties" if self.parity.mismatches.get(source) else ""
+            lines.append(f"  parity     {source} ({self.parity.n_obs[source]} obs) max |diff| {diffs}{extra}")
+        lines.append(f"  checks     passed: {', '.join(self.checks)} (atol {self.parity.atol:g})")
+        lines.append("  time       " + ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items()))
+        lines += [f"  note       {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _resolve_ckpt(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path / "ckpt.pt" if path.is_dir() else path
+
+
+def default_output(ckpt_path: str | os.PathLike, fp16: bool = False) -> Path:
+    """``policy.onnx`` (``policy_fp16.onnx`` with fp16) beside the checkpoint."""
+    return _resolve_ckpt(ckpt_path).parent / ("policy_fp16.onnx" if fp16 else "policy.onnx")
+
+
+def _check_opset(opset: int | None) -> None:
+    if opset is None:
+        return
+    newest = int(import_onnx().defs.onnx_opset_version())
+    if not 7 <= opset <= newest:
+        raise ConfigError(f"--opset {opset} is out of range: the installed onnx writes opsets 7..{newest} "
+                          "(torch's exporter writes 18 or newer; omit --opset to let it choose)")
+
+
+def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
+                  opset: int | None = None, fp16: bool = False, recorded_obs: np.ndarray | None = None,
+                  *, recorded_steps: int = RECORDED_STEPS, contract_path: str | os.PathLike | None = None,
+                  seed: int = 0, exporter: str = "auto") -> ExportReport:
+    """Export a train or policy checkpoint to one checked ONNX file plus ``contract.json``.
+
+    The model and contract are written (atomically) only after every check passed.
+
+    Args:
+        ckpt_path: Checkpoint file (or a run folder holding ``ckpt.pt``).
+        out_path: ONNX file to write; default :func:`default_output`.
+        opset: Requested ai.onnx opset (None: the exporter's choice). The written one is reported.
+        fp16: Export the float16-weight variant (float32 input/output, Casts at the network's ends).
+        recorded_obs: Observations to check parity on, e.g. from a real robot log ``[n, *obs_shape]``;
+            None rolls the checkpoint's environment for ``recorded_steps`` steps instead.
+        recorded_steps: Steps to roll when ``recorded_obs`` is None (0 skips the rollout).
+        contract_path: Where to write the contract; default ``contract.json`` beside the ONNX file.
+        seed: Seeds the rollout and the random observations.
+        exporter: ``auto`` (dynamo, then legacy on failure), ``dynamo`` or ``legacy``.
+
+    Raises:
+        CheckpointError: The checkpoint is unreadable or not exportable.
+        ConfigError: Bad option, or the environment cannot be rolled for recorded observations.
+        ExportError: Conversion failed; ExportCheckError when a check failed (nothing written).
+    """
+    t_start = time.perf_counter()
+    _check_opset(opset)
+    if recorded_steps < 0:
+        raise ConfigError(f"--recorded-steps must be >= 0, got {recorded_steps}")
+    ckpt_file = _resolve_ckpt(ckpt_path)
+    ckpt = load_checkpoint(ckpt_file)
+    out = Path(out_path) if out_path is not None else default_output(ckpt_file, fp16)
+    contract_out = Path(contract_path) if contract_path is not None else out.parent / "contract.json"
+    sha = sha256_file(ckpt_file)
+    steps = baked_in_steps(ckpt)
+    space = obs_space(ckpt)
+    in_dtype = input_dtype(space)
+    obs_shape = [int(d) for d in space["shape"]]
+
+    policy = policy_from_checkpoint(ckpt)
+    exported = policy.to_fp16() if fp16 else policy
+    t0 = time.perf_counter()
+    example = torch.as_tensor(random_observations(space, 2, np.random.default_rng(seed)).astype(in_dtype))
+    model, exporter_used, notes = export_onnx(exported, example, opset, exporter)
+    t_export = time.perf_counter() - t0
+    written_opset = read_opset(model)
+    if opset is not None and written_opset != opset:
+        notes.append(f"asked for opset {opset}; the {exporter_used} exporter wrote opset {written_opset}")
+    action_shape = [] if policy.discrete else [int(d) for d in ckpt["env"]["action_space"]["shape"]]
+    action_dtype = np.dtype(np.int64 if policy.discrete else np.float32)
+    set_metadata(model, {
+        "edgerl.version": edgerl.__version__, "edgerl.algo": ckpt["algo"], "edgerl.env_id": ckpt["env"]["id"],
+        "edgerl.source_checkpoint": ckpt_file.name, "edgerl.source_sha256": sha,
+        "edgerl.steps": "" if steps is None else str(steps),
+        "edgerl.obs_shape": json.dumps(obs_shape), "edgerl.obs_dtype": str(in_dtype),
+        "edgerl.action_shape": json.dumps(action_shape), "edgerl.action_dtype": str(action_dtype),
+        "edgerl.baked_in": json.dumps(policy.baked_in), "edgerl.precision": exported.precision,
+        "edgerl.exporter": exporter_used,
+    })
+    model.doc_string = (f"edgerl {ckpt['algo']} policy for {ckpt['env']['id']}: "
+                        f"obs -> {' -> '.join(policy.baked_in)} -> action")
+
+    # Observations to compare on: random draws, and what the policy sees in its environment.
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    observations = {"random": random_observations(space, RANDOM_OBS, rng, *policy_obs_stats(policy))}
+    if recorded_obs is not None:
+        rec = np.asarray(recorded_obs)
+        if list(rec.shape[1:]) != obs_shape:
+            raise ConfigError(f"recorded observations have shape {list(rec.shape)}; expected [n, *{obs_shape}]")
+        observations["recorded"] = rec
+    elif recorded_steps > 0:
+        observations["recorded"] = recorded_observations(policy, ckpt, recorded_steps, seed)
+    else:
+        notes.append("no recorded observations (--recorded-steps 0): parity checked on random observations only")
+    t_rollout = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    checks: list[str] = []
+    check_model(model)
+    checks.append("onnx.checker")
+    check_single_file(model)
+    checks.append("single-file")
+    check_signature(model, obs_shape, in_dtype, action_shape, action_dtype)
+    checks.append("signature")
+    model_bytes = model.SerializeToString()
+    parity = check_parity(policy, ort_session(model_bytes), observations, in_dtype,
+                          atol=FP16_ATOL if fp16 else FP32_ATOL)
+    checks += [f"parity-{s}" for s in parity.n_obs]
+    if not policy.discrete:
+        checks.append("action-bounds")
+    versions = library_versions()
+    contract = build_contract(ckpt, exported, checkpoint=os.fspath(ckpt_path), sha256=sha, steps=steps,
+                              opset=written_opset, versions=versions)
+    checks.append("contract")
+    t_checks = time.perf_counter() - t0
+
+    atomic_write_bytes(out, model_bytes)
+    atomic_write_text(contract_out, json.dumps(contract, indent=2) + "\n")
+    return ExportReport(
+        onnx_path=str(out), contract_path=str(contract_out), size_bytes=len(model_bytes), opset=written_opset,
+        opset_requested=opset, exporter=exporter_used, precision=exported.precision, algo=ckpt["algo"],
+        env_id=ckpt["env"]["id"], checkpoint=os.fspath(ckpt_path), sha256=sha, steps=steps,
+        obs_shape=obs_shape, obs_dtype=str(in_dtype), action_shape=action_shape, action_dtype=str(action_dtype),
+        baked_in=policy.baked_in, parity=parity, checks=checks,
+        seconds={"export": t_export, "rollout": t_rollout, "checks": t_checks,
+                 "total": time.perf_counter() - t_start},
+        notes=notes,
+    )

@@ -1,0 +1,205 @@
+"""Checks an exported model must pass before it is written: onnx.checker, the I/O signature, a
+single self-contained file, actions within bounds, and ONNX Runtime parity with the torch policy.
+
+Every failure raises :class:`~edgerl.export.errors.ExportCheckError` saying what differed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgerl.errors import BackendUnavailableError
+from edgerl.export.errors import ExportCheckError
+from edgerl.export.onnx_io import EXPORT_HINT, INPUT_NAME, OUTPUT_NAME, import_onnx
+from edgerl.export.wrappers import ArgmaxPolicy, DeployedPolicy, SquashedGaussianPolicy
+
+BATCH_SIZES = (1, 7, 64)
+"""Batch sizes parity is checked at (1: the control loop; 7: odd; 64: a vectorised caller)."""
+FP32_ATOL = 1e-5
+"""Parity bar for float32 exports (observed differences are ~1e-7)."""
+FP16_ATOL = 1e-2
+"""Parity bar for float16-weight exports (matches the runtime profiles' ``parity_atol_fp16``)."""
+MAX_SINGLE_CALLS = 64
+"""Batch-1 parity runs this many observations (one call each)."""
+
+_REPORT_HINT = ("the exported graph computes something else than the torch policy; do not deploy it. "
+                "Retry with another --opset, and report the checkpoint's network type if it persists")
+
+
+@dataclass
+class ParityResult:
+    """ONNX Runtime vs eager torch on each observation set and batch size."""
+
+    max_abs_diff: dict[str, dict[int, float]] = field(default_factory=dict)
+    """``{source: {batch_size: max |onnx - torch|}}``; for discrete policies the largest score gap
+    ``scores[torch action] - scores[onnx action]`` (0 when every argmax agrees)."""
+    mismatches: dict[str, int] = field(default_factory=dict)
+    """Discrete only: observations whose ONNX argmax differs from torch's (allowed only at ties)."""
+    n_obs: dict[str, int] = field(default_factory=dict)
+    """Observations checked per source."""
+    atol: float = FP32_ATOL
+    """Tolerance, scaled per action dimension by ``max(1, (high - low) / 2)`` (discrete: by
+    ``max(1, max |score|)``)."""
+
+    @property
+    def worst(self) -> float:
+        """Largest difference over all sources and batch sizes."""
+        return max((d for per in self.max_abs_diff.values() for d in per.values()), default=0.0)
+
+
+def check_model(model: Any) -> None:
+    """``onnx.checker.check_model(full_check=True)`` (includes strict shape inference)."""
+    onnx = import_onnx()
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:  # ValidationError, InferenceError
+        raise ExportCheckError(f"onnx.checker rejects the exported model: {str(e).strip()[:400]}; "
+                               f"{_REPORT_HINT}") from None
+
+
+def check_single_file(model: Any) -> None:
+    """No initializer refers to external data: the .onnx file is the whole model."""
+    external = [t.name for t in model.graph.initializer if t.data_location == 1]  # TensorProto.EXTERNAL
+    if external:
+        raise ExportCheckError(f"{len(external)} weights are stored as external data ({external[:3]}); "
+                               "the export must be one self-contained .onnx file")
+
+
+def _np_dtype(elem_type: int) -> np.dtype:
+    return np.dtype(import_onnx().helper.tensor_dtype_to_np_dtype(elem_type))
+
+
+def _dims(value_info: Any) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def check_signature(model: Any, obs_shape: Sequence[int], obs_dtype: np.dtype,
+                    action_shape: Sequence[int], action_dtype: np.dtype) -> None:
+    """One input ``obs[batch, *obs_shape]`` and one output ``action[batch, *action_shape]``,
+    with a symbolic batch dimension and the expected dtypes."""
+    graph = model.graph
+    inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in graph.output] != [OUTPUT_NAME]:
+        raise ExportCheckError(f"exported model has inputs {[i.name for i in inputs]} and outputs "
+                               f"{[o.name for o in graph.output]}; expected ['{INPUT_NAME}'] -> ['{OUTPUT_NAME}']")
+    for vi, shape, dtype in ((inputs[0], obs_shape, obs_dtype), (graph.output[0], action_shape, action_dtype)):
+        got_dtype = _np_dtype(vi.type.tensor_type.elem_type)
+        dims = _dims(vi)
+        if got_dtype != np.dtype(dtype):
+            raise ExportCheckError(f"exported {vi.name!r} is {got_dtype}, expected {np.dtype(dtype)}")
+        if len(dims) != 1 + len(shape) or isinstance(dims[0], int) or list(dims[1:]) != list(shape):
+            raise ExportCheckError(f"exported {vi.name!r} has dims {dims}, expected [batch, *{list(shape)}] "
+                                   "with a symbolic batch dimension")
+
+
+def ort_session(model_bytes: bytes) -> Any:
+    """A single-threaded CPU ONNX Runtime session on a serialized model."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise BackendUnavailableError(f"onnxruntime is not installed ({e}); {EXPORT_HINT}") from None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types
+        raise ExportCheckError(f"ONNX Runtime cannot load the exported model: {str(e).strip()[:400]}; "
+                               f"{_REPORT_HINT}") from None
+
+
+def run_batched(session: Any, obs: np.ndarray, batch: int) -> tuple[np.ndarray, int]:
+    """Run ``obs`` through ``session`` in batches of ``batch``; returns (actions, rows run).
+
+    Batch 1 runs at most :data:`MAX_SINGLE_CALLS` rows; other sizes run whole batches only (or the
+    whole set as one batch when it is smaller than ``batch``).
+    """
+    rows = min(len(obs), MAX_SINGLE_CALLS) if batch == 1 else (len(obs) // batch) * batch or len(obs)
+    step = batch if rows >= batch else rows
+    try:
+        outs = [session.run([OUTPUT_NAME], {INPUT_NAME: obs[i:i + step]})[0] for i in range(0, rows, step)]
+    except Exception as e:  # ORT raises its own exception types
+        raise ExportCheckError(f"ONNX Runtime failed at batch size {step}: {str(e).strip()[:400]}; "
+                               f"{_REPORT_HINT}") from None
+    return np.concatenate(outs), rows
+
+
+def _continuous_gap(policy: SquashedGaussianPolicy, ref: np.ndarray, got: np.ndarray,
+                    atol: float) -> tuple[float, bool]:
+    scale = np.maximum(1.0, policy.half_range.numpy())
+    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    return float(diff.max(initial=0.0)), bool(np.all(diff <= atol * scale))
+
+
+def _discrete_gap(policy: ArgmaxPolicy, scores: np.ndarray, got: np.ndarray, atol: float,
+                  source: str) -> tuple[float, int, bool]:
+    idx = got.astype(np.int64) - policy.start
+    n = scores.shape[-1]
+    if np.any((idx < 0) | (idx >= n)):
+        raise ExportCheckError(f"ONNX actions on {source} observations fall outside [{policy.start}, "
+                               f"{policy.start + n}); {_REPORT_HINT}")
+    best = scores.max(-1)
+    gap = best - np.take_along_axis(scores, idx[:, None], -1)[:, 0]
+    tol = atol * np.maximum(1.0, np.abs(scores).max(-1))
+    mismatches = int(np.sum(idx != scores.argmax(-1)))
+    return float(gap.max(initial=0.0)), mismatches, bool(np.all(gap <= tol))
+
+
+def check_parity(policy: DeployedPolicy, session: Any, observations: Mapping[str, np.ndarray],
+                 in_dtype: np.dtype, atol: float = FP32_ATOL,
+                 batch_sizes: Sequence[int] = BATCH_SIZES) -> ParityResult:
+    """Compare ONNX Runtime with the eager torch ``policy`` (the float32 reference).
+
+    Args:
+        policy: The float32 torch policy.
+        session: ONNX Runtime session of the exported model.
+        observations: ``{source: raw observations [n, *obs_shape]}`` (e.g. random, recorded).
+        in_dtype: The model's input dtype (observations are cast to it, as the runtime does).
+        atol: Tolerance (see :attr:`ParityResult.atol`).
+        batch_sizes: Batch sizes to run.
+
+    Raises:
+        ExportCheckError: A difference exceeds the tolerance, or an action leaves its bounds.
+    """
+    result = ParityResult(atol=atol)
+    for source, raw in observations.items():
+        if len(raw) == 0:
+            continue
+        obs = np.ascontiguousarray(raw, dtype=in_dtype)
+        with torch.no_grad():
+            x = torch.as_tensor(obs)
+            ref = policy.scores(x).numpy() if isinstance(policy, ArgmaxPolicy) else policy(x).numpy()
+        result.n_obs[source] = len(obs)
+        result.max_abs_diff[source] = {}
+        for b in batch_sizes:
+            got, rows = run_batched(session, obs, b)
+            if isinstance(policy, ArgmaxPolicy):
+                gap, mism, ok = _discrete_gap(policy, ref[:rows], got, atol, source)
+                result.mismatches[source] = max(result.mismatches.get(source, 0), mism)
+            else:
+                gap, ok = _continuous_gap(policy, ref[:rows], got, atol)
+                check_bounds(policy, got, source)
+            result.max_abs_diff[source][b] = gap
+            if not ok:
+                raise ExportCheckError(
+                    f"ONNX Runtime and torch disagree on {source} observations at batch size {b}: max |diff| "
+                    f"{gap:.3g} > tolerance {atol:g}; {_REPORT_HINT}")
+    return result
+
+
+def check_bounds(policy: SquashedGaussianPolicy, actions: np.ndarray, source: str) -> None:
+    """Continuous actions lie within the env's bounds (up to float32 rounding)."""
+    low = policy.low.numpy().astype(np.float64)
+    high = low + 2.0 * policy.half_range.numpy().astype(np.float64)
+    slack = 1e-6 * np.maximum(1.0, np.maximum(np.abs(low), np.abs(high)))
+    a = actions.astype(np.float64)
+    if not np.all(np.isfinite(a)) or np.any(a < low - slack) or np.any(a > high + slack):
+        raise ExportCheckError(f"ONNX actions on {source} observations leave the action bounds "
+                               f"[{low.min():g}, {high.max():g}] or are not finite; {_REPORT_HINT}")

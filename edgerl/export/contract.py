@@ -1,0 +1,83 @@
+"""``contract.json``: what the exported graph takes and gives, written beside the ONNX file.
+
+The runtime reads it (:mod:`edgerl.runtime.contract`, which also validates what is written here).
+Layout (version 1)::
+
+    {"format": "edgerl-contract", "version": 1,
+     "observation": {"name": "obs", "shape": [11], "dtype": "float64", "low": [..]|null,
+                     "high": [..]|null, "names": null},
+     "action": {"name": "action", "shape": [3], "dtype": "float32", "discrete": false, "n": null,
+                "low": [..]|null, "high": [..]|null},
+     "baked_in": ["observation_normalizer", "deterministic_head", "tanh_squash", "action_rescale"],
+     "precision": "fp32" | "fp16",
+     "source": {"checkpoint": "ckpt.pt", "sha256": "...", "algo": "sac", "env_id": "Hopper-v5",
+                "kind": "train" | "policy", "steps": 1000000},
+     "versions": {"edgerl": "0.1.0", "torch": "...", "onnx": "...", "onnxruntime": "...", "opset": 18}}
+
+``observation.dtype`` is the environment's dtype (the runtime casts to the graph's input dtype:
+float32, or uint8 for images). Bounds hold null for an infinite entry; an observation bound of one
+entry applies to every element (large image spaces). ``observation.names`` stays null: gymnasium's
+MuJoCo environments do not name their observation entries. Continuous ``action.low/high`` are the
+bounds the graph rescales to (the env's, with an infinite bound replaced by -1/+1 as in training).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgerl.envs import action_bounds
+from edgerl.errors import BundleError
+from edgerl.export.errors import ExportCheckError
+from edgerl.export.wrappers import DeployedPolicy
+from edgerl.runtime.contract import CONTRACT_FORMAT, CONTRACT_VERSION, parse_contract
+
+
+def _bounds(values: list | None) -> list | None:
+    if values is None or all(v is None for v in values):
+        return None
+    return [None if v is None else float(v) for v in values]
+
+
+def _action_section(policy: DeployedPolicy, env: dict[str, Any]) -> dict[str, Any]:
+    space = env["action_space"]
+    if policy.discrete:
+        return {"name": "action", "shape": [], "dtype": "int64", "discrete": True, "n": int(space["n"]),
+                "low": None, "high": None}
+    low, high = action_bounds(env)
+    env_low, env_high = space.get("low") or [None] * low.size, space.get("high") or [None] * high.size
+    return {
+        "name": "action", "shape": list(space["shape"]), "dtype": "float32", "discrete": False, "n": None,
+        "low": [float(e) if e is not None else float(v) for e, v in zip(env_low, low.tolist(), strict=True)],
+        "high": [float(e) if e is not None else float(v) for e, v in zip(env_high, high.tolist(), strict=True)],
+    }
+
+
+def build_contract(ckpt: dict[str, Any], policy: DeployedPolicy, *, checkpoint: str, sha256: str,
+                   steps: int | None, opset: int, versions: dict[str, str]) -> dict[str, Any]:
+    """The contract of ``policy`` exported from ``ckpt``, validated by the runtime's parser.
+
+    Raises:
+        ExportCheckError: The runtime would reject the contract (a bug worth reporting).
+    """
+    env = ckpt["env"]
+    obs = env["observation_space"]
+    contract = {
+        "format": CONTRACT_FORMAT,
+        "version": CONTRACT_VERSION,
+        "observation": {"name": "obs", "shape": list(obs["shape"]), "dtype": str(np.dtype(obs["dtype"])),
+                        "low": _bounds(obs.get("low")), "high": _bounds(obs.get("high")), "names": None},
+        "action": _action_section(policy, env),
+        "baked_in": policy.baked_in,
+        "precision": policy.precision,
+        "source": {"checkpoint": checkpoint, "sha256": sha256, "algo": ckpt["algo"], "env_id": env["id"],
+                   "kind": ckpt["kind"], "steps": steps},
+        "versions": {**{k: versions[k] for k in ("edgerl", "torch", "onnx", "onnxruntime") if k in versions},
+                     "opset": int(opset)},
+    }
+    try:
+        parse_contract(contract, source="contract.json")
+    except BundleError as e:
+        raise ExportCheckError(f"the runtime would reject the written contract ({e}); report this") from None
+    return contract

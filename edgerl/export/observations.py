@@ -1,0 +1,142 @@
+"""Observations to check an export against: random ones drawn from the observation space, and
+recorded ones from rolling the environment with the policy itself (what the robot will see)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgerl.envs import make_env
+from edgerl.errors import CheckpointError, ConfigError, EdgerlError
+from edgerl.export.wrappers import DeployedPolicy
+
+RECORDED_HINT = "pass --recorded-steps 0 to check on random observations only"
+
+
+def obs_space(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's Box observation-space description (the only kind edgerl exports)."""
+    space = ckpt["env"].get("observation_space", {})
+    if space.get("kind") != "box":
+        raise CheckpointError(f"cannot export a policy with a {space.get('kind')!r} observation space; "
+                              "edgerl exports Box observations (vectors or uint8 images)")
+    return space
+
+
+def input_dtype(space: dict[str, Any]) -> np.dtype:
+    """dtype of the ONNX input: uint8 for image observations, float32 otherwise."""
+    return np.dtype(np.uint8) if np.dtype(space["dtype"]) == np.uint8 else np.dtype(np.float32)
+
+
+def expand_bound(bound: list | None, shape: tuple[int, ...], fill: float) -> np.ndarray:
+    """A space bound (per-element list with None for infinite, one uniform value, or None) in ``shape``."""
+    size = int(np.prod(shape, dtype=np.int64))
+    if bound is None:
+        return np.full(shape, fill)
+    vals = np.array([fill if v is None else float(v) for v in bound], dtype=np.float64)
+    if vals.size == 1:
+        return np.full(shape, vals[0])
+    if vals.size != size:
+        raise CheckpointError(f"observation bound has {vals.size} entries, shape {list(shape)} needs {size}; "
+                              "the checkpoint is damaged")
+    return vals.reshape(shape)
+
+
+def random_observations(space: dict[str, Any], n: int, rng: np.random.Generator,
+                        mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
+    """``n`` observations in the space's dtype: uniform where both bounds are finite, otherwise
+    normal (around ``mean`` with ``std``, e.g. the normaliser's statistics) clipped to any finite bound."""
+    shape = tuple(space["shape"])
+    dtype = np.dtype(space["dtype"])
+    low = expand_bound(space.get("low"), shape, -np.inf)
+    high = expand_bound(space.get("high"), shape, np.inf)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo = np.where(np.isfinite(low), low, info.min).astype(np.int64)
+        hi = np.where(np.isfinite(high), high, info.max).astype(np.int64)
+        return rng.integers(lo, hi + 1, size=(n, *shape)).astype(dtype)
+    center = np.zeros(shape) if mean is None else np.broadcast_to(mean, shape)
+    scale = np.ones(shape) if std is None else np.broadcast_to(std, shape)
+    normal = rng.normal(center, scale, size=(n, *shape))
+    bounded = np.isfinite(low) & np.isfinite(high)
+    uniform = rng.uniform(np.where(bounded, low, 0.0), np.where(bounded, high, 1.0), size=(n, *shape))
+    obs = np.where(bounded, uniform, np.clip(normal, low, high))
+    return obs.astype(dtype)
+
+
+def policy_obs_stats(policy: DeployedPolicy) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Mean and std of the policy's normaliser (None, None without one)."""
+    if policy.normalizer is None:
+        return None, None
+    return policy.normalizer.mean.numpy(), np.sqrt(policy.normalizer.var.numpy() + policy.normalizer.eps)
+
+
+@torch.no_grad()
+def torch_actions(policy: DeployedPolicy, obs: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Actions of the eager torch policy for a batch of raw observations cast to ``dtype``."""
+    return policy(torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))).numpy()
+
+
+def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
+    """Roll the checkpoint's environment for ``n`` steps with ``policy`` and return what it observed.
+
+    Raises:
+        ConfigError: The environment cannot be made, or its observations differ from the checkpoint's.
+    """
+    space = obs_space(ckpt)
+    env_id = ckpt["env"]["id"]
+    try:
+        env = make_env(env_id, seed=seed)
+    except EdgerlError as e:
+        raise ConfigError(f"{e}; {RECORDED_HINT}") from None
+    try:
+        shape = tuple(env.observation_space.shape or ())
+        if shape != tuple(space["shape"]):
+            raise ConfigError(f"{env_id} observes shape {list(shape)} but the checkpoint's policy takes "
+                              f"{space['shape']} (made with wrappers edgerl export does not know); {RECORDED_HINT}")
+        dtype = input_dtype(space)
+        out = np.empty((n, *shape), dtype=np.dtype(space["dtype"]))
+        obs, _ = env.reset(seed=seed)
+        for i in range(n):
+            out[i] = obs
+            action = torch_actions(policy, obs[None], dtype)[0]
+            obs, _, terminated, truncated, _ = env.step(int(action) if policy.discrete else action)
+            if terminated or truncated:
+                obs, _ = env.reset()
+        return out
+    finally:
+        env.close()
+
+
+def reference_observations(ckpt: dict[str, Any] | str | os.PathLike, n: int, seed: int = 0,
+                           recorded: bool = True) -> dict[str, np.ndarray]:
+    """Observations and the actions the exported policy must give for them (a bundle's reference.npz).
+
+    Half the observations are recorded from the environment (if ``recorded``), the rest random.
+
+    Args:
+        ckpt: A loaded checkpoint dict, or its path.
+        n: Number of observations.
+        seed: Seeds the rollout and the random draws.
+        recorded: Roll the environment; False gives random observations only.
+
+    Returns:
+        ``{"obs": [n, *obs_shape] in the env's dtype, "action": [n, *action_shape] (float32 or int64)}``.
+    """
+    from edgerl.export.policy import policy_from_checkpoint
+
+    if not isinstance(ckpt, dict):
+        from edgerl.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(ckpt)
+    policy = policy_from_checkpoint(ckpt)
+    space = obs_space(ckpt)
+    n_rec = n // 2 if recorded else 0
+    rng = np.random.default_rng(seed)
+    parts = [random_observations(space, n - n_rec, rng, *policy_obs_stats(policy))]
+    if n_rec:
+        parts.insert(0, recorded_observations(policy, ckpt, n_rec, seed))
+    obs = np.concatenate(parts)
+    return {"obs": obs, "action": torch_actions(policy, obs, input_dtype(space))}

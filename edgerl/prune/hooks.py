@@ -1,0 +1,123 @@
+"""Training hooks that prune an agent while it learns, built from a ``PruneConfig``.
+
+An agent offers its networks through ``agent.prunable()`` (model, example inputs, output heads,
+mirrored twins) and ``agent.optimizers()``; a hook is called after every gradient update, prunes
+on its schedule, keeps optimizers and twins in step, and is checkpointed with the run.
+
+Schedules count environment steps (the loop's ``global_step``), so ``--prune-start 0.2
+--prune-end 0.8`` mean 20% and 80% of ``--total-steps`` whatever the update ratio.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgerl.config import PruneConfig, RunConfig
+from edgerl.errors import ConfigError
+from edgerl.prune.importance import Importance
+from edgerl.prune.schedule import CubicSchedule, LinearSchedule, OneShotSchedule, PruningSchedule
+
+
+def make_schedule(prune: PruneConfig, total_steps: int, final_ratio: float | None = None) -> PruningSchedule:
+    """The schedule named by ``prune.schedule`` over a run of ``total_steps`` env steps."""
+    ratio = prune.final_ratio if final_ratio is None else final_ratio
+    if prune.schedule == "cubic":
+        return CubicSchedule(ratio, total_steps, start=prune.prune_start, end=prune.prune_end, every=prune.prune_every)
+    if prune.schedule == "linear":
+        return LinearSchedule(ratio, total_steps, start=prune.prune_start, end=prune.prune_end, every=prune.prune_every)
+    if prune.schedule == "oneshot":
+        return OneShotSchedule(ratio, total_steps, at=prune.prune_start)
+    raise ConfigError(f"--schedule {prune.schedule!r}: choose cubic, linear or oneshot")
+
+
+class GradualPruneHook:
+    """Group-structured pruning (L1 group importance by default): channels leave the networks
+    physically during training, so training itself gets cheaper as they shrink."""
+
+    name = "gradual"
+
+    def __init__(self, agent: Any, run: RunConfig, prune: PruneConfig):
+        from edgerl.prune.gradual import GradualPruner, PruneTarget
+
+        targets = {
+            name: PruneTarget(d["model"], d["example_inputs"], keep=d["heads"], twins=d["twins"])
+            for name, d in agent.prunable().items()
+        }
+        self.pruner = GradualPruner(
+            targets,
+            optimizers=list(agent.optimizers().values()),
+            schedule=make_schedule(prune, run.total_steps),
+            importance=Importance.parse(prune.importance),
+            round_to=prune.round_to if prune.round_to > 1 else None,
+        )
+        self.last: dict[str, float] = {}
+
+    def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
+        report = self.pruner.step(global_step)
+        if report is not None:
+            agent.after_surgery()
+            self.last = {"prune_ratio": report.ratio}
+        return self.last
+
+    def widths(self) -> dict[str, dict[str, int]]:
+        """Current width of every group of every network."""
+        return {n: g.widths() for n, g in self.pruner.graphs.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.pruner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pruner.load_state_dict(state)
+        self.last = {"prune_ratio": self.pruner.applied_ratio}
+
+
+class MaskPruneHook:
+    """Unstructured magnitude pruning with masks (the baseline): same schedule, with the weight
+    sparsity set to ``1 - (1 - final_ratio)^2`` so that it keeps about as many parameters as
+    group pruning at ``final_ratio`` does. Masked networks keep their dense shapes."""
+
+    name = "unstructured"
+
+    def __init__(self, agent: Any, run: RunConfig, prune: PruneConfig):
+        from edgerl.prune.masking import MagnitudeMasker
+
+        sparsity = 1.0 - (1.0 - prune.final_ratio) ** 2
+        self.maskers = {}
+        for name, d in agent.prunable().items():
+            keep = [n for n, m in d["model"].named_modules() if any(m is h for h in d["heads"])]
+            self.maskers[name] = MagnitudeMasker(
+                d["model"], make_schedule(prune, run.total_steps, sparsity), scope="global",
+                keep=keep, twins=d["twins"])
+        self.last: dict[str, float] = {}
+
+    def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
+        for masker in self.maskers.values():
+            ratio = masker.step(global_step)
+            if ratio is None:
+                masker.apply()  # re-zero what the optimizer step moved
+            else:
+                self.last = {"prune_ratio": ratio}
+        return self.last
+
+    def state_dict(self) -> dict[str, Any]:
+        return {n: m.state_dict() for n, m in self.maskers.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for n, m in self.maskers.items():
+            m.load_state_dict(state[n])
+        self.last = {"prune_ratio": next(iter(self.maskers.values())).applied_ratio}
+
+
+def make_hooks(agent: Any, run: RunConfig, algo_cfg: Any, prune: PruneConfig) -> list[Any]:
+    """The training hooks ``prune.prune`` asks for (none for ``--prune none``)."""
+    if prune.prune == "none":
+        return []
+    if prune.prune == "gradual":
+        return [GradualPruneHook(agent, run, prune)]
+    if prune.prune == "unstructured":
+        return [MaskPruneHook(agent, run, prune)]
+    if prune.prune == "gates":
+        from edgerl.prune.gate_hook import make_gate_hook
+
+        return [make_gate_hook(agent, run, algo_cfg, prune)]
+    raise ConfigError(f"--prune {prune.prune!r}: choose none, gradual, unstructured or gates")
