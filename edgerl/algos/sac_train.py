@@ -113,8 +113,8 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
 
         if step >= cfg.learning_starts and buffer.size >= cfg.batch_size:
             metrics = agent.update(buffer.sample(cfg.batch_size, rng))
-            for h in hooks:
-                metrics.update(h.after_update(agent, step) or {})
+        for h in hooks:  # every step, so a schedule never misses its steps during warm-up
+            metrics.update(h.after_update(agent, step) or {})
 
         if step % 1000 == 0 or step == run.total_steps:
             now = time.monotonic()

@@ -1,0 +1,1 @@
+"""Measuring policies: parameter and MAC counts, latency percentiles, device metadata."""
