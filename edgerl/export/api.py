@@ -168,9 +168,27 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
 
     policy = policy_from_checkpoint(ckpt)
     exported = policy.to_fp16() if fp16 else policy
+    notes: list[str] = []
+    # Observations to compare on: random draws, and what the policy sees in its environment
+    # (rolled first, so a missing environment fails before the slow conversion).
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    observations = {"random": random_observations(space, RANDOM_OBS, rng, *policy_obs_stats(policy))}
+    if recorded_obs is not None:
+        rec = np.asarray(recorded_obs)
+        if list(rec.shape[1:]) != obs_shape:
+            raise ConfigError(f"recorded observations have shape {list(rec.shape)}; expected [n, *{obs_shape}]")
+        observations["recorded"] = rec
+    elif recorded_steps > 0:
+        observations["recorded"] = recorded_observations(policy, ckpt, recorded_steps, seed)
+    else:
+        notes.append("no recorded observations (--recorded-steps 0): parity checked on random observations only")
+    t_rollout = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     example = torch.as_tensor(random_observations(space, 2, np.random.default_rng(seed)).astype(in_dtype))
-    model, exporter_used, notes = export_onnx(exported, example, opset, exporter)
+    model, exporter_used, export_notes = export_onnx(exported, example, opset, exporter)
+    notes += export_notes
     t_export = time.perf_counter() - t0
     written_opset = read_opset(model)
     if opset is not None and written_opset != opset:
@@ -188,21 +206,6 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
     })
     model.doc_string = (f"edgerl {ckpt['algo']} policy for {ckpt['env']['id']}: "
                         f"obs -> {' -> '.join(policy.baked_in)} -> action")
-
-    # Observations to compare on: random draws, and what the policy sees in its environment.
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    observations = {"random": random_observations(space, RANDOM_OBS, rng, *policy_obs_stats(policy))}
-    if recorded_obs is not None:
-        rec = np.asarray(recorded_obs)
-        if list(rec.shape[1:]) != obs_shape:
-            raise ConfigError(f"recorded observations have shape {list(rec.shape)}; expected [n, *{obs_shape}]")
-        observations["recorded"] = rec
-    elif recorded_steps > 0:
-        observations["recorded"] = recorded_observations(policy, ckpt, recorded_steps, seed)
-    else:
-        notes.append("no recorded observations (--recorded-steps 0): parity checked on random observations only")
-    t_rollout = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     checks: list[str] = []

@@ -97,6 +97,10 @@ class SquashedGaussianActor(nn.Module):
         """Layers whose output width is fixed by the action space (never pruned)."""
         return [self.mean, self.log_std]
 
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        """Inputs to trace the network with (pruning, compaction)."""
+        return (torch.zeros(batch, self.obs_dim),)
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(obs)
         log_std = torch.tanh(self.log_std(h))
@@ -145,6 +149,9 @@ class QNetwork(nn.Module):
 
     def heads(self) -> list[nn.Module]:
         return [self.q]
+
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        return (torch.zeros(batch, self.obs_dim), torch.zeros(batch, self.act_dim))
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.q(self.trunk(self.obs_in(obs) + self.act_in(act))).squeeze(-1)

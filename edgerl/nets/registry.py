@@ -34,7 +34,7 @@ def net_spec(net: nn.Module) -> dict[str, Any]:
 def build_net(spec: dict[str, Any]) -> nn.Module:
     """Rebuild a network (with fresh weights) from a spec made by :func:`net_spec`."""
     # Import the modules that register nets, so a spec of any kind can be rebuilt.
-    from edgerl.nets import impala, mlp, nature  # noqa: F401
+    from edgerl.nets import impala, mlp, nature, ofenet  # noqa: F401
 
     try:
         cls = _NETS[spec["type"]]

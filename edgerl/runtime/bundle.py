@@ -108,7 +108,11 @@ def write_bundle(
     """
     out = Path(out_dir)
     prof = resolve_profile(profile)
-    c = parse_contract(dict(contract), source="contract passed to write_bundle")
+    try:  # validate exactly what the device will read back
+        contract_json = json.dumps(dict(contract), indent=2, default=_json_default) + "\n"
+    except TypeError as e:
+        raise BundleError(f"contract passed to write_bundle: {e}") from None
+    c = parse_contract(json.loads(contract_json), source="contract passed to write_bundle")
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise BundleError(f"ONNX file {onnx_path} does not exist; export the policy first (edgerl export)")
@@ -141,7 +145,7 @@ def write_bundle(
         put(rel, lambda tmp: shutil.copyfile(source, tmp), mode)
 
     put_copy("policy.onnx", onnx_path)
-    put_bytes("contract.json", (json.dumps(dict(contract), indent=2) + "\n").encode())
+    put_bytes("contract.json", contract_json.encode())
     buf = io.BytesIO()
     np.savez(buf, obs=obs, action=act)
     put_bytes("reference.npz", buf.getvalue())
@@ -173,6 +177,13 @@ def write_bundle(
     if check:
         _self_check(out)
     return manifest
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy arrays and scalars in a contract (e.g. Box bounds) become JSON lists and numbers."""
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return obj.tolist()
+    raise TypeError(f"contract value {obj!r} of type {type(obj).__name__} is not JSON-serialisable")
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:

@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None)
     sub.add_parser("backends", help="list backends and whether they can run here")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.cmd == "run" else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # `check` prints skipped backends in its report; `run` logs them (journald keeps them).
+    level = logging.INFO if args.verbose or args.cmd == "run" else logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.cmd == "verify":
             m = verify_bundle(args.bundle)

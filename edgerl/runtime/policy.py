@@ -21,7 +21,13 @@ import numpy as np
 from .backends import Backend, get_backend
 from .bundle import read_manifest, verify_bundle
 from .contract import Contract, read_contract
-from .errors import ActionError, BackendUnavailableError, BundleError, ObservationError
+from .errors import (
+    ActionError,
+    BackendUnavailableError,
+    BundleError,
+    ObservationError,
+    ProfileError,
+)
 from .latency import LatencyRecorder
 from .profile import TargetProfile, profile_from_json
 
@@ -113,19 +119,19 @@ class Policy:
         contract = read_contract(root / "contract.json")
         try:
             profile = profile_from_json(root / "profile.json")
-        except Exception as e:
-            raise BundleError(f"{root / 'profile.json'}: {e}; re-run edgerl deploy") from None
+        except ProfileError as e:
+            raise BundleError(f"{e}; re-run edgerl deploy (with the edgerl version of this runtime)") from None
         ref_obs, ref_act = _read_reference(root / "reference.npz", contract)
         order = list(backends) if backends is not None else list(profile.backends)
         backend, skipped = select_backend(order, root / "policy.onnx", profile,
                                           Path(cache_dir) if cache_dir is not None else root / "cache")
-        policy = cls(backend, contract, profile, root, skipped, latency_window)
         try:
+            policy = cls(backend, contract, profile, root, skipped, latency_window)
             policy.check_reference(ref_obs, ref_act)
             for i in range(profile.warmup_runs):
                 policy.act(ref_obs[i % len(ref_obs)])
         except BaseException:
-            policy.close()
+            backend.close()
             raise
         policy.reset_stats()
         return policy
@@ -164,7 +170,7 @@ class Policy:
         if np.any(excess > 0):
             worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
             diff = float(abs(float(got[worst]) - ref[worst]))
-            raise BundleError(f"{src}: reference check failed on backend {self.backend.name} ({p.precision}): "
+            raise BundleError(f"{src}: reference check failed on backend {self.backend.name} ({self.backend.precision}): "
                               f"action {list(worst[1:])} of sample {worst[0]} is {float(got[worst]):.6g}, reference "
                               f"{ref[worst]:.6g} (|diff| {diff:.3g} > atol {atol:g} + rtol {rtol:g}*|ref|); {todo}")
 

@@ -316,7 +316,7 @@ def profile_from_json(path: str | os.PathLike) -> TargetProfile:
     except FileNotFoundError:
         raise ProfileError(f"{path} does not exist") from None
     except json.JSONDecodeError as e:
-        raise ProfileError(f"{path}: malformed JSON ({e}); re-run edgerl deploy") from None
+        raise ProfileError(f"{path}: malformed JSON ({e})") from None
     return validate_profile(data, source=str(path))
 
 

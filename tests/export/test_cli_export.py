@@ -1,4 +1,6 @@
-"""``edgerl export`` as a user runs it: after a tiny ``edgerl train``, and on a bad checkpoint."""
+"""``edgerl export`` as a user runs it: after a tiny ``edgerl train`` (subprocess), and the
+command's text output and failures (in-process through ``edgerl.cli.main``, which the subprocess
+runs too, to keep the suite fast)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,10 @@ import json
 
 import onnx
 
+from edgerl.cli import main
 from edgerl.runtime.contract import read_contract
 from tests.conftest import TINY_SAC, run_cli
+from tests.export.conftest import write_sac_checkpoint
 
 
 def test_export_after_tiny_train(tmp_path):
@@ -17,23 +21,28 @@ def test_export_after_tiny_train(tmp_path):
     report = json.loads(proc.stdout)
     assert report["onnx_path"] == str(run / "policy.onnx") and report["steps"] == 200
     assert report["parity"]["worst"] <= 1e-5 and set(report["parity"]["n_obs"]) == {"random", "recorded"}
-    assert sorted(p.name for p in run.glob("policy*")) == ["policy.onnx"]  # single file
+    assert sorted(p.name for p in run.glob("policy*")) == ["policy.onnx"]  # single file, no .data
     onnx.checker.check_model(onnx.load(run / "policy.onnx"), full_check=True)
     assert read_contract(run / "contract.json").raw["source"]["steps"] == 200
 
-    text = run_cli("export", str(run), "-o", str(tmp_path / "p.onnx"), "--recorded-steps", "20").stdout
-    assert "max |diff|" in text and "checks     passed" in text and (tmp_path / "contract.json").exists()
+
+def test_text_report(tmp_path, hopper_env, capsys):
+    ckpt = write_sac_checkpoint(tmp_path / "run" / "ckpt.pt", hopper_env)
+    assert main(["export", str(ckpt.parent), "-o", str(tmp_path / "p.onnx"), "--recorded-steps", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "max |diff|" in text and "checks     passed" in text and "opset" in text
+    assert (tmp_path / "p.onnx").is_file() and (tmp_path / "contract.json").is_file()
 
 
-def test_export_bad_checkpoint_fails_loudly(tmp_path):
+def test_bad_checkpoint_fails_loudly(tmp_path, capsys):
     bad = tmp_path / "ckpt.pt"
     bad.write_bytes(b"not a checkpoint")
-    proc = run_cli("export", str(bad), check=False)
-    assert proc.returncode != 0
-    assert "edgerl export: error:" in proc.stderr and str(bad) in proc.stderr
+    assert main(["export", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "edgerl export: error:" in err and str(bad) in err
     assert not (tmp_path / "policy.onnx").exists()
 
 
-def test_export_rejects_bad_opset(tmp_path):
-    proc = run_cli("export", str(tmp_path / "missing.pt"), "--opset", "3", check=False)
-    assert proc.returncode == 2 and "--opset 3 is out of range" in proc.stderr
+def test_bad_opset_fails_loudly(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.pt"), "--opset", "3"]) == 2
+    assert "--opset 3 is out of range" in capsys.readouterr().err

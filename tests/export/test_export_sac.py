@@ -13,8 +13,13 @@ import torch
 
 import edgerl
 from edgerl.checkpoint import load_checkpoint
-from edgerl.export import ExportCheckError, export_policy, policy_from_checkpoint, reference_observations
-from edgerl.export import onnx_io
+from edgerl.export import (
+    ExportCheckError,
+    export_policy,
+    onnx_io,
+    policy_from_checkpoint,
+    reference_observations,
+)
 from edgerl.export.checks import FP16_ATOL
 from edgerl.runtime.contract import read_contract
 from edgerl.runtime.fileio import sha256_file

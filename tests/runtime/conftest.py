@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,20 @@ def make_bundle(tmp_path: Path, x86, mlp) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture(scope="session")
+def _master_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default x86-cpu MLP bundle, written once (each write fsyncs ~25 files)."""
+    root = tmp_path_factory.mktemp("master")
+    m = MLP()
+    obs = ref_obs()
+    out = root / "bundle"
+    write_bundle(out, m.save(root / "policy.onnx"), contract(), obs, m.numpy(obs), load_profile("x86-cpu"))
+    return out
+
+
 @pytest.fixture
-def bundle(make_bundle) -> Path:
-    return make_bundle()
+def bundle(_master_bundle: Path, tmp_path: Path) -> Path:
+    """A private copy of the default bundle: tests may tamper with it."""
+    out = tmp_path / "bundle"
+    shutil.copytree(_master_bundle, out)
+    return out

@@ -150,3 +150,21 @@ def test_contract_errors_name_the_key(make_bundle):
     c["action"]["shape"] = [2]
     with pytest.raises(BundleError, match=r"action.low has 3 entries but the shape \[2\] needs 2"):
         make_bundle(contract=c)
+
+
+@pytest.mark.parametrize("name", ["contract.json", "profile.json"])
+def test_malformed_json_inside_the_bundle_names_the_file(bundle, name):
+    (bundle / name).write_text("{oops")
+    with pytest.raises(BundleError, match=rf"{name}: was modified"):
+        Policy.load(bundle)
+    with pytest.raises(BundleError, match=rf"{name}: malformed JSON .*re-run edgerl deploy"):
+        Policy.load(bundle, verify=False)
+
+
+def test_numpy_values_in_the_contract_are_written_as_json(make_bundle):
+    c = contract()
+    c["action"]["low"], c["action"]["high"] = np.array([-1.0, -2.0, 0.0]), np.array([1.0, 0.5, 3.0], np.float32)
+    c["observation"]["shape"] = [np.int64(11)]
+    out = make_bundle(contract=c)
+    written = json.loads((out / "contract.json").read_text())
+    assert written["action"]["low"] == [-1.0, -2.0, 0.0] and written["observation"]["shape"] == [11]

@@ -81,6 +81,17 @@ def gpu_info(cudart: Any) -> tuple[str, int, int]:
     return name.rstrip("\x00").strip(), int(prop.major), int(prop.minor)
 
 
+_TRT_LOGGER: Any = None
+
+
+def trt_logger(trt: Any) -> Any:
+    """The process-wide TensorRT logger (TensorRT keeps the first logger it is given)."""
+    global _TRT_LOGGER
+    if _TRT_LOGGER is None:
+        _TRT_LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _TRT_LOGGER
+
+
 def trt_major(trt: Any) -> int:
     """Major version of the imported TensorRT."""
     return int(trt.__version__.split(".")[0])
@@ -135,7 +146,7 @@ def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir
     _expect_versions(trt, profile, gpu, (major, minor))
     log.info("building TensorRT %s engine for %s (%s, SM %d.%d); this can take minutes on a Jetson",
              trt.__version__, onnx_path, gpu, major, minor)
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
     if trt_major(trt) < 10:
@@ -198,7 +209,7 @@ class TensorRTBackend(Backend):
         self.require()
         trt, cudart = import_tensorrt(), import_cudart()
         self._cudart = cudart
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._runtime = trt.Runtime(trt_logger(trt))
         path = build_engine(onnx_path, profile, cache_dir)
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:  # truncated or foreign cache file: rebuild once

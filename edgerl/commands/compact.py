@@ -1,0 +1,56 @@
+"""``edgerl compact``: the smallest network that computes the same deployed function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgerl.runtime.fileio import atomic_write_text, sha256_file
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="an edgerl checkpoint (ckpt.pt or its run folder)")
+    p.add_argument("-o", "--output", default=None, help="output policy checkpoint (default: <ckpt dir>/compact.pt)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--recorded-steps", type=int, default=256,
+                   help="env steps recorded with the policy to compare on (0: random observations only)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgerl.checkpoint import load_checkpoint, save_checkpoint
+    from edgerl.compact import compact_checkpoint
+
+    src = Path(args.checkpoint)
+    src = src / "ckpt.pt" if src.is_dir() else src
+    ckpt = load_checkpoint(src)
+    payload, report = compact_checkpoint(
+        ckpt, recorded_steps=args.recorded_steps, seed=args.seed,
+        source={"checkpoint": str(src), "sha256": sha256_file(src), "kind": ckpt["kind"]})
+    out = Path(args.output) if args.output else src.with_name("compact.pt")
+    save_checkpoint(out, payload)
+    print(format_report(report, src, out))
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"checkpoint": str(src), "output": str(out), **report.to_dict()}, indent=2))
+    return 0
+
+
+def format_report(report, src: Path, out: Path) -> str:
+    def ratio(a: int, b: int) -> str:
+        return f"{a / b:.3f}" if b else "-"
+
+    lines = [f"compacted {src} -> {out}",
+             f"  params  {report.params_before:>12,} -> {report.params_after:>12,}  (x{ratio(report.params_after, report.params_before)})",
+             f"  MACs    {report.macs_before:>12,} -> {report.macs_after:>12,}  (x{ratio(report.macs_after, report.macs_before)})"]
+    if report.training_params:
+        lines.append(f"  training checkpoint held {report.training_params:,} parameters; dropped: {', '.join(report.dropped)}")
+    for net, widths in report.widths_after.items():
+        before = report.widths_before.get(net, {})
+        lines.append(f"  {net}: " + ", ".join(f"{k} {before.get(k, '?')}->{v}" for k, v in widths.items()))
+    for net, removed in report.removed_units.items():
+        if removed:
+            lines.append(f"  {net}: dead units removed: " + ", ".join(f"{k} -{v}" for k, v in removed.items()))
+    lines.append("  max |action difference|: " + ", ".join(f"{k} {v:.2e}" for k, v in report.max_abs_diff.items())
+                 + " (limit 1e-05)")
+    return "\n".join(lines)
