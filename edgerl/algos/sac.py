@@ -7,6 +7,7 @@ copying either.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgerl.config import doc
+from edgerl.errors import CheckpointError
 from edgerl.nets import build_net, net_spec
 from edgerl.nets.mlp import ObsNormalizer, QNetwork, SquashedGaussianActor
+from edgerl.nets.ofenet import FeatureQNetwork, OFENet, ofenet_widths
 
 
 @dataclass
@@ -38,7 +41,34 @@ class SACConfig:
     reward_scale: float = doc("Multiply rewards by this before learning.", 1.0)
     policy_frequency: int = doc("Update the actor (and alpha) every N critic updates.", 1)
     obs_norm: bool = doc("Normalise observations with running statistics (baked into exports).", False)
-    ofenet: bool = doc("Learn an OFENet feature extractor on the observations (needs --ofenet support).", False)
+    ofenet: bool = doc("Learn an OFENet feature extractor; the actor reads phi(s), the critics phi(s, a).", False)
+    ofenet_layers: int = doc("OFENet: dense layers per block (6 for Hopper/Walker2d/Ant, 8 for HalfCheetah/Humanoid).", 6)
+    ofenet_units: int = doc("OFENet: units per dense layer (40 or 30: 240 per block).", 40)
+    ofenet_state_widths: list[int] = doc("OFENet: explicit state-block widths, e.g. a pruned run's (overrides layers x units).", [])
+    ofenet_action_widths: list[int] = doc("OFENet: explicit state-action-block widths (overrides layers x units).", [])
+    ofenet_target_dim: int = doc("OFENet: predict the first N entries of the next observation (0: all).", 0)
+    ofenet_lr: float = doc("OFENet learning rate (Adam on the next-observation MSE).", 3e-4)
+    ofenet_pretrain_steps: int = doc("OFENet updates on the random warm-up data before SAC starts (at most one per warm-up transition).", 10_000)
+    actor_hidden: list[int] = doc("Actor widths when they differ from --hidden (e.g. a pruned actor trained from scratch).", [])
+
+
+class SACNets(nn.Module):
+    """The online networks as one module, named like the agent's attributes (``ofenet.*``,
+    ``actor.*``, ``qf1.*``, ``qf2.*``), so that one pruning graph sees OFENet's features flow
+    into the actor and critics: removing a state-block unit removes the input columns that read
+    it. Used for tracing only; the agent calls its networks directly."""
+
+    def __init__(self, actor: nn.Module, qf1: nn.Module, qf2: nn.Module, ofenet: OFENet | None = None):
+        super().__init__()
+        self.ofenet = ofenet
+        self.actor, self.qf1, self.qf2 = actor, qf1, qf2
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.ofenet is None:
+            return (*self.actor(obs), self.qf1(obs, act), self.qf2(obs, act))
+        phi_s = self.ofenet.state_features(obs)
+        phi_sa = self.ofenet.action_features(phi_s, act)
+        return (self.ofenet.head(phi_sa), *self.actor(phi_s), self.qf1(phi_sa), self.qf2(phi_sa))
 
 
 class SACAgent:
@@ -48,9 +78,11 @@ class SACAgent:
         self.cfg = cfg
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.normalizer = ObsNormalizer((obs_dim,), enabled=cfg.obs_norm)
-        self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.hidden)
-        self.qf1 = QNetwork(obs_dim, act_dim, cfg.hidden)
-        self.qf2 = QNetwork(obs_dim, act_dim, cfg.hidden)
+        self.ofenet = self._make_ofenet() if cfg.ofenet else None
+        actor_in = obs_dim if self.ofenet is None else self.ofenet.state_dim
+        self.actor = SquashedGaussianActor(actor_in, act_dim, cfg.actor_hidden or cfg.hidden)
+        self.qf1 = self._make_critic()
+        self.qf2 = self._make_critic()
         self.qf1_target = build_net(net_spec(self.qf1))
         self.qf2_target = build_net(net_spec(self.qf2))
         self.qf1_target.load_state_dict(self.qf1.state_dict())
@@ -58,7 +90,22 @@ class SACAgent:
         self.log_alpha = nn.Parameter(torch.zeros(()))
         self.target_entropy = -cfg.target_entropy_scale * act_dim
         self.updates = 0
+        self.ofenet_updates = 0
+        self.gates: Any = None
+        """Bernoulli unit gates (``edgerl.prune.gates.GateSet``) when ``--prune gates`` attaches them."""
         self.make_optimizers()
+
+    def _make_ofenet(self) -> OFENet:
+        cfg = self.cfg
+        return OFENet(self.obs_dim, self.act_dim,
+                      ofenet_widths(cfg.ofenet_layers, cfg.ofenet_units, cfg.ofenet_state_widths),
+                      ofenet_widths(cfg.ofenet_layers, cfg.ofenet_units, cfg.ofenet_action_widths),
+                      cfg.ofenet_target_dim or None)
+
+    def _make_critic(self) -> nn.Module:
+        if self.ofenet is None:
+            return QNetwork(self.obs_dim, self.act_dim, self.cfg.hidden)
+        return FeatureQNetwork(self.ofenet.state_action_dim, self.cfg.hidden)
 
     # -- optimizers --------------------------------------------------------------------------
     def make_optimizers(self) -> None:
@@ -70,9 +117,15 @@ class SACAgent:
             t.requires_grad_(False)
         self._target_params = [*self.qf1_target.parameters(), *self.qf2_target.parameters()]
         self._online_params = [*self.qf1.parameters(), *self.qf2.parameters()]
+        if self.ofenet is not None:
+            self.ofenet_opt = _adam(self.ofenet.parameters(), self.cfg.ofenet_lr)
+            self.ofenet.requires_grad_(False).eval()  # only update_ofenet trains it
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
+        opts = {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
+        if self.ofenet is not None:
+            opts["ofenet"] = self.ofenet_opt
+        return opts
 
     def alpha(self) -> torch.Tensor:
         if self.cfg.alpha > 0:
@@ -82,10 +135,21 @@ class SACAgent:
     # -- acting ------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """Squashed action in [-1, 1] for one raw observation."""
-        x = self.normalizer(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))
-        a = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
+        """Squashed action in [-1, 1] for one raw observation (deterministic: the deployed one)."""
+        gates = self.gates.deterministic() if deterministic and self.gates is not None else nullcontext()
+        with gates:
+            x = self.features(self.normalizer(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)))
+            a = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
         return a[0].numpy()
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the actor reads: the normalised observation, or OFENet's phi(s)."""
+        return obs if self.ofenet is None else self.ofenet.state_features(obs)
+
+    def critic_input(self, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the critics read: (observation, action), or OFENet's phi(s, a) computed from
+        ``s = phi(s)``. OFENet is frozen here, but gradients still reach ``a``."""
+        return (s, a) if self.ofenet is None else (self.ofenet.action_features(s, a),)
 
     # -- learning ----------------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -95,24 +159,29 @@ class SACAgent:
         next_obs = self.normalizer(batch["next_obs"])
         actions, rewards, terminated = batch["actions"], batch["rewards"], batch["terminated"]
         alpha = self.alpha()
+        metrics = {} if self.ofenet is None else self._update_ofenet(obs, actions, next_obs)
+        s, s_next = self.features(obs), self.features(next_obs)  # phi(s) with OFENet, else obs
 
         with torch.no_grad():
-            next_a, next_logp = self.actor.sample(next_obs)
-            qf_next = torch.min(self.qf1_target(next_obs, next_a), self.qf2_target(next_obs, next_a))
+            next_a, next_logp = self.actor.sample(s_next)
+            x_next = self.critic_input(s_next, next_a)
+            qf_next = torch.min(self.qf1_target(*x_next), self.qf2_target(*x_next))
             y = cfg.reward_scale * rewards + (1.0 - terminated) * cfg.gamma * (qf_next - alpha * next_logp)
 
-        q1, q2 = self.qf1(obs, actions), self.qf2(obs, actions)
+        x = self.critic_input(s, actions)
+        q1, q2 = self.qf1(*x), self.qf2(*x)
         qf_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
         self.critic_opt.zero_grad(set_to_none=True)
         qf_loss.backward()
         self.critic_opt.step()
-        metrics = {"qf_loss": qf_loss.detach(), "q1": q1.detach().mean()}
+        metrics.update(qf_loss=qf_loss.detach(), q1=q1.detach().mean())
 
         if self.updates % cfg.policy_frequency == 0:
             for _ in range(cfg.policy_frequency):
                 self._critics_requires_grad(False)
-                pi, logp = self.actor.sample(obs)
-                q_pi = torch.min(self.qf1(obs, pi), self.qf2(obs, pi))
+                pi, logp = self.actor.sample(s)
+                x_pi = self.critic_input(s, pi)
+                q_pi = torch.min(self.qf1(*x_pi), self.qf2(*x_pi))
                 actor_loss = (alpha * logp - q_pi).mean()
                 self.actor_opt.zero_grad(set_to_none=True)
                 actor_loss.backward()
@@ -134,9 +203,34 @@ class SACAgent:
         for p in self._online_params:
             p.requires_grad_(flag)
 
+    # -- OFENet ------------------------------------------------------------------------------
+    def update_ofenet(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One OFENet step on a raw replay minibatch (the pre-training phase)."""
+        return self._update_ofenet(self.normalizer(batch["obs"]), batch["actions"],
+                                   self.normalizer(batch["next_obs"]))
+
+    def _update_ofenet(self, obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Auxiliary update: predict the next observation (MSE); BatchNorm on batch statistics.
+        Afterwards OFENet is frozen and in eval mode (running statistics) for producing features."""
+        ofenet = self.ofenet.requires_grad_(True).train()
+        pred = ofenet(obs, actions)
+        ofe_loss = F.mse_loss(pred, next_obs[:, : ofenet.target_dim])
+        self.ofenet_opt.zero_grad(set_to_none=True)
+        ofe_loss.backward()
+        self.ofenet_opt.step()
+        ofenet.requires_grad_(False).eval()
+        self.ofenet_updates += 1
+        return {"ofe_loss": ofe_loss.detach()}
+
     # -- pruning interface -------------------------------------------------------------------
     def prunable(self) -> dict[str, dict[str, Any]]:
-        """Networks pruned during training: model, example inputs, heads and mirrored twins."""
+        """Networks pruned during training: model, example inputs, heads and mirrored twins.
+
+        With OFENet the networks are coupled (the actor and critics read its features): one
+        joint entry, ``"sac"`` (see :meth:`joint_prunable`).
+        """
+        if self.ofenet is not None:
+            return {"sac": self.joint_prunable()}
         obs = torch.zeros(2, self.obs_dim)
         act = torch.zeros(2, self.act_dim)
         return {
@@ -145,32 +239,67 @@ class SACAgent:
             "qf2": {"model": self.qf2, "example_inputs": (obs, act), "heads": self.qf2.heads(), "twins": [self.qf2_target]},
         }
 
+    def joint_prunable(self) -> dict[str, Any]:
+        """All online networks as one :class:`SACNets` (gates always use this form). The twin
+        holds the Polyak targets, plus throw-away copies of OFENet and the actor so that it has
+        the model's structure."""
+        def copy_of(net: nn.Module) -> nn.Module:
+            return build_net(net_spec(net))
+
+        model = SACNets(self.actor, self.qf1, self.qf2, self.ofenet)
+        twin = SACNets(copy_of(self.actor), self.qf1_target, self.qf2_target,
+                       None if self.ofenet is None else copy_of(self.ofenet))
+        heads = [*self.actor.heads(), *self.qf1.heads(), *self.qf2.heads(),
+                 *([] if self.ofenet is None else self.ofenet.heads())]
+        inputs = (torch.zeros(2, self.obs_dim), torch.zeros(2, self.act_dim))
+        return {"model": model, "example_inputs": inputs, "heads": heads, "twins": [twin]}
+
     def after_surgery(self) -> None:
         """Refresh cached parameter lists after networks changed shape."""
         self._target_params = [*self.qf1_target.parameters(), *self.qf2_target.parameters()]
         self._online_params = [*self.qf1.parameters(), *self.qf2.parameters()]
+        if self.ofenet is not None:
+            self.ofenet.requires_grad_(False)  # pruning creates new (trainable) parameters
+            self.actor.obs_dim = self.ofenet.state_dim  # phi(s) shrinks with the state block
 
     # -- deployment --------------------------------------------------------------------------
     def deployed_nets(self) -> dict[str, nn.Module]:
-        """The modules the deployed policy needs (normaliser -> actor)."""
-        return {"normalizer": self.normalizer, "actor": self.actor}
+        """The modules the deployed policy needs, in order: normaliser -> (OFENet state block) -> actor."""
+        if self.ofenet is None:
+            return {"normalizer": self.normalizer, "actor": self.actor}
+        return {"normalizer": self.normalizer, "ofenet_state": self.ofenet.state_block, "actor": self.actor}
 
     # -- checkpointing -----------------------------------------------------------------------
     NETS = ("actor", "qf1", "qf2", "qf1_target", "qf2_target")
 
+    def _nets(self) -> tuple[str, ...]:
+        return self.NETS if self.ofenet is None else ("ofenet", *self.NETS)
+
     def state(self) -> dict[str, Any]:
-        """Everything needed to rebuild and continue this agent, as tensors and plain data."""
+        """Everything needed to rebuild and continue this agent, as tensors and plain data.
+
+        With OFENet, ``nets`` also holds ``ofenet_state`` (the deployed state block, a view of
+        ``ofenet``), so the nets named by :meth:`deployed_nets` are all in the checkpoint.
+        """
+        nets = {n: {"spec": net_spec(getattr(self, n)), "state": getattr(self, n).state_dict()} for n in self._nets()}
+        if self.ofenet is not None:
+            block = self.ofenet.state_block
+            nets["ofenet_state"] = {"spec": net_spec(block), "state": block.state_dict()}
         return {
-            "nets": {n: {"spec": net_spec(getattr(self, n)), "state": getattr(self, n).state_dict()} for n in self.NETS},
+            "nets": nets,
             "normalizer": self.normalizer.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
             "optim": {k: o.state_dict() for k, o in self.optimizers().items()},
             "updates": self.updates,
+            "ofenet_updates": self.ofenet_updates,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`, rebuilding networks at their saved (possibly pruned) widths."""
-        for name in self.NETS:
+        if ("ofenet" in state["nets"]) != (self.ofenet is not None):
+            raise CheckpointError(f"checkpoint {'has' if 'ofenet' in state['nets'] else 'has no'} OFENet but the "
+                                  f"config says ofenet={self.cfg.ofenet}; resume with the checkpoint's own config")
+        for name in self._nets():
             net = build_net(state["nets"][name]["spec"])
             net.load_state_dict(state["nets"][name]["state"])
             setattr(self, name, net)
@@ -181,6 +310,7 @@ class SACAgent:
         for k, o in self.optimizers().items():
             o.load_state_dict(state["optim"][k])
         self.updates = int(state["updates"])
+        self.ofenet_updates = int(state.get("ofenet_updates", 0))
 
 
 def _adam(params, lr: float) -> torch.optim.Adam:

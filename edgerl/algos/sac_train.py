@@ -21,6 +21,12 @@ from edgerl.errors import CheckpointError, ConfigError
 HookFactory = Callable[[SACAgent, RunConfig, SACConfig, PruneConfig], list[TrainHook]]
 
 
+def ofenet_pretrain_steps(cfg: SACConfig) -> int:
+    """OFENet pre-training updates: the paper's 10k updates follow 10k random transitions; with a
+    shorter warm-up (a tiny run) the phase shrinks in proportion, one update per transition."""
+    return max(0, min(cfg.ofenet_pretrain_steps, max(cfg.learning_starts, cfg.batch_size)))
+
+
 def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool = False,
               make_hooks: HookFactory | None = None) -> dict[str, Any]:
     """Train (or continue) a SAC run in ``run.out``; returns a summary dict."""
@@ -112,6 +118,11 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
             obs, _ = env.reset()
 
         if step >= cfg.learning_starts and buffer.size >= cfg.batch_size:
+            if agent.ofenet is not None and agent.ofenet_updates == 0:  # OFENet pre-training phase
+                for _ in range(ofenet_pretrain_steps(cfg)):
+                    metrics = agent.update_ofenet(buffer.sample(cfg.batch_size, rng))
+                    for h in hooks:
+                        metrics.update(h.after_update(agent, step) or {})
             metrics = agent.update(buffer.sample(cfg.batch_size, rng))
         for h in hooks:  # every step, so a schedule never misses its steps during warm-up
             metrics.update(h.after_update(agent, step) or {})
@@ -127,7 +138,7 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
             last_eval = run_eval()
             log.write(step=step, wall_s=wall_before + time.monotonic() - t0, sps=sps, train_return=last_train_return,
                       eval_return=last_eval[0], eval_std=last_eval[1],
-                      params=count_params(agent.actor), **metrics)
+                      params=count_params(*agent.deployed_nets().values()), **metrics)
         if step == run.total_steps or (run.checkpoint_every > 0 and step % run.checkpoint_every == 0):
             checkpoint()
     progress.close()
@@ -137,6 +148,7 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
         "env": run.env, "steps": step, "episodes": episodes, "wall_s": wall,
         "eval_return": last_eval[0], "eval_std": last_eval[1],
         "actor_params": count_params(agent.actor),
+        "deployed_params": count_params(*agent.deployed_nets().values()),
         "actor_widths": agent.actor.spec()["hidden"],
         "checkpoint": str(out / "ckpt.pt"),
     }

@@ -35,6 +35,7 @@ from edgerl.export.observations import (
 )
 from edgerl.export.onnx_io import export_onnx, import_onnx, read_opset, set_metadata
 from edgerl.export.policy import baked_in_steps, policy_from_checkpoint
+from edgerl.export.wrappers import DeployedPolicy
 from edgerl.runtime.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 
 RECORDED_STEPS = 256
@@ -127,6 +128,38 @@ def _check_opset(opset: int | None) -> None:
                           "(torch's exporter writes 18 or newer; omit --opset to let it choose)")
 
 
+def check_observations(policy: DeployedPolicy, ckpt: dict[str, Any], recorded_obs: np.ndarray | None,
+                       recorded_steps: int, seed: int, notes: list[str]) -> dict[str, np.ndarray]:
+    """``{"random": ..., "recorded": ...}`` observations the parity check runs on."""
+    space = obs_space(ckpt)
+    rng = np.random.default_rng(seed)
+    observations = {"random": random_observations(space, RANDOM_OBS, rng, *policy_obs_stats(policy))}
+    if recorded_obs is not None:
+        rec = np.asarray(recorded_obs)
+        if list(rec.shape[1:]) != list(space["shape"]):
+            raise ConfigError(f"recorded observations have shape {list(rec.shape)}; "
+                              f"expected [n, *{list(space['shape'])}]")
+        observations["recorded"] = rec
+    elif recorded_steps > 0:
+        observations["recorded"] = recorded_observations(policy, ckpt, recorded_steps, seed)
+    else:
+        notes.append("no recorded observations (--recorded-steps 0): parity checked on random observations only")
+    return observations
+
+
+def run_checks(model: Any, policy: DeployedPolicy, observations: dict[str, np.ndarray], obs_shape: list[int],
+               in_dtype: np.dtype, action_shape: list[int], action_dtype: np.dtype,
+               atol: float) -> tuple[bytes, ParityResult, list[str]]:
+    """Run every model check; returns the serialized model, the parity numbers and the checks passed."""
+    check_model(model)
+    check_single_file(model)
+    check_signature(model, obs_shape, in_dtype, action_shape, action_dtype)
+    model_bytes = model.SerializeToString()
+    parity = check_parity(policy, ort_session(model_bytes), observations, in_dtype, atol=atol)
+    checks = ["onnx.checker", "single-file", "signature", *(f"parity-{s}" for s in parity.n_obs)]
+    return model_bytes, parity, checks if policy.discrete else [*checks, "action-bounds"]
+
+
 def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
                   opset: int | None = None, fp16: bool = False, recorded_obs: np.ndarray | None = None,
                   *, recorded_steps: int = RECORDED_STEPS, contract_path: str | os.PathLike | None = None,
@@ -169,20 +202,9 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
     policy = policy_from_checkpoint(ckpt)
     exported = policy.to_fp16() if fp16 else policy
     notes: list[str] = []
-    # Observations to compare on: random draws, and what the policy sees in its environment
-    # (rolled first, so a missing environment fails before the slow conversion).
+    # Rolled before the slow conversion, so a missing environment fails early.
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    observations = {"random": random_observations(space, RANDOM_OBS, rng, *policy_obs_stats(policy))}
-    if recorded_obs is not None:
-        rec = np.asarray(recorded_obs)
-        if list(rec.shape[1:]) != obs_shape:
-            raise ConfigError(f"recorded observations have shape {list(rec.shape)}; expected [n, *{obs_shape}]")
-        observations["recorded"] = rec
-    elif recorded_steps > 0:
-        observations["recorded"] = recorded_observations(policy, ckpt, recorded_steps, seed)
-    else:
-        notes.append("no recorded observations (--recorded-steps 0): parity checked on random observations only")
+    observations = check_observations(policy, ckpt, recorded_obs, recorded_steps, seed, notes)
     t_rollout = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -198,29 +220,17 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
     set_metadata(model, {
         "edgerl.version": edgerl.__version__, "edgerl.algo": ckpt["algo"], "edgerl.env_id": ckpt["env"]["id"],
         "edgerl.source_checkpoint": ckpt_file.name, "edgerl.source_sha256": sha,
-        "edgerl.steps": "" if steps is None else str(steps),
-        "edgerl.obs_shape": json.dumps(obs_shape), "edgerl.obs_dtype": str(in_dtype),
-        "edgerl.action_shape": json.dumps(action_shape), "edgerl.action_dtype": str(action_dtype),
-        "edgerl.baked_in": json.dumps(policy.baked_in), "edgerl.precision": exported.precision,
-        "edgerl.exporter": exporter_used,
+        "edgerl.steps": "" if steps is None else str(steps), "edgerl.obs_shape": json.dumps(obs_shape),
+        "edgerl.obs_dtype": str(in_dtype), "edgerl.action_shape": json.dumps(action_shape),
+        "edgerl.action_dtype": str(action_dtype), "edgerl.baked_in": json.dumps(policy.baked_in),
+        "edgerl.precision": exported.precision, "edgerl.exporter": exporter_used,
     })
     model.doc_string = (f"edgerl {ckpt['algo']} policy for {ckpt['env']['id']}: "
                         f"obs -> {' -> '.join(policy.baked_in)} -> action")
 
     t0 = time.perf_counter()
-    checks: list[str] = []
-    check_model(model)
-    checks.append("onnx.checker")
-    check_single_file(model)
-    checks.append("single-file")
-    check_signature(model, obs_shape, in_dtype, action_shape, action_dtype)
-    checks.append("signature")
-    model_bytes = model.SerializeToString()
-    parity = check_parity(policy, ort_session(model_bytes), observations, in_dtype,
-                          atol=FP16_ATOL if fp16 else FP32_ATOL)
-    checks += [f"parity-{s}" for s in parity.n_obs]
-    if not policy.discrete:
-        checks.append("action-bounds")
+    model_bytes, parity, checks = run_checks(model, policy, observations, obs_shape, in_dtype, action_shape,
+                                             action_dtype, atol=FP16_ATOL if fp16 else FP32_ATOL)
     versions = library_versions()
     contract = build_contract(ckpt, exported, checkpoint=os.fspath(ckpt_path), sha256=sha, steps=steps,
                               opset=written_opset, versions=versions)

@@ -30,22 +30,38 @@ BN_MOMENTUM = 0.01
 
 
 class DenseLayer(nn.Module):
-    """One OFENet layer: Linear -> BatchNorm1d -> swish (its output is concatenated by the block)."""
+    """One OFENet layer: Linear -> BatchNorm1d -> swish (its output is concatenated by the block).
 
-    def __init__(self, in_dim: int, width: int) -> None:
+    ``batchnorm=False`` (a deployed layer whose BatchNorm was folded into the Linear) keeps the
+    ``bn`` slot as an identity, so parameter names stay those of the trained layer.
+    """
+
+    def __init__(self, in_dim: int, width: int, batchnorm: bool = True) -> None:
         super().__init__()
         self.fc = nn.Linear(int(in_dim), int(width))
-        self.bn = nn.BatchNorm1d(int(width), momentum=BN_MOMENTUM)
+        self.bn = nn.BatchNorm1d(int(width), momentum=BN_MOMENTUM) if batchnorm else nn.Identity()
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.fc(x)))
 
+    @torch.no_grad()
+    def fold_batchnorm(self) -> None:
+        """Fold the BatchNorm's running statistics and affine map into the Linear (eval-mode
+        output unchanged)."""
+        bn = self.bn
+        if not isinstance(bn, nn.BatchNorm1d):
+            return
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        self.fc.weight.mul_(scale[:, None])
+        self.fc.bias.copy_((self.fc.bias - bn.running_mean) * scale + bn.bias)
+        self.bn = nn.Identity()
 
-def _dense_stack(in_dim: int, widths: Sequence[int]) -> tuple[nn.ModuleList, int]:
+
+def _dense_stack(in_dim: int, widths: Sequence[int], batchnorm: bool = True) -> tuple[nn.ModuleList, int]:
     layers, d = [], int(in_dim)
     for w in widths:
-        layers.append(DenseLayer(d, int(w)))
+        layers.append(DenseLayer(d, int(w), batchnorm))
         d += int(w)
     return nn.ModuleList(layers), d
 
@@ -61,13 +77,15 @@ class OFEStateBlock(nn.Module):
     Args:
         obs_dim: observation size (after the agent's normaliser).
         widths: width of each dense layer.
+        batchnorm: False for a deployed block whose BatchNorms were folded (:meth:`fold_for_deploy`).
     """
 
-    def __init__(self, obs_dim: int, widths: Sequence[int]) -> None:
+    def __init__(self, obs_dim: int, widths: Sequence[int], batchnorm: bool = True) -> None:
         super().__init__()
         self.obs_dim = int(obs_dim)
+        self.batchnorm = bool(batchnorm)
         self.obs_in = InputScale(self.obs_dim)
-        self.layers, _ = _dense_stack(self.obs_dim, widths)
+        self.layers, _ = _dense_stack(self.obs_dim, widths, self.batchnorm)
 
     @property
     def out_dim(self) -> int:
@@ -75,7 +93,19 @@ class OFEStateBlock(nn.Module):
         return self.obs_dim + sum(layer.fc.out_features for layer in self.layers)
 
     def spec(self) -> dict[str, Any]:
-        return {"obs_dim": self.obs_dim, "widths": [layer.fc.out_features for layer in self.layers]}
+        return {"obs_dim": self.obs_dim, "widths": [layer.fc.out_features for layer in self.layers],
+                "batchnorm": self.batchnorm}
+
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        """Inputs to trace the network with (pruning, compaction)."""
+        return (torch.zeros(batch, self.obs_dim),)
+
+    def fold_for_deploy(self) -> None:
+        """Fold every BatchNorm into its Linear (what ``edgerl compact`` calls): the eval-mode
+        function is unchanged and the deployed block has no normalisation layers."""
+        for layer in self.layers:
+            layer.fold_batchnorm()
+        self.batchnorm = False
 
     def gate_sites(self) -> dict[str, str]:
         """Gated unit groups: Linear whose outputs are the units -> module whose output is gated."""
@@ -136,6 +166,10 @@ class OFENet(nn.Module):
         """Layers whose output width is fixed (the prediction head)."""
         return [self.head]
 
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        """Inputs to trace the network with (pruning, compaction)."""
+        return (torch.zeros(batch, self.obs_dim), torch.zeros(batch, self.act_dim))
+
     def gate_sites(self) -> dict[str, str]:
         """Gated unit groups of both blocks (see :meth:`OFEStateBlock.gate_sites`)."""
         state = {f"state_block.{k}": f"state_block.{v}" for k, v in self.state_block.gate_sites().items()}
@@ -176,6 +210,9 @@ class FeatureQNetwork(nn.Module):
 
     def heads(self) -> list[nn.Module]:
         return [self.q]
+
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        return (torch.zeros(batch, self.trunk[0].in_features),)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.q(self.trunk(features)).squeeze(-1)

@@ -249,7 +249,15 @@ def fold_gates(deployed: Mapping[str, nn.Module], theta: Mapping[str, torch.Tens
         idx = closed_units(t, threshold)
         if idx:
             graph.prune(group.key, idx)
+    sync_input_dim(plain["actor"])
     return plain
+
+
+def sync_input_dim(net: nn.Module) -> None:
+    """Set a net's recorded ``obs_dim`` to its first Linear's input width (it shrinks when
+    OFENet units feeding it are removed), so that its spec rebuilds it."""
+    if hasattr(net, "obs_dim"):
+        net.obs_dim = next(m for m in net.modules() if isinstance(m, nn.Linear)).in_features
 
 
 class _DeployChain(nn.Module):

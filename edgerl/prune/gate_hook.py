@@ -1,0 +1,232 @@
+"""Gate-based pruning during training (``edgerl train --prune gates``).
+
+:class:`GatePruner` owns the gates of one model (a SAC agent's networks joined into one module,
+so that OFENet's features are seen flowing into the actor and critics). After every gradient
+update it
+
+1. adds the regulariser's exact gradient ``lambda * dC/dtheta`` (``cost.py``) to the gates that
+   received a data gradient in that update (the straight-through estimate, ``gates.py``),
+2. takes an Adam step on those gates and projects every theta onto [0, 1],
+3. removes every unit whose theta is at or below ``REMOVE_AT`` physically, through
+   ``PruneGraph.prune`` (optimizer surgery, Polyak targets pruned with the same indices), and
+   shrinks the gates, their optimizer state and the cost model with it.
+
+:class:`GateHook` is the training-loop hook around it; its state is plain tensors and lists
+(gate probabilities, the gates' Adam state, lambda, the width history), so a run resumes with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgerl.config import PruneConfig, RunConfig
+from edgerl.errors import ConfigError
+from edgerl.prune.cost import CostModel, cost_scope, expected_widths
+from edgerl.prune.gates import REMOVE_AT, GateSet, closed_units, gate_sites
+from edgerl.prune.graph import PruneGraph
+
+STATE_VERSION = 1
+GATE_LR = 1e-3
+"""Adam learning rate of the gate probabilities (a unit goes from 1 to 0 in >= 1000 updates)."""
+TARGET_RATE = 1e-3
+"""Per-update log-step of lambda when a target compression steers it."""
+
+
+class GatePruner:
+    """Bernoulli gates on every prunable unit of ``model``, a cost-aware regulariser, removal.
+
+    Args:
+        model: the network (or several joined in one module).
+        example_inputs: inputs for tracing ``model``.
+        keep: output heads (never gated or pruned).
+        twins: identical copies pruned with the same indices (Polyak targets); mean-gated.
+        lam: regulariser weight lambda (on the expected parameter count).
+        include: which modules the cost counts (by name in ``model``); None: all.
+        optimizers: returns the optimizers of the model's weights (for surgery at removal).
+        on_surgery: called after units were removed (e.g. ``agent.after_surgery``).
+        lr: Adam learning rate of the gate probabilities.
+        init: initial gate probability.
+        threshold: removal threshold on theta.
+        target: if > 0, steer lambda so that the fraction of the dense cost removed approaches
+            this value (lambda is then only the starting point).
+
+    Raises:
+        ConfigError: bad settings, or groups of the model that gates do not cover.
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: Any, keep: Sequence[nn.Module | str] = (),
+                 twins: Sequence[nn.Module] = (), lam: float = 1e-4,
+                 include: Callable[[str], bool] | None = None,
+                 optimizers: Callable[[], Sequence[torch.optim.Optimizer]] = tuple,
+                 on_surgery: Callable[[], None] | None = None, lr: float = GATE_LR, init: float = 1.0,
+                 threshold: float = REMOVE_AT, target: float = 0.0) -> None:
+        if lam < 0 or not math.isfinite(lam):
+            raise ConfigError(f"--gate-lambda must be a finite number >= 0, got {lam}")
+        if not 0.0 <= target < 1.0:
+            raise ConfigError(f"gate target compression must be in [0, 1), got {target}")
+        if not 0.0 <= threshold < 1.0:
+            raise ConfigError(f"gate removal threshold must be in [0, 1), got {threshold}")
+        self.graph = PruneGraph(model, example_inputs, keep=keep, twins=twins)
+        sites = gate_sites(model)
+        groups = {g.key for g in self.graph.groups()}
+        if set(sites) != groups:
+            raise ConfigError(
+                f"gates cover {sorted(set(sites) - groups)} that are not prunable groups, and miss "
+                f"groups {sorted(groups - set(sites))}; every hidden layer must end in a gated activation"
+            )
+        self.gates = GateSet(model, sites, twins, init)
+        self.opt = torch.optim.Adam(self.gates.parameters(), lr=lr)
+        self.lam, self.lr, self.threshold, self.target = float(lam), float(lr), float(threshold), float(target)
+        self.include = include
+        self.optimizers, self.on_surgery = optimizers, on_surgery
+        self.cost = self._cost_model()
+        self.dense_cost = self.cost.expected(self.gates.widths())
+
+    def _cost_model(self) -> CostModel:
+        with self.gates.suspended():
+            return CostModel.from_groups(self.graph.model, self.graph.groups(), self.include)
+
+    def expected_cost(self) -> float:
+        """C(theta): expected parameters of the counted modules."""
+        return self.cost.expected(expected_widths(self.gates.theta))
+
+    def step(self) -> dict[str, list[int]] | None:
+        """Regulariser + Adam step + projection + removal, on the gates that have a data gradient.
+
+        Returns:
+            None if no gate had a gradient (no update happened), else the removed units
+            (group key -> indices before removal; empty if none).
+        """
+        theta = self.gates.theta
+        active = [k for k, t in theta.items() if t.grad is not None]
+        if not active:
+            return None
+        weights = self.cost.unit_weights(expected_widths(theta))
+        for k in active:
+            theta[k].grad.add_(self.lam * weights.get(k, 0.0))
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.gates.project_()
+        if self.target > 0:
+            removed_share = 1.0 - self.expected_cost() / max(self.dense_cost, 1e-12)
+            step = TARGET_RATE * (self.target - removed_share) / self.target
+            self.lam = min(max(self.lam * math.exp(step), 1e-12), 1e6)
+        return self.remove_closed(active)
+
+    def remove_closed(self, keys: Sequence[str] | None = None) -> dict[str, list[int]]:
+        """Physically remove units at or below the threshold (a group keeps at least one)."""
+        removed: dict[str, list[int]] = {}
+        for k in keys if keys is not None else list(self.gates.theta):
+            idx = closed_units(self.gates.theta[k], self.threshold)
+            if not idx:
+                continue
+            gone = set(idx)
+            keep = [i for i in range(self.gates.theta[k].numel()) if i not in gone]
+            with self.gates.suspended():
+                self.graph.prune(k, idx, list(self.optimizers()))
+            self.gates.shrink(k, keep, self.opt)
+            removed[k] = idx
+        if removed:
+            if self.on_surgery is not None:
+                self.on_surgery()
+            self.cost = self._cost_model()
+        return removed
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain state: gate probabilities, their Adam state, lambda and the dense cost."""
+        return {
+            "version": STATE_VERSION,
+            "theta": {k: t.detach().clone() for k, t in self.gates.theta.items()},
+            "optim": self.opt.state_dict(),
+            "lam": self.lam, "lr": self.lr, "threshold": self.threshold, "target": self.target,
+            "dense_cost": self.dense_cost,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore gates onto networks already rebuilt at their pruned widths.
+
+        Raises:
+            ConfigError: unknown version, or gates that do not match the networks' widths.
+        """
+        if state.get("version") != STATE_VERSION:
+            raise ConfigError(f"unsupported gate state version {state.get('version')!r}")
+        saved = {k: int(t.numel()) for k, t in state["theta"].items()}
+        if saved != self.gates.widths():
+            diff = {k: (saved.get(k), w) for k, w in self.gates.widths().items() if saved.get(k) != w}
+            raise ConfigError(f"gate state (saved, network) widths differ: {diff}; rebuild the networks "
+                              "from the same checkpoint as the gate state")
+        for k, t in state["theta"].items():
+            self.gates.theta[k] = nn.Parameter(t.detach().clone().float())
+        self.opt = torch.optim.Adam(self.gates.parameters(), lr=float(state["lr"]))
+        self.opt.load_state_dict(state["optim"])
+        self.lam, self.lr = float(state["lam"]), float(state["lr"])
+        self.threshold, self.target = float(state["threshold"]), float(state["target"])
+        self.dense_cost = float(state["dense_cost"])
+        self.cost = self._cost_model()
+
+
+class GateHook:
+    """``--prune gates`` for SAC (with or without ``--ofenet``): a :class:`GatePruner` over the
+    agent's joint networks, the width history, and the ``prune_ratio`` metric (share of the
+    dense cost no longer expected)."""
+
+    name = "gates"
+
+    def __init__(self, agent: Any, prune: PruneConfig, lr: float = GATE_LR, init: float = 1.0,
+                 threshold: float = REMOVE_AT, target: float = 0.0) -> None:
+        if not hasattr(agent, "joint_prunable"):
+            raise ConfigError(f"--prune gates supports SAC agents, not {type(agent).__name__}")
+        entry = agent.joint_prunable()
+        self.cost_name = prune.gate_cost
+        self.pruner = GatePruner(
+            entry["model"], entry["example_inputs"], keep=entry["heads"], twins=entry["twins"],
+            lam=prune.gate_lambda, include=cost_scope(prune.gate_cost),
+            optimizers=lambda: list(agent.optimizers().values()), on_surgery=agent.after_surgery,
+            lr=lr, init=init, threshold=threshold, target=target,
+        )
+        agent.gates = self.pruner.gates
+        self.history: list[list[Any]] = [[0, self.pruner.gates.widths()]]
+        """[global step, {group: width}] at the start and after every removal."""
+        self.last: dict[str, float] = {}
+
+    def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
+        removed = self.pruner.step()
+        if removed is None:
+            return self.last
+        if removed:
+            self.history.append([int(global_step), self.pruner.gates.widths()])
+        cost = self.pruner.expected_cost()
+        self.last = {"prune_ratio": 1.0 - cost / max(self.pruner.dense_cost, 1e-12),
+                     "gate_params": cost, "gate_lambda": self.pruner.lam}
+        return self.last
+
+    def widths(self) -> dict[str, int]:
+        """Current units per gated layer (agent-relative names, e.g. ``actor.trunk.0``)."""
+        return self.pruner.gates.widths()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pruner": self.pruner.state_dict(), "history": [[s, dict(w)] for s, w in self.history],
+                "cost": self.cost_name}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("cost") != self.cost_name:
+            raise ConfigError(f"gate state was trained with --gate-cost {state.get('cost')}, not {self.cost_name}")
+        self.pruner.load_state_dict(state["pruner"])
+        self.history = [[int(s), {k: int(v) for k, v in w.items()}] for s, w in state["history"]]
+
+
+def make_gate_hook(agent: Any, run: RunConfig, algo_cfg: Any, prune: PruneConfig) -> GateHook:
+    """The ``--prune gates`` hook of a SAC run (``edgerl.prune.hooks.make_hooks`` calls this).
+
+    A ``gate_target`` field on ``prune`` (fraction of the dense cost to remove), if the config has
+    one, steers lambda toward that compression.
+    """
+    if run.algo != "sac":
+        raise ConfigError(f"--prune gates supports --algo sac, not {run.algo!r}")
+    return GateHook(agent, prune, target=float(getattr(prune, "gate_target", 0.0) or 0.0))
