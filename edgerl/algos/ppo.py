@@ -79,7 +79,7 @@ class ReturnNormalizer:
 
     def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
         self.returns = self.returns * self.gamma + rewards
-        b_mean, b_var, n = self.returns.mean(), self.returns.var(), len(self.returns)
+        b_mean, b_var, n = float(self.returns.mean()), float(self.returns.var()), len(self.returns)
         delta, total = b_mean - self.mean, self.count + n
         self.mean += delta * n / total
         self.var = (self.var * self.count + b_var * n + delta**2 * self.count * n / total) / total

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from edgerl.config import (
 )
 from edgerl.errors import ConfigError
 
-ALGOS = ("sac",)
+ALGOS = ("sac", "ppo", "dqn")
 
 
 def algo_config_class(algo: str) -> type:
@@ -27,6 +29,14 @@ def algo_config_class(algo: str) -> type:
         from edgerl.algos.sac import SACConfig
 
         return SACConfig
+    if algo == "ppo":
+        from edgerl.algos.ppo import PPOConfig
+
+        return PPOConfig
+    if algo == "dqn":
+        from edgerl.algos.dqn import DQNConfig
+
+        return DQNConfig
     raise ConfigError(f"unknown --algo {algo!r}; choose one of {', '.join(ALGOS)}")
 
 
@@ -38,9 +48,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     add_dataclass_args(p, RunConfig, "run")
     add_dataclass_args(p, PruneConfig, "pruning")
-    from edgerl.algos.sac import SACConfig
+    add_algo_arguments(p)
 
-    add_dataclass_args(p, SACConfig, "sac")
+
+def add_algo_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per hyperparameter name across the algorithms' configs.
+
+    A name shared by several algorithms (``--gamma``, ``--hidden``, ``--batch-size``, ...) has one
+    meaning and one flag, listed in the group of the first algorithm that has it, with each
+    algorithm's default. Boolean flags of the image algorithms may be given bare (``--impoola``).
+    """
+    from edgerl.algos.atari import ImageEnvConfig
+
+    groups = [("sac", algo_config_class("sac")), ("image envs (ppo, dqn)", ImageEnvConfig),
+              ("ppo", algo_config_class("ppo")), ("dqn", algo_config_class("dqn"))]
+    defaults: dict[str, dict[str, typing.Any]] = {}
+    helps: dict[str, dict[str, list[str]]] = {}
+    for algo in ALGOS:
+        for f in dataclasses.fields(algo_config_class(algo)):
+            defaults.setdefault(f.name, {})[algo] = _field_default(f)
+            helps.setdefault(f.name, {}).setdefault(f.metadata.get("help", ""), []).append(algo)
+    seen: set[str] = set()
+    for title, cls in groups:
+        hints = typing.get_type_hints(cls)
+        new = [f for f in dataclasses.fields(cls) if f.name not in seen]
+        seen.update(f.name for f in new)
+        spec = []
+        for f in new:
+            per_algo = defaults.get(f.name, {})
+            shown = _field_default(f)
+            if len({repr(v) for v in per_algo.values()}) > 1:
+                shown = ", ".join(f"{a} {v}" for a, v in per_algo.items())
+            texts = helps.get(f.name, {f.metadata.get("help", ""): []})
+            help_text = " ".join(t if i == 0 else f"{', '.join(a)}: {t}" for i, (t, a) in enumerate(texts.items()))
+            field = dataclasses.field(default_factory=lambda v=shown: v, metadata={"help": help_text})
+            spec.append((f.name, hints[f.name], field))
+        before = {a.dest for a in p._actions}
+        shown_cls = dataclasses.make_dataclass(cls.__name__, spec, namespace={"__doc__": cls.__doc__})
+        add_dataclass_args(p, shown_cls, title)
+        if cls is not algo_config_class("sac"):
+            for action in p._actions:
+                if action.dest not in before and action.metavar == "BOOL":
+                    action.nargs, action.const = "?", True
+
+
+def _field_default(f: dataclasses.Field) -> typing.Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
 
 
 def resolve(args: argparse.Namespace) -> tuple[RunConfig, Any, PruneConfig]:
@@ -94,6 +147,14 @@ def run(args: argparse.Namespace) -> int:
         from edgerl.algos.sac_train import train_sac
 
         summary = train_sac(run_cfg, algo_cfg, prune, resume=bool(args.resume), make_hooks=make_hooks)
+    elif run_cfg.algo == "ppo":
+        from edgerl.algos.ppo_train import train_ppo
+
+        summary = train_ppo(run_cfg, algo_cfg, prune, resume=bool(args.resume), make_hooks=make_hooks)
+    elif run_cfg.algo == "dqn":
+        from edgerl.algos.dqn_train import train_dqn
+
+        summary = train_dqn(run_cfg, algo_cfg, prune, resume=bool(args.resume), make_hooks=make_hooks)
     else:
         raise ConfigError(f"unknown algo {run_cfg.algo!r}")
     print_summary(summary)

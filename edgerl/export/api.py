@@ -193,6 +193,9 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
     ckpt = load_checkpoint(ckpt_file)
     out = Path(out_path) if out_path is not None else default_output(ckpt_file, fp16)
     contract_out = Path(contract_path) if contract_path is not None else out.parent / "contract.json"
+    if len({ckpt_file.resolve(), out.resolve(), contract_out.resolve()}) < 3:
+        raise ConfigError(f"output {out} and contract {contract_out} must differ from each other and from the "
+                          f"checkpoint {ckpt_file}; choose another -o/--contract")
     sha = sha256_file(ckpt_file)
     steps = baked_in_steps(ckpt)
     space = obs_space(ckpt)

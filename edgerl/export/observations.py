@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgerl.envs import make_env
 from edgerl.errors import CheckpointError, ConfigError, EdgerlError
 from edgerl.export.wrappers import DeployedPolicy
 
@@ -85,10 +84,12 @@ def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, 
     Raises:
         ConfigError: The environment cannot be made, or its observations differ from the checkpoint's.
     """
+    from edgerl.export.registry import export_adapter
+
     space = obs_space(ckpt)
     env_id = ckpt["env"]["id"]
     try:
-        env = make_env(env_id, seed=seed)
+        env = export_adapter(ckpt["algo"]).make_env(ckpt, seed)
     except EdgerlError as e:
         raise ConfigError(f"{e}; {RECORDED_HINT}") from None
     try:

@@ -10,9 +10,11 @@ checkpoint holds only what the deployed policy runs. Both use the checkpoint for
     env         {id, observation_space, action_space}          (copied from the source)
     config      {run, algo, prune}                              (copied from the source)
     agent
-      nets        {name: {spec, state}}   only the deployed networks (e.g. SAC: "actor"), each
-                                          rebuilt by edgerl.nets.build_net(spec) at its saved
-                                          (possibly pruned and compacted) widths
+      nets        {name: {spec, state}}   only the deployed networks, under their train-checkpoint
+                                          names (SAC: "actor" [+ "ofenet_state"]; PPO: "net";
+                                          DQN: "q_network"), each rebuilt by
+                                          edgerl.nets.build_net(spec) at its saved (possibly
+                                          pruned and compacted) widths
       normalizer  {spec: {shape, clip, eps, enabled}, state: {mean, var, count}} | None
     counters    {global_step, updates, episodes, ...}           (copied from the source)
     source      {checkpoint, sha256, kind} | None               (provenance)
@@ -63,8 +65,10 @@ def policy_checkpoint_payload(algo: str, env: dict[str, Any], config: dict[str, 
         algo: Algorithm name (``"sac"``); must have an export adapter.
         env: The source checkpoint's ``env`` entry (id and space descriptions).
         config: The source checkpoint's resolved ``config``.
-        deployed: ``agent.deployed_nets()``: the normaliser (an :class:`ObsNormalizer`, any key)
-            and the registered networks the policy runs, possibly compacted.
+        deployed: ``agent.deployed_nets()`` (or ``DeployedPolicy.nets()`` plus the normaliser):
+            the normaliser (an :class:`ObsNormalizer`, any key) and the registered networks the
+            policy runs, possibly compacted. Keys are mapped to checkpoint names by the
+            algorithm's adapter (PPO's ``policy`` is stored as ``net``).
         counters: The source's ``counters`` (``global_step`` is reported as the baked-in steps).
         source: Provenance, e.g. ``{"checkpoint": path, "sha256": ..., "kind": "train"}``.
         extra: More top-level entries (must not replace the ones above).
@@ -83,7 +87,7 @@ def policy_checkpoint_payload(algo: str, env: dict[str, Any], config: dict[str, 
         if not hasattr(module, "net_type"):
             raise CheckpointError(f"deployed net {name!r} ({type(module).__name__}) is not registered with "
                                   "edgerl.nets.register_net, so it cannot be rebuilt from a checkpoint")
-        nets[name] = {"spec": net_spec(module), "state": _clone_state(module)}
+        nets[adapter.net_name(name)] = {"spec": net_spec(module), "state": _clone_state(module)}
     missing = [n for n in adapter.nets if n not in nets]
     if missing:
         raise CheckpointError(f"a {algo} policy needs nets {list(adapter.nets)}; deployed nets lack {missing}")
@@ -152,9 +156,16 @@ def policy_from_checkpoint(ckpt: dict[str, Any]) -> DeployedPolicy:
     if missing:
         raise CheckpointError(f"{ckpt['algo']} {kind} checkpoint lacks nets {missing} "
                               f"(has {sorted(stored)}); the file is damaged")
-    nets = {name: _rebuild(name, stored[name]) for name in adapter.nets}
+    names = [*adapter.nets, *(n for n in adapter.optional if n in stored)]
+    nets = {name: _rebuild(name, stored[name]) for name in names}
     normalizer = _normalizer(ckpt, adapter.obs_norm(ckpt) if kind == TRAIN_KIND else True)
     policy = adapter.build(nets, normalizer, ckpt["env"])
+    paths = {id(m): path for path, m in reversed(list(policy.named_modules()))}
+    unused = [n for n, m in nets.items() if id(m) not in paths]
+    if unused:
+        raise CheckpointError(f"the {ckpt['algo']} export adapter does not use nets {unused}; "
+                              "fix its build function")
+    policy.net_paths = {name: paths[id(m)] for name, m in nets.items()}
     return policy.eval().requires_grad_(False)
 
 

@@ -2,26 +2,29 @@
 
 An algorithm plugs into ``edgerl export`` with one call::
 
-    register_export(ExportAdapter(algo="dqn", nets=("q_network",), build=argmax_policy))
+    register_export(ExportAdapter(algo="dqn", nets=("q_network",), build=argmax_policy,
+                                  aliases={"policy": "q_network"}, make_env=make_image_rollout_env))
 
-``nets`` names the entries of a checkpoint's ``agent["nets"]`` the deployed policy uses (the
-networks of its agent's ``deployed_nets()``, without the normaliser); ``build`` wraps the rebuilt
-networks. A registration may live in the algorithm's own module ``edgerl/algos/<algo>.py``:
-:func:`export_adapter` imports that module before giving up on an unknown algorithm.
+``nets`` names the entries of a checkpoint's ``agent["nets"]`` the deployed policy always uses,
+``optional`` those it uses when present (SAC's OFENet state block); ``aliases`` maps the keys of
+the agent's ``deployed_nets()`` to those names where they differ; ``build`` wraps the rebuilt
+networks; ``make_env`` makes the environment the parity check rolls (with the preprocessing the
+agent trained with). SAC, PPO and DQN are registered here. Another algorithm may register in its
+own module ``edgerl/algos/<algo>.py``: :func:`export_adapter` imports that module before giving up.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from torch import nn
 
 import edgerl
-from edgerl.envs import action_bounds
-from edgerl.errors import CheckpointError
+from edgerl.envs import action_bounds, make_env
+from edgerl.errors import CheckpointError, ConfigError
 from edgerl.export.wrappers import ArgmaxPolicy, DeployedPolicy, SquashedGaussianPolicy
 from edgerl.nets.mlp import ObsNormalizer
 
@@ -34,6 +37,25 @@ def train_obs_norm(ckpt: dict[str, Any]) -> bool:
     return bool(ckpt.get("config", {}).get("algo", {}).get("obs_norm", False))
 
 
+def make_rollout_env(ckpt: dict[str, Any], seed: int | None = None) -> Any:
+    """``gymnasium.make`` of the checkpoint's env id (vector-observation envs)."""
+    return make_env(ckpt["env"]["id"], seed=seed)
+
+
+def make_image_rollout_env(ckpt: dict[str, Any], seed: int | None = None) -> Any:
+    """The preprocessed image env (frame stack, resize, ...) the checkpoint's agent trained on,
+    in evaluation mode (``env.preprocessing`` of the checkpoint)."""
+    from edgerl.algos.atari import ImageEnvConfig, make_image_env
+
+    pre = ckpt["env"].get("preprocessing") or {}
+    if pre.get("kind") != "atari":
+        raise ConfigError(f"{ckpt['env']['id']}: checkpoint does not record the image preprocessing "
+                          f"(env.preprocessing is {pre.get('kind')!r}, expected 'atari')")
+    known = {f.name for f in fields(ImageEnvConfig)}
+    cfg = ImageEnvConfig(**{k: v for k, v in pre.items() if k in known})
+    return make_image_env(ckpt["env"]["id"], cfg, train=False, seed=seed)
+
+
 @dataclass(frozen=True)
 class ExportAdapter:
     """How one algorithm's checkpoint becomes a :class:`DeployedPolicy`."""
@@ -44,8 +66,18 @@ class ExportAdapter:
     """Names in ``agent["nets"]`` of the networks the policy runs, in the order ``build`` takes them."""
     build: PolicyBuilder
     """Wraps the rebuilt networks, the normaliser (None if disabled) and the env description."""
+    optional: tuple[str, ...] = ()
+    """Nets the policy also runs when the checkpoint holds them (e.g. SAC's ``ofenet_state``)."""
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """``deployed_nets()`` key -> checkpoint net name, where they differ (PPO: policy -> net)."""
     obs_norm: Callable[[dict[str, Any]], bool] = train_obs_norm
     """Whether a train checkpoint's normaliser is active (policy checkpoints record it themselves)."""
+    make_env: Callable[[dict[str, Any], int | None], Any] = make_rollout_env
+    """Makes the env rolled for recorded observations: ``make_env(ckpt, seed)``."""
+
+    def net_name(self, deployed_key: str) -> str:
+        """Checkpoint name of a ``deployed_nets()`` entry."""
+        return self.aliases.get(deployed_key, deployed_key)
 
 
 def squashed_gaussian_policy(nets: dict[str, nn.Module], normalizer: ObsNormalizer | None,
@@ -54,17 +86,18 @@ def squashed_gaussian_policy(nets: dict[str, nn.Module], normalizer: ObsNormaliz
     if env["action_space"].get("kind") != "box":
         raise CheckpointError(f"a squashed Gaussian policy needs a Box action space, got {env['action_space']}")
     low, high = action_bounds(env)
-    return SquashedGaussianPolicy(nets["actor"], normalizer, low, high)
+    return SquashedGaussianPolicy(nets["actor"], normalizer, low, high, features=nets.get("ofenet_state"))
 
 
 def argmax_policy(nets: dict[str, nn.Module], normalizer: ObsNormalizer | None,
                   env: dict[str, Any]) -> DeployedPolicy:
-    """DQN / PPO-discrete: the single deployed network's argmax, offset by the space's ``start``."""
+    """DQN / PPO-discrete: argmax of the single deployed network's scores (the first element when
+    it returns a tuple, e.g. PPO's ``(logits, value)``), offset by the space's ``start``."""
     space = env["action_space"]
     if space.get("kind") != "discrete":
         raise CheckpointError(f"an argmax policy needs a Discrete action space, got {space}")
     (net,) = nets.values()
-    return ArgmaxPolicy(net, normalizer, start=int(space.get("start", 0)))
+    return ArgmaxPolicy(net, normalizer, select=0, start=int(space.get("start", 0)))
 
 
 _ADAPTERS: dict[str, ExportAdapter] = {}
@@ -96,4 +129,9 @@ def export_adapter(algo: str) -> ExportAdapter:
         ) from None
 
 
-register_export(ExportAdapter(algo="sac", nets=("actor",), build=squashed_gaussian_policy))
+register_export(ExportAdapter(algo="sac", nets=("actor",), optional=("ofenet_state",),
+                              build=squashed_gaussian_policy))
+register_export(ExportAdapter(algo="ppo", nets=("net",), aliases={"policy": "net"}, build=argmax_policy,
+                              make_env=make_image_rollout_env))
+register_export(ExportAdapter(algo="dqn", nets=("q_network",), aliases={"policy": "q_network"},
+                              build=argmax_policy, make_env=make_image_rollout_env))

@@ -4,9 +4,11 @@ Each wrapper is the deployed policy in one ``forward`` (in the manner of rsl_rl'
 observation -> normaliser -> network -> deterministic head -> squash -> rescale. The exported
 graph therefore emits actions the environment accepts, with nothing left for the robot to do.
 
-The wrappers can also run their network in float16 (:meth:`DeployedPolicy.to_fp16`): the
-observation and the action stay float32, and Casts at the network's boundaries carry the
-precision change, which is what strongly typed TensorRT (>= 11) needs to build FP16 kernels.
+The wrappers can also run their networks in float16 (:meth:`DeployedPolicy.to_fp16`): the
+observation, the normaliser and the action stay float32; each layer with weights casts its input
+to its weights' dtype, so the graph carries explicit Casts into float16 (what strongly typed
+TensorRT >= 11 needs to build FP16 kernels) even where a network upcasts internally (the image
+encoders scale uint8 pixels in float32).
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ class DeployedPolicy(nn.Module):
         self.net = net
         self.normalizer = normalizer if normalizer is not None and normalizer.enabled else None
         self.compute_dtype = torch.float32
+        self.net_paths: dict[str, str] = {"net": "net"}
+        """Checkpoint net name -> submodule path in this wrapper (set by ``policy_from_checkpoint``)."""
         self.eval().requires_grad_(False)
+
+    def nets(self) -> dict[str, nn.Module]:
+        """The wrapped networks under their checkpoint names (e.g. ``{"actor": ...}``)."""
+        return {name: self.get_submodule(path) for name, path in self.net_paths.items()}
 
     @property
     def baked_in(self) -> list[str]:
@@ -45,18 +53,20 @@ class DeployedPolicy(nn.Module):
         return "fp16" if self.compute_dtype == torch.float16 else "fp32"
 
     def to_fp16(self) -> DeployedPolicy:
-        """A copy whose network computes in float16; normaliser, input and output stay float32."""
+        """A copy whose networks compute in float16; normaliser, input and output stay float32."""
         half = copy.deepcopy(self)
-        half.net.half()
+        for net in half.nets().values():
+            net.half()
+            for module in net.modules():
+                if next(module.parameters(recurse=False), None) is not None:
+                    module.register_forward_pre_hook(_cast_to_weights)
         half.compute_dtype = torch.float16
         return half
 
-    def _features(self, obs: torch.Tensor) -> torch.Tensor:
-        """Raw observation -> network input (float32 normalised, then the network's dtype)."""
+    def _normalized(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw observation -> float32, normalised if the policy has a normaliser."""
         x = obs if obs.dtype == torch.float32 else obs.to(torch.float32)
-        if self.normalizer is not None:
-            x = self.normalizer(x)
-        return x if self.compute_dtype == torch.float32 else x.to(self.compute_dtype)
+        return x if self.normalizer is None else self.normalizer(x)
 
     @staticmethod
     def _float32(t: torch.Tensor) -> torch.Tensor:
@@ -64,15 +74,21 @@ class DeployedPolicy(nn.Module):
 
 
 class SquashedGaussianPolicy(DeployedPolicy):
-    """SAC's deployed policy: ``low + (tanh(mean(normalise(obs))) + 1) / 2 * (high - low)``.
+    """SAC's deployed policy: ``low + (tanh(mean(features(normalise(obs)))) + 1) / 2 * (high - low)``.
 
     ``net`` is a :class:`~edgerl.nets.mlp.SquashedGaussianActor` (its forward returns
     ``(mean, log_std)``; only the mean is used, so ``log_std`` is pruned from the graph).
+    ``features`` is an optional block between normaliser and actor (OFENet's state block).
     """
 
     def __init__(self, actor: nn.Module, normalizer: ObsNormalizer | None,
-                 low: Sequence[float] | np.ndarray, high: Sequence[float] | np.ndarray) -> None:
+                 low: Sequence[float] | np.ndarray, high: Sequence[float] | np.ndarray,
+                 features: nn.Module | None = None) -> None:
         super().__init__(actor, normalizer)
+        self.features = features
+        if features is not None:
+            self.features.eval().requires_grad_(False)
+            self.net_paths = {"features": "features", "net": "net"}
         low_t = torch.as_tensor(np.asarray(low, dtype=np.float32))
         high_t = torch.as_tensor(np.asarray(high, dtype=np.float32))
         self.register_buffer("low", low_t)
@@ -80,10 +96,14 @@ class SquashedGaussianPolicy(DeployedPolicy):
 
     @property
     def baked_in(self) -> list[str]:
-        return [*super().baked_in, "deterministic_head", "tanh_squash", "action_rescale"]
+        features = ["feature_extractor"] if self.features is not None else []
+        return [*super().baked_in, *features, "deterministic_head", "tanh_squash", "action_rescale"]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        mean = self._float32(self.net(self._features(obs))[0])
+        x = self._normalized(obs)
+        if self.features is not None:
+            x = self.features(x)
+        mean = self._float32(self.net(x)[0])
         return self.low + (torch.tanh(mean) + 1.0) * self.half_range
 
 
@@ -110,7 +130,7 @@ class ArgmaxPolicy(DeployedPolicy):
 
     def scores(self, obs: torch.Tensor) -> torch.Tensor:
         """Float32 Q-values or logits ``[batch, n]`` whose argmax is the action."""
-        out = self.net(self._features(obs))
+        out = self.net(self._normalized(obs))
         if isinstance(out, (tuple, list)):
             out = out[self.select]
         return self._float32(out)
@@ -118,3 +138,10 @@ class ArgmaxPolicy(DeployedPolicy):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         action = torch.argmax(self.scores(obs), dim=-1)
         return action + self.start if self.start else action
+
+
+def _cast_to_weights(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: cast floating inputs to the dtype of ``module``'s own weights."""
+    dtype = next(module.parameters(recurse=False)).dtype
+    return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != dtype else a
+                 for a in args)

@@ -1,6 +1,7 @@
-"""``edgerl export`` as a user runs it: after a tiny ``edgerl train`` (subprocess), and the
-command's text output and failures (in-process through ``edgerl.cli.main``, which the subprocess
-runs too, to keep the suite fast)."""
+"""``edgerl export`` as a user runs it: after a tiny ``edgerl train`` run (a subprocess), with
+its text and JSON reports and its failures. The export itself runs in-process through
+``edgerl.cli.main`` (what ``python -m edgerl.cli`` runs), so the suite pays torch.onnx's start-up
+cost once."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from tests.conftest import TINY_SAC, run_cli
 from tests.export.conftest import write_sac_checkpoint
 
 
-def test_export_after_tiny_train(tmp_path):
+def test_export_after_tiny_train(tmp_path, capsys):
     run = tmp_path / "run"
     run_cli("train", *TINY_SAC, "--total-steps", "200", "--out", str(run))
-    proc = run_cli("export", str(run / "ckpt.pt"), "--json")
-    report = json.loads(proc.stdout)
+    assert main(["export", str(run / "ckpt.pt"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["onnx_path"] == str(run / "policy.onnx") and report["steps"] == 200
     assert report["parity"]["worst"] <= 1e-5 and set(report["parity"]["n_obs"]) == {"random", "recorded"}
     assert sorted(p.name for p in run.glob("policy*")) == ["policy.onnx"]  # single file, no .data

@@ -1,0 +1,112 @@
+"""``edgerl run``: drive an environment through the on-robot runtime, as the robot would run it,
+and compare with the torch policy of the source checkpoint on the same seeds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="a bundle folder written by edgerl deploy")
+    p.add_argument("--env", default=None, help="env id (default: the contract's source env)")
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    p.add_argument("--backends", default=None, help="comma-separated backend order (default: the bundle's profile)")
+    p.add_argument("--checkpoint", default=None,
+                   help="torch checkpoint to compare with (default: the contract's source checkpoint, if present)")
+    p.add_argument("--no-compare", action="store_true", help="skip the torch comparison (no torch needed)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap each episode at N steps")
+    p.add_argument("--json", default=None, metavar="FILE")
+
+
+def rollout(act, env_id: str, episodes: int, seed: int, max_steps: int | None) -> list[float]:
+    """Episode returns of ``act(obs) -> env action`` with env seeds ``seed + i``."""
+    from edgerl.envs import make_env
+
+    env = make_env(env_id)
+    returns = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, n, done = 0.0, 0, False
+            while not done:
+                obs, r, term, trunc, _ = env.step(act(obs))
+                total += float(r)
+                n += 1
+                done = term or trunc or (max_steps is not None and n >= max_steps)
+            returns.append(total)
+    finally:
+        env.close()
+    return returns
+
+
+def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, seed: int = 0,
+               backends: list[str] | None = None, checkpoint: str | None = None, compare: bool = True,
+               max_steps: int | None = None) -> dict[str, Any]:
+    """Returns and latency of the runtime policy, and the torch policy's returns on the same seeds."""
+    from edgerl.runtime import Policy
+
+    policy = Policy.load(bundle, backends=backends)
+    env_id = env or policy.contract.raw.get("source", {}).get("env_id")
+    if not env_id:
+        from edgerl.errors import ConfigError
+
+        raise ConfigError(f"{bundle}: the contract names no env; pass --env")
+    result: dict[str, Any] = {"bundle": str(bundle), "env": env_id, "backend": policy.backend_name,
+                              "skipped_backends": policy.skipped_backends, "seeds": [seed + i for i in range(episodes)]}
+    policy.act(np.zeros(policy.contract.obs_shape, dtype=policy.contract.obs_dtype))  # warm-up
+    policy.reset_stats()
+    result["runtime_returns"] = rollout(policy.act, env_id, episodes, seed, max_steps)
+    result["latency"] = policy.stats()
+    ckpt_path = checkpoint or policy.contract.raw.get("source", {}).get("checkpoint")
+    if compare and ckpt_path and Path(ckpt_path).exists():
+        import torch
+
+        from edgerl.checkpoint import load_checkpoint
+        from edgerl.export.policy import policy_from_checkpoint
+
+        torch_policy = policy_from_checkpoint(load_checkpoint(ckpt_path))
+        dtype = torch.uint8 if policy.contract.obs_dtype == np.uint8 else torch.float32
+
+        @torch.inference_mode()
+        def torch_act(obs):
+            a = torch_policy(torch.as_tensor(np.asarray(obs)[None], dtype=dtype))[0].numpy()
+            return int(a) if policy.contract.discrete else a
+
+        result["torch_checkpoint"] = str(ckpt_path)
+        result["torch_returns"] = rollout(torch_act, env_id, episodes, seed, max_steps)
+    elif compare:
+        result["torch_note"] = f"no torch comparison: checkpoint {ckpt_path!r} not found (pass --checkpoint)"
+    policy.close()
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    backends = args.backends.split(",") if args.backends else None
+    res = run_bundle(args.bundle, args.env, args.episodes, args.seed, backends, args.checkpoint,
+                     not args.no_compare, args.max_steps)
+    lat = res["latency"]
+    rt = np.asarray(res["runtime_returns"])
+    print(f"ran {res['bundle']} on {res['env']} with backend {res['backend']} ({args.episodes} episodes, seeds {res['seeds'][0]}..)")
+    for name, why in res["skipped_backends"].items():
+        print(f"  skipped {name}: {why}")
+    print(f"  runtime return  {rt.mean():9.2f} ± {rt.std():.2f}   per episode: {', '.join(f'{r:.1f}' for r in rt)}")
+    if "torch_returns" in res:
+        tr = np.asarray(res["torch_returns"])
+        print(f"  torch return    {tr.mean():9.2f} ± {tr.std():.2f}   per episode: {', '.join(f'{r:.1f}' for r in tr)}")
+        print(f"  max |runtime - torch| per episode: {np.abs(rt - tr).max():.3g}")
+    elif "torch_note" in res:
+        print(f"  {res['torch_note']}")
+    budget = f", {lat['misses']} over the {lat['budget_us']:.0f} us budget" if lat.get("budget_us") else ""
+    print(f"  act() latency   p50 {lat['p50_us']:.1f} us, p90 {lat['p90_us']:.1f}, p99 {lat['p99_us']:.1f}, "
+          f"max {lat['max_us']:.1f} over {lat['count']} calls{budget}")
+    if args.json:
+        from edgerl.runtime.fileio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(res, indent=2, default=float))
+    return 0

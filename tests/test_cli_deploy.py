@@ -1,0 +1,71 @@
+"""The deploy side end to end: train -> compact -> deploy -> run, as a user types it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_SAC, run_cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("deploy") / "run"
+    run_cli("train", *TINY_SAC, "--hidden", "48,40", "--prune", "gradual", "--final-ratio", "0.5",
+            "--prune-every", "20", "--obs-norm", "true", "--total-steps", "400", "--eval-every", "0",
+            "--out", str(out))
+    return out
+
+
+def test_train_compact_deploy_run_x86(trained, tmp_path):
+    run_cli("compact", str(trained), "--recorded-steps", "64")
+    bundle = tmp_path / "bundle"
+    run_cli("deploy", str(trained / "compact.pt"), "--target", "x86-cpu", "-o", str(bundle),
+            "--recorded-steps", "64", "--json", str(tmp_path / "d.json"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for f in ("policy.onnx", "contract.json", "reference.npz", "profile.json", "install.sh", "launch.sh",
+              "edgerl-policy.service", "README.md"):
+        assert f in manifest["files"], f
+    assert any(f.startswith("runtime/edgerl_runtime/") for f in manifest["files"])
+    contract = json.loads((bundle / "contract.json").read_text())
+    assert "observation_normalizer" in contract["baked_in"] and "action_rescale" in contract["baked_in"]
+    res_file = tmp_path / "run.json"
+    run_cli("run", str(bundle), "--episodes", "2", "--max-steps", "200", "--json", str(res_file))
+    res = json.loads(res_file.read_text())
+    assert res["backend"] == "ort-cpu"
+    # The runtime policy and the torch policy agree episode by episode on the same seeds.
+    np.testing.assert_allclose(res["runtime_returns"], res["torch_returns"], rtol=1e-4, atol=1e-3)
+    assert res["latency"]["count"] >= 2 and res["latency"]["p50_us"] > 0
+
+
+def test_deploy_jetson_bundle_is_complete(trained, tmp_path):
+    bundle = tmp_path / "jetson"
+    proc = run_cli("deploy", str(trained), "--target", "jetson", "-o", str(bundle), "--recorded-steps", "0")
+    assert "trt > ort-cuda > ort-cpu" in proc.stdout
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert "build_engine.sh" in manifest["files"]
+    profile = json.loads((bundle / "profile.json").read_text())
+    assert profile["family"] == "jetson" and profile["backends"][0] == "trt"
+    # On this machine (no TensorRT, no CUDA) the runtime falls back to ONNX Runtime CPU and says why.
+    res_file = tmp_path / "run.json"
+    run_cli("run", str(bundle), "--episodes", "1", "--max-steps", "50", "--no-compare", "--json", str(res_file))
+    res = json.loads(res_file.read_text())
+    assert res["backend"] == "ort-cpu" and "trt" in res["skipped_backends"]
+
+
+def test_tampered_bundle_is_refused(trained, tmp_path):
+    bundle = tmp_path / "b"
+    run_cli("deploy", str(trained), "--target", "x86-cpu", "-o", str(bundle), "--recorded-steps", "0")
+    onnx = bundle / "policy.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    proc = run_cli("run", str(bundle), "--episodes", "1", check=False)
+    assert proc.returncode == 2 and "policy.onnx" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_deploy_unknown_target_is_an_error(trained, tmp_path):
+    proc = run_cli("deploy", str(trained), "--target", "raspberry-pi-9", "-o", str(tmp_path / "x"), check=False)
+    assert proc.returncode == 2 and "raspberry-pi-9" in proc.stderr and "Traceback" not in proc.stderr
