@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("edgerl.commands.compact", "make the smallest network that computes the same deployed function"),
     "deploy": ("edgerl.commands.deploy", "build a verified bundle (ONNX, contract, runtime, device files) for a target"),
     "export": ("edgerl.commands.export", "export a policy to one checked ONNX file plus contract.json"),
+    "bench": ("edgerl.commands.bench", "single-stream latency of compact policies against the dense baseline"),
     "run": ("edgerl.commands.run", "drive an env through the on-robot runtime and compare with the torch policy"),
 }
 

@@ -33,7 +33,7 @@ from gymnasium.wrappers import (
 )
 
 from edgerl.config import doc
-from edgerl.envs import make_env, space_env_info
+from edgerl.envs import describe_space, make_env
 from edgerl.errors import ConfigError
 
 
@@ -61,7 +61,7 @@ class EpisodicLifeEnv(gym.Wrapper):
         self.lives = 0
         self.game_over = True
 
-    def step(self, action):
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.game_over = terminated or truncated
         lives = self.env.unwrapped.ale.lives()
@@ -70,7 +70,7 @@ class EpisodicLifeEnv(gym.Wrapper):
         self.lives = lives
         return obs, reward, terminated, truncated, info
 
-    def reset(self, **kwargs):
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         if self.game_over:
             obs, info = self.env.reset(**kwargs)
         else:
@@ -85,7 +85,7 @@ class EpisodicLifeEnv(gym.Wrapper):
 class FireResetEnv(gym.Wrapper):
     """Presses FIRE (then action 2) after each reset, for games that wait for it."""
 
-    def reset(self, **kwargs):
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         self.env.reset(**kwargs)
         for action in (1, 2):
             obs, _, terminated, truncated, info = self.env.step(action)
@@ -94,7 +94,7 @@ class FireResetEnv(gym.Wrapper):
         return obs, info
 
 
-def make_image_env(env_id: str, cfg: ImageEnvConfig, train: bool = True, seed: int | None = None):
+def make_image_env(env_id: str, cfg: ImageEnvConfig, train: bool = True, seed: int | None = None) -> gym.Env:
     """One preprocessed image env; ``train=False`` gives raw game rewards and whole games."""
     if not env_id.startswith("ALE/"):
         hint = " (Procgen is not supported in this environment: see edgerl/algos/atari.py)" if "procgen" in env_id.lower() else ""
@@ -116,7 +116,7 @@ def make_image_env(env_id: str, cfg: ImageEnvConfig, train: bool = True, seed: i
     return env
 
 
-def make_vector_env(env_id: str, cfg: ImageEnvConfig, num_envs: int, seed: int):
+def make_vector_env(env_id: str, cfg: ImageEnvConfig, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:
     """``num_envs`` training envs in one ``SyncVectorEnv`` (SAME_STEP autoreset)."""
     if num_envs < 1:
         raise ConfigError(f"--num-envs must be at least 1, got {num_envs}")
@@ -126,19 +126,17 @@ def make_vector_env(env_id: str, cfg: ImageEnvConfig, num_envs: int, seed: int):
     return envs
 
 
-def image_env_info(env_id: str, cfg: ImageEnvConfig) -> dict[str, Any]:
+def image_env_info(envs: gym.vector.VectorEnv, env_id: str, cfg: ImageEnvConfig) -> dict[str, Any]:
     """Env id, spaces and preprocessing, as stored in checkpoints (what a deployment must mimic)."""
     from dataclasses import asdict
 
-    env = make_image_env(env_id, cfg, train=False)
-    try:
-        info = space_env_info(env)
-        info["action_meanings"] = list(env.unwrapped.get_action_meanings())
-    finally:
-        env.close()
-    info["id"] = env_id
-    info["preprocessing"] = {"kind": "atari", "grayscale": True, **asdict(cfg)}
-    return info
+    return {
+        "id": env_id,
+        "observation_space": describe_space(envs.single_observation_space),
+        "action_space": describe_space(envs.single_action_space),
+        "action_meanings": list(envs.envs[0].unwrapped.get_action_meanings()),
+        "preprocessing": {"kind": "atari", "grayscale": True, **asdict(cfg)},
+    }
 
 
 def episode_returns(info: dict[str, Any]) -> list[float]:
@@ -160,9 +158,11 @@ def final_observations(info: dict[str, Any], done: np.ndarray, like: np.ndarray)
 
 
 def evaluate_image_policy(act: Callable[[np.ndarray], int], env_id: str, cfg: ImageEnvConfig,
-                          episodes: int, seed: int) -> np.ndarray:
-    """Game scores of ``episodes`` whole games (no life loss ends, no reward clipping)."""
-    env = make_image_env(env_id, cfg, train=False, seed=seed)
+                          episodes: int, seed: int, env: gym.Env | None = None) -> np.ndarray:
+    """Game scores of ``episodes`` whole games (no life loss ends, no reward clipping), seeds
+    ``seed + i``; ``env`` (from ``make_image_env(..., train=False)``) is reused if given."""
+    own = env is None
+    env = make_image_env(env_id, cfg, train=False, seed=seed) if own else env
     returns = []
     try:
         for i in range(episodes):
@@ -174,5 +174,6 @@ def evaluate_image_policy(act: Callable[[np.ndarray], int], env_id: str, cfg: Im
                 done = term or trunc
             returns.append(total)
     finally:
-        env.close()
+        if own:
+            env.close()
     return np.asarray(returns, dtype=np.float64)

@@ -22,6 +22,7 @@ from edgerl.algos.atari import (
     evaluate_image_policy,
     final_observations,
     image_env_info,
+    make_image_env,
     make_vector_env,
 )
 from edgerl.algos.dqn import DQNAgent, DQNConfig, FrameReplay
@@ -57,7 +58,9 @@ def train_dqn(run: RunConfig, cfg: DQNConfig, prune: PruneConfig, resume: bool =
     torch.manual_seed(run.seed)
     rng = np.random.default_rng(run.seed)
 
-    info = image_env_info(run.env, cfg)
+    envs = make_vector_env(run.env, cfg, cfg.num_envs, seed=run.seed)
+    eval_env = make_image_env(run.env, cfg, train=False)
+    info = image_env_info(envs, run.env, cfg)
     obs_shape = tuple(info["observation_space"]["shape"])
     n_actions = info["action_space"]["n"]
     agent = DQNAgent(cfg, obs_shape, n_actions)
@@ -81,10 +84,10 @@ def train_dqn(run: RunConfig, cfg: DQNConfig, prune: PruneConfig, resume: bool =
 
     log = MetricsLog(out / "metrics.csv", resume_step=step if resume else None)
     progress = Progress(run.total_steps, step, run.progress, f"dqn {run.env}")
-    envs = make_vector_env(run.env, cfg, cfg.num_envs, seed=run.seed + step)
 
     def run_eval() -> tuple[float, float]:
-        rets = evaluate_image_policy(agent.greedy, run.env, cfg, run.eval_episodes, seed=run.seed + 10_000)
+        rets = evaluate_image_policy(agent.greedy, run.env, cfg, run.eval_episodes,
+                                     seed=run.seed + 10_000, env=eval_env)
         return float(rets.mean()), float(rets.std())
 
     def checkpoint() -> None:
@@ -137,13 +140,14 @@ def train_dqn(run: RunConfig, cfg: DQNConfig, prune: PruneConfig, resume: bool =
             agent.sync_target()
 
         done_now = step >= run.total_steps
-        if crossed(prev_step, step, 1000) or done_now:
+        eval_now = done_now or crossed(prev_step, step, run.eval_every)
+        if crossed(prev_step, step, 1000) or eval_now:
             now = time.monotonic()
             sps = (step - s_window) / max(now - t_window, 1e-9)
             t_window, s_window = now, step
             progress.update(step, {"sps": f"{sps:.0f}", "eps": f"{eps:.2f}", "eval": f"{last_eval[0]:.1f}",
                                    "train": None if last_train_return is None else f"{last_train_return:.1f}"})
-        if done_now or crossed(prev_step, step, run.eval_every):
+        if eval_now:
             last_eval = run_eval()
             log.write(step=step, wall_s=wall_before + time.monotonic() - t0, sps=sps, train_return=last_train_return,
                       eval_return=last_eval[0], eval_std=last_eval[1], params=count_params(agent.q_network), **metrics)
@@ -151,6 +155,7 @@ def train_dqn(run: RunConfig, cfg: DQNConfig, prune: PruneConfig, resume: bool =
             checkpoint()
     progress.close()
     envs.close()
+    eval_env.close()
     return {
         "env": run.env, "steps": step, "episodes": episodes, "wall_s": wall_before + time.monotonic() - t0,
         "eval_return": last_eval[0], "eval_std": last_eval[1], "updates": agent.updates,

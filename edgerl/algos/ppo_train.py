@@ -20,6 +20,7 @@ from edgerl.algos.atari import (
     evaluate_image_policy,
     final_observations,
     image_env_info,
+    make_image_env,
     make_vector_env,
 )
 from edgerl.algos.ppo import PPOAgent, PPOConfig, compute_gae
@@ -54,7 +55,9 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
     torch.manual_seed(run.seed)
     rng = np.random.default_rng(run.seed)
 
-    info = image_env_info(run.env, cfg)
+    envs = make_vector_env(run.env, cfg, cfg.num_envs, seed=run.seed)
+    eval_env = make_image_env(run.env, cfg, train=False)
+    info = image_env_info(envs, run.env, cfg)
     obs_shape = tuple(info["observation_space"]["shape"])
     agent = PPOAgent(cfg, obs_shape, info["action_space"]["n"])
     hooks = make_hooks(agent, run, cfg, prune) if make_hooks else []
@@ -73,14 +76,14 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
 
     log = MetricsLog(out / "metrics.csv", resume_step=step if resume else None)
     progress = Progress(run.total_steps, step, run.progress, f"ppo {run.env}")
-    envs = make_vector_env(run.env, cfg, cfg.num_envs, seed=run.seed + step)
     T, N = cfg.num_steps, cfg.num_envs
     buf_obs = torch.zeros((T, N, *obs_shape), dtype=torch.uint8)
     buf = {k: torch.zeros(T, N) for k in ("logprobs", "values", "rewards", "dones")}
     buf_actions = torch.zeros(T, N, dtype=torch.long)
 
     def run_eval() -> tuple[float, float]:
-        rets = evaluate_image_policy(agent.greedy, run.env, cfg, run.eval_episodes, seed=run.seed + 10_000)
+        rets = evaluate_image_policy(agent.greedy, run.env, cfg, run.eval_episodes,
+                                     seed=run.seed + 10_000, env=eval_env)
         return float(rets.mean()), float(rets.std())
 
     def checkpoint() -> None:
@@ -141,6 +144,7 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
             checkpoint()
     progress.close()
     envs.close()
+    eval_env.close()
     return {
         "env": run.env, "steps": step, "episodes": episodes, "wall_s": wall_before + time.monotonic() - t0,
         "eval_return": last_eval[0], "eval_std": last_eval[1],

@@ -4,6 +4,9 @@ The model owns its export: a small wrapper per algorithm (:mod:`edgerl.export.wr
 registered in :mod:`edgerl.export.registry`) maps a raw observation to an environment action with
 the normaliser, deterministic head, squash and rescale baked in. :func:`export_policy` converts it
 with ``torch.onnx`` and refuses to write a model that fails onnx.checker or ONNX Runtime parity.
+SAC (with or without OFENet), PPO and DQN are registered; the layout of the ``kind: "policy"``
+checkpoints ``edgerl compact`` writes is documented in :mod:`edgerl.export.policy`, that of
+``contract.json`` in :mod:`edgerl.export.contract`.
 
 Public API::
 

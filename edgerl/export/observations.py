@@ -100,12 +100,17 @@ def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, 
         dtype = input_dtype(space)
         out = np.empty((n, *shape), dtype=np.dtype(space["dtype"]))
         obs, _ = env.reset(seed=seed)
-        for i in range(n):
-            out[i] = obs
-            action = torch_actions(policy, obs[None], dtype)[0]
-            obs, _, terminated, truncated, _ = env.step(int(action) if policy.discrete else action)
-            if terminated or truncated:
-                obs, _ = env.reset()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # batch-1 calls of small nets: extra threads only add overhead
+        try:
+            for i in range(n):
+                out[i] = obs
+                action = torch_actions(policy, obs[None], dtype)[0]
+                obs, _, terminated, truncated, _ = env.step(int(action) if policy.discrete else action)
+                if terminated or truncated:
+                    obs, _ = env.reset()
+        finally:
+            torch.set_num_threads(threads)
         return out
     finally:
         env.close()

@@ -121,9 +121,11 @@ def _normalizer(ckpt: dict[str, Any], enabled_in_train: bool) -> ObsNormalizer |
         return None
     if ckpt["kind"] == POLICY_KIND:
         spec, state = entry.get("spec"), entry.get("state")
-        if not isinstance(spec, dict) or not isinstance(state, dict):
-            raise CheckpointError("policy checkpoint normalizer lacks its spec or state; the file is damaged")
-        norm = ObsNormalizer(spec["shape"], clip=spec["clip"], eps=spec["eps"], enabled=spec["enabled"])
+        try:
+            norm = ObsNormalizer(spec["shape"], clip=spec["clip"], eps=spec["eps"], enabled=spec["enabled"])
+        except (KeyError, TypeError):
+            raise CheckpointError("policy checkpoint normalizer lacks its spec (shape, clip, eps, enabled); "
+                                  "the file is damaged") from None
     else:
         if not enabled_in_train:
             return None
@@ -133,7 +135,7 @@ def _normalizer(ckpt: dict[str, Any], enabled_in_train: bool) -> ObsNormalizer |
         norm = ObsNormalizer(tuple(state["mean"].shape), enabled=True)
     try:
         norm.load_state_dict(state)
-    except (RuntimeError, KeyError) as e:
+    except (RuntimeError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"checkpoint observation normaliser is unreadable ({e}); the file is damaged") from None
     return norm if norm.enabled else None
 

@@ -94,6 +94,17 @@ class GatePruner:
         self.cost = self._cost_model()
         self.dense_cost = self.cost.expected(self.gates.widths())
 
+    @property
+    def active(self) -> bool:
+        """Whether gates sample and learn; inactive gates pass every unit (``xi = 1``)."""
+        return self.gates.mode == "sample"
+
+    @active.setter
+    def active(self, flag: bool) -> None:
+        self.gates.mode = "sample" if flag else "deterministic"
+        if not flag:
+            self.opt.zero_grad(set_to_none=True)
+
     def _cost_model(self) -> CostModel:
         with self.gates.suspended():
             return CostModel.from_groups(self.graph.model, self.graph.groups(), self.include)

@@ -188,3 +188,24 @@ def test_pruned_dqn_agent_round_trips_with_its_twin():
     assert clone.q_network.spec() == agent.q_network.spec() == clone.target_network.spec()
     torch.testing.assert_close(clone.target_network(obs), agent.target_network(obs))
     clone.sync_target()  # twins stay loadable into each other after pruning
+
+
+def test_episodic_life_ends_episodes_at_a_lost_life_but_not_the_game():
+    from edgerl.algos.atari import make_image_env
+
+    env = make_image_env(ENV, _cfg(max_episode_steps=0, sticky_actions=0.0), train=True, seed=0)
+    env.reset(seed=0)
+    ale = env.unwrapped.ale
+    rng = np.random.default_rng(0)
+    lives = ale.lives()
+    for _ in range(2000):
+        obs, r, term, trunc, _ = env.step(int(rng.integers(4)))
+        assert r in (-1.0, 0.0, 1.0)  # clipped for training
+        if term:
+            break
+    assert term and 0 < ale.lives() < lives  # a life went, the game did not
+    frames_before = ale.getEpisodeFrameNumber()
+    obs, _ = env.reset()
+    assert ale.lives() == lives - 1 and ale.getEpisodeFrameNumber() > frames_before  # same game goes on
+    assert obs.shape == (4, 32, 32) and all(np.array_equal(obs[0], f) for f in obs)  # stack padded with the reset frame
+    env.close()

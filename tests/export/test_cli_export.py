@@ -29,9 +29,10 @@ def test_export_after_tiny_train(tmp_path, capsys):
 
 def test_text_report(tmp_path, hopper_env, capsys):
     ckpt = write_sac_checkpoint(tmp_path / "run" / "ckpt.pt", hopper_env)
-    assert main(["export", str(ckpt.parent), "-o", str(tmp_path / "p.onnx"), "--recorded-steps", "20"]) == 0
+    assert main(["export", str(ckpt.parent), "-o", str(tmp_path / "p.onnx"), "--recorded-steps", "20",
+                 "--exporter", "legacy", "--opset", "17"]) == 0
     text = capsys.readouterr().out
-    assert "max |diff|" in text and "checks     passed" in text and "opset" in text
+    assert "max |diff|" in text and "checks     passed" in text and "opset      17, legacy exporter" in text
     assert (tmp_path / "p.onnx").is_file() and (tmp_path / "contract.json").is_file()
 
 

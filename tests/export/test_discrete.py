@@ -91,13 +91,15 @@ def test_discrete_export_argmax_int64(tmp_path):
     assert any(n.op_type == "ArgMax" for n in onnx.load(report.onnx_path).graph.node)
 
 
-def test_discrete_fp16_and_action_offset(tmp_path):
-    ckpt = _ckpt(tmp_path / "ckpt.pt", n_actions=4, start=1)
-    report = export_policy(ckpt, fp16=True, recorded_steps=0)
-    assert report.baked_in == ["argmax", "action_offset"] and report.precision == "fp16"
-    got = ort.InferenceSession(report.onnx_path).run(["action"], {"obs": _pixels(64)})[0]
-    assert got.min() >= 1 and got.max() <= 4
-    assert any("random observations only" in n for n in report.notes)
+def test_action_offset_is_baked_in():
+    torch.manual_seed(0)
+    net = TinyQCNN(3, 4, 8)
+    env = {"action_space": {"kind": "discrete", "n": 4, "shape": [], "dtype": "int64", "start": 1}}
+    policy = argmax_policy({"q_net": net}, None, env)
+    assert policy.baked_in == ["argmax", "action_offset"]
+    obs = torch.as_tensor(_pixels(64))
+    with torch.no_grad():
+        np.testing.assert_array_equal(policy(obs).numpy(), net(obs.float()).argmax(-1).numpy() + 1)
 
 
 def test_tuple_output_selects_scores():

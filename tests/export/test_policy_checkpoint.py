@@ -50,19 +50,19 @@ def test_policy_checkpoint_round_trip(tmp_path, hopper_env):
                                    atol=0, rtol=0)
 
 
-def test_compacted_policy_checkpoint_exports(tmp_path, hopper_env):
+def test_compacted_policy_checkpoint_round_trip(tmp_path, hopper_env):
     agent = make_sac_agent()
     torch.manual_seed(5)
     narrow = SquashedGaussianActor(11, 3, [20, 9])  # as if compacted to smaller widths
     save_checkpoint(tmp_path / "policy.pt", _policy_payload(agent, hopper_env, sac_payload(agent, hopper_env),
                                                             actor=narrow))
-    report = export_policy(tmp_path / "policy.pt", recorded_steps=64)
-    assert report.parity.worst <= 1e-5 and report.steps == 4321
-    raw = read_contract(report.contract_path).raw
-    assert raw["source"]["kind"] == "policy" and raw["baked_in"][0] == "observation_normalizer"
+    policy = policy_from_checkpoint(load_checkpoint(tmp_path / "policy.pt"))
+    assert policy.nets()["actor"].spec()["hidden"] == [20, 9]
+    obs = _obs()
     with torch.no_grad():
-        ref = policy_from_checkpoint(load_checkpoint(tmp_path / "policy.pt"))
-        assert ref.net.spec()["hidden"] == [20, 9]
+        expected = torch.tanh(narrow(agent.normalizer(obs))[0])
+    low, high = torch.tensor(LOW), torch.tensor(HIGH)
+    torch.testing.assert_close(policy(obs), low + (expected + 1) * 0.5 * (high - low), atol=1e-6, rtol=0)
 
 
 def test_disabled_normaliser_is_not_baked_in(hopper_env):
@@ -101,3 +101,29 @@ def test_checkpoint_errors_are_actionable(hopper_env):
                                                                              "hidden": [16, 16]}}}
     with pytest.raises(CheckpointError, match="does not match its spec"):
         policy_from_checkpoint({**train, "agent": {**train["agent"], "nets": bad}})
+
+
+def test_ofenet_policy_bakes_in_the_state_block(tmp_path, hopper_env):
+    from edgerl.algos.sac import SACAgent, SACConfig
+
+    torch.manual_seed(0)
+    cfg = SACConfig(hidden=[16, 16], obs_norm=True, ofenet=True, ofenet_layers=2, ofenet_units=8)
+    agent = SACAgent(cfg, obs_dim=11, act_dim=3)
+    agent.normalizer.update(torch.randn(100, 11, dtype=torch.float64) * 2 + 1)
+    train = sac_payload(agent, hopper_env)
+    policy = policy_from_checkpoint(train)
+    assert sorted(policy.nets()) == ["actor", "ofenet_state"]
+    assert policy.baked_in == ["observation_normalizer", "feature_extractor", "deterministic_head",
+                               "tanh_squash", "action_rescale"]
+    obs = _obs()
+    with torch.no_grad():
+        squashed = agent.actor.deterministic(agent.features(agent.normalizer(obs)))
+    low, high = torch.tensor(LOW), torch.tensor(HIGH)
+    torch.testing.assert_close(policy(obs), low + (squashed + 1) * 0.5 * (high - low), atol=1e-6, rtol=0)
+    payload = _policy_payload(agent, hopper_env, train)
+    assert sorted(payload["agent"]["nets"]) == ["actor", "ofenet_state"]
+    save_checkpoint(tmp_path / "policy.pt", payload)
+    report = export_policy(tmp_path / "policy.pt", recorded_steps=64)
+    assert report.parity.worst <= 1e-5 and "feature_extractor" in report.baked_in
+    raw = read_contract(report.contract_path).raw
+    assert raw["source"]["kind"] == "policy" and raw["source"]["steps"] == 4321

@@ -8,7 +8,13 @@ import torch
 
 from edgerl.errors import ConfigError
 from edgerl.nets import build_net, net_spec
-from edgerl.nets.impala import ActorCriticCNN, ImpalaEncoder, QNetworkCNN, image_encoder_spec, impala_channels
+from edgerl.nets.impala import (
+    ActorCriticCNN,
+    ImpalaEncoder,
+    QNetworkCNN,
+    image_encoder_spec,
+    impala_channels,
+)
 
 
 def _params(net: torch.nn.Module) -> int:
