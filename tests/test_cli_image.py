@@ -35,13 +35,14 @@ def test_ppo_run_then_resume(tmp_path):
     assert ckpt["env"]["observation_space"]["shape"] == [4, 36, 36]
     assert ckpt["env"]["observation_space"]["dtype"] == "uint8"
     assert ckpt["env"]["action_space"] == {"kind": "discrete", "n": 4, "shape": [], "dtype": "int64", "start": 0}
-    assert ckpt["env"]["preprocessing"]["frame_stack"] == 4
+    assert ckpt["env"]["preprocessing"]["frame_stack"] == 4 and ckpt["env"]["preprocessing"]["frame_size"] == 36
+    assert "lr" not in ckpt["env"]["preprocessing"]  # env settings only; hyperparameters live in config
     encoder = ckpt["agent"]["nets"]["net"]["spec"]["kwargs"]["encoder"]
     assert encoder["type"] == "impala_cnn" and encoder["kwargs"]["channels"] == [[4, 4, 4], [8, 8, 8], [8, 8, 8]]
     assert ckpt["config"]["algo"]["num_steps"] == 32 and ckpt["config"]["algo"]["width"] == 0.25
     assert _steps(out / "metrics.csv") == [64, 128]
 
-    run_cli("train", "--resume", str(out), "--total-steps", "256")
+    assert main(["train", "--resume", str(out), "--total-steps", "256"]) == 0  # in-process: saves a torch import
     ckpt = load_checkpoint(out / "ckpt.pt")
     assert ckpt["counters"]["global_step"] == 256 and ckpt["agent"]["updates"] == 4
     assert ckpt["agent"]["reward_norm"]["count"] > 256  # statistics carried over the resume
@@ -62,7 +63,7 @@ def test_dqn_run_then_resume(tmp_path):
     assert spec["kwargs"]["encoder"]["kwargs"]["impoola"] is True
     assert (out / ckpt["replay"]).exists() and len(list(out.glob("replay-*.npz"))) == 1
 
-    run_cli("train", "--resume", str(out), "--total-steps", "200")
+    assert main(["train", "--resume", str(out), "--total-steps", "200"]) == 0
     ckpt = load_checkpoint(out / "ckpt.pt")
     assert ckpt["counters"]["global_step"] == 200 and ckpt["agent"]["updates"] == (200 - 60) // 4
     assert ckpt["replay"] == "replay-200.npz" and [p.name for p in out.glob("replay-*.npz")] == ["replay-200.npz"]

@@ -19,7 +19,7 @@ used here (channel-first observations, ``final_obs`` on episode ends); the nets 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gymnasium as gym
@@ -128,14 +128,13 @@ def make_vector_env(env_id: str, cfg: ImageEnvConfig, num_envs: int, seed: int) 
 
 def image_env_info(envs: gym.vector.VectorEnv, env_id: str, cfg: ImageEnvConfig) -> dict[str, Any]:
     """Env id, spaces and preprocessing, as stored in checkpoints (what a deployment must mimic)."""
-    from dataclasses import asdict
-
+    preprocessing = {f.name: getattr(cfg, f.name) for f in fields(ImageEnvConfig)}
     return {
         "id": env_id,
         "observation_space": describe_space(envs.single_observation_space),
         "action_space": describe_space(envs.single_action_space),
         "action_meanings": list(envs.envs[0].unwrapped.get_action_meanings()),
-        "preprocessing": {"kind": "atari", "grayscale": True, **asdict(cfg)},
+        "preprocessing": {"kind": "atari", "grayscale": True, **preprocessing},
     }
 
 

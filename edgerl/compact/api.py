@@ -108,7 +108,7 @@ def compact_checkpoint(ckpt: dict[str, Any], recorded_steps: int = 256, random_o
     if ckpt["kind"] != POLICY_KIND:
         training_params = sum(v.numel() for e in ckpt["agent"]["nets"].values() for v in e["state"].values()
                               if isinstance(v, torch.Tensor) and v.is_floating_point())
-    kept = set(adapter.nets)
+    kept = set(nets)
     report = CompactReport(
         params_before=params_before, params_after=count_params(compacted),
         macs_before=macs_before, macs_after=count_macs(compacted, example),

@@ -192,15 +192,24 @@ class GatePruner:
 
 class GateHook:
     """``--prune gates`` for SAC (with or without ``--ofenet``): a :class:`GatePruner` over the
-    agent's joint networks, the width history, and the ``prune_ratio`` metric (share of the
-    dense cost no longer expected)."""
+    agent's joint networks, on the run's pruning window.
+
+    Before ``--prune-start`` (a fraction of ``--total-steps``) every unit passes: the weights learn
+    first, so that gates are not judged on the signs of random initial weights. Between start and
+    ``--prune-end`` the gates sample, learn and remove closed units every ``--prune-every`` updates.
+    At the end the closed units go and the gates switch to ``xi = 1``: the rest of training
+    fine-tunes exactly the network that is deployed. Reports ``prune_ratio`` (the share of the dense
+    cost no longer expected) and keeps the width history.
+    """
 
     name = "gates"
 
-    def __init__(self, agent: Any, prune: PruneConfig, lr: float = GATE_LR, init: float = 1.0,
-                 threshold: float = REMOVE_AT, target: float = 0.0) -> None:
+    def __init__(self, agent: Any, prune: PruneConfig, total_steps: int, lr: float = GATE_LR,
+                 init: float = 1.0, threshold: float = REMOVE_AT, target: float = 0.0) -> None:
         if not hasattr(agent, "joint_prunable"):
             raise ConfigError(f"--prune gates supports SAC agents, not {type(agent).__name__}")
+        if not 0.0 <= prune.prune_start <= prune.prune_end <= 1.0:
+            raise ConfigError(f"need 0 <= --prune-start <= --prune-end <= 1, got {prune.prune_start}, {prune.prune_end}")
         entry = agent.joint_prunable()
         self.cost_name = prune.gate_cost
         self.pruner = GatePruner(
@@ -209,17 +218,36 @@ class GateHook:
             optimizers=lambda: list(agent.optimizers().values()), on_surgery=agent.after_surgery,
             lr=lr, init=init, threshold=threshold, target=target, remove_every=prune.prune_every,
         )
+        self.start = round(prune.prune_start * total_steps)
+        self.end = round(prune.prune_end * total_steps)
+        self.finished = False
+        self.pruner.active = self.start == 0 < self.end
         agent.gates = self.pruner.gates
         self.history: list[list[Any]] = [[0, self.pruner.gates.widths()]]
         """[global step, {group: width}] at the start and after every removal."""
         self.last: dict[str, float] = {}
 
     def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
+        if self.finished:
+            return self.last
+        if global_step >= self.end:  # the architecture is final: deploy mode from now on
+            self._record(global_step, self.pruner.remove_closed())
+            self.pruner.active, self.finished = False, True
+            return self._metrics()
+        if global_step < self.start:
+            return self.last
+        self.pruner.active = True
         removed = self.pruner.step()
         if removed is None:
             return self.last
+        self._record(global_step, removed)
+        return self._metrics()
+
+    def _record(self, global_step: int, removed: dict[str, list[int]]) -> None:
         if removed:
             self.history.append([int(global_step), self.pruner.gates.widths()])
+
+    def _metrics(self) -> dict[str, float]:
         cost = self.pruner.expected_cost()
         self.last = {"prune_ratio": 1.0 - cost / max(self.pruner.dense_cost, 1e-12),
                      "gate_params": cost, "gate_lambda": self.pruner.lam}
@@ -231,13 +259,17 @@ class GateHook:
 
     def state_dict(self) -> dict[str, Any]:
         return {"pruner": self.pruner.state_dict(), "history": [[s, dict(w)] for s, w in self.history],
-                "cost": self.cost_name}
+                "cost": self.cost_name, "start": self.start, "end": self.end,
+                "active": self.pruner.active, "finished": self.finished}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("cost") != self.cost_name:
             raise ConfigError(f"gate state was trained with --gate-cost {state.get('cost')}, not {self.cost_name}")
         self.pruner.load_state_dict(state["pruner"])
         self.history = [[int(s), {k: int(v) for k, v in w.items()}] for s, w in state["history"]]
+        self.start, self.end = int(state["start"]), int(state["end"])
+        self.pruner.active, self.finished = bool(state["active"]), bool(state["finished"])
+        self._metrics()
 
 
 def make_gate_hook(agent: Any, run: RunConfig, algo_cfg: Any, prune: PruneConfig) -> GateHook:
@@ -248,4 +280,4 @@ def make_gate_hook(agent: Any, run: RunConfig, algo_cfg: Any, prune: PruneConfig
     """
     if run.algo != "sac":
         raise ConfigError(f"--prune gates supports --algo sac, not {run.algo!r}")
-    return GateHook(agent, prune, target=float(getattr(prune, "gate_target", 0.0) or 0.0))
+    return GateHook(agent, prune, run.total_steps, target=float(getattr(prune, "gate_target", 0.0) or 0.0))

@@ -149,8 +149,10 @@ def _agent(ofenet: bool, seed: int = 0) -> SACAgent:
     return agent
 
 
-def _hook(agent: SACAgent, cost: str = "train") -> GateHook:
-    return GateHook(agent, PruneConfig(prune="gates", gate_cost=cost, gate_lambda=1e-3, prune_every=1))
+def _hook(agent: SACAgent, cost: str = "train", start: float = 0.0, end: float = 1.0) -> GateHook:
+    prune = PruneConfig(prune="gates", gate_cost=cost, gate_lambda=1e-3, prune_every=1, prune_start=start,
+                        prune_end=end)
+    return GateHook(agent, prune, total_steps=100)
 
 
 def _outputs(agent: SACAgent, hook: GateHook, obs: torch.Tensor, act: torch.Tensor) -> list[torch.Tensor]:
@@ -242,11 +244,38 @@ def test_sac_update_with_gates_runs_and_keeps_theta_in_unit_interval():
              "rewards": torch.randn(32), "terminated": torch.zeros(32)}
     for step in range(5):
         agent.update(batch)
-        metrics = hook.after_update(agent, step)
+        metrics = hook.after_update(agent, step + 1)
     assert 0 < metrics["prune_ratio"] < 0.05 and metrics["gate_params"] > 0
     for t in hook.pruner.gates.theta.values():
-        assert t.grad is None and 0.0 <= float(t.min()) and float(t.max()) <= 1.0
+        assert t.grad is None and 0.0 <= float(t.detach().min()) and float(t.detach().max()) <= 1.0
     assert hook.after_update(agent, 6) == metrics  # no update, no gate step
+
+
+def test_gates_learn_only_inside_the_pruning_window():
+    agent = _agent(ofenet=False)
+    hook = _hook(agent, start=0.1, end=0.2)  # steps 10..19 of 100
+    batch = {"obs": torch.randn(32, OBS), "next_obs": torch.randn(32, OBS), "actions": torch.rand(32, ACT),
+             "rewards": torch.randn(32), "terminated": torch.zeros(32)}
+    theta = hook.pruner.gates.theta
+    with torch.no_grad():
+        theta["actor.trunk.0"][0] = 0.0  # closed, removed at the next removal step
+    assert not hook.pruner.active
+    agent.update(batch)
+    assert all(t.grad is None for t in theta.values())  # before the window: no sampling, no gradient
+    hook.after_update(agent, 9)
+    assert hook.widths()["actor.trunk.0"] == 12
+    hook.after_update(agent, 10)
+    assert hook.pruner.active
+    agent.update(batch)
+    hook.after_update(agent, 11)
+    assert hook.widths()["actor.trunk.0"] == 11 and hook.history[-1][0] == 11
+    with torch.no_grad():
+        theta["qf1.obs_in"][[1, 2]] = 0.005
+    agent.update(batch)
+    hook.after_update(agent, 20)  # the end: closed units go, every survivor passes from now on
+    assert hook.finished and not hook.pruner.active and hook.widths()["qf1.obs_in"] == 10
+    agent.update(batch)
+    assert all(t.grad is None for t in theta.values())
 
 
 # ----------------------------------------------------------------------------- deployment
