@@ -17,7 +17,8 @@ from edgerl.envs import make_env
 
 METRIC_COLUMNS = [
     "step", "wall_s", "sps", "train_return", "eval_return", "eval_std",
-    "qf_loss", "actor_loss", "alpha", "entropy", "loss", "params", "prune_ratio",
+    "qf_loss", "actor_loss", "alpha", "entropy", "loss", "value_loss", "approx_kl", "clipfrac",
+    "q", "epsilon", "params", "prune_ratio",
 ]
 
 

@@ -10,7 +10,7 @@ Report layout::
                   p50_us, p90_us, p99_us, max_us, mean_us, n, seconds, runner}],
      "ratios": [{model, baseline, backend, batch, p50, p90, p99}],     # model / baseline
      "overhead": [{model, backend, batch, threads, act, bare, backend_run_single, ratio, goal, ...}],
-     "skipped": [{model, backend, batch, reason}],                    # model/batch None: all
+     "skipped": [{model, backend, reason}],                 # model None: every model
      "notes": [...]}
 
 ``params`` and ``macs`` are per sample (a batch of B costs B x macs).
@@ -109,10 +109,11 @@ class _Skips:
         self.rows: list[dict[str, Any]] = []
         self._log = log
 
-    def add(self, backend: str, reason: str, model: str | None = None, batch: int | None = None) -> None:
-        if any(r["backend"] == backend and r["model"] == model and r["reason"] == reason for r in self.rows):
+    def add(self, backend: str, reason: str, model: str | None = None) -> None:
+        """Record once per backend and model (None: every model); a backend's reason holds for all batches."""
+        if any(r["backend"] == backend and r["model"] == model for r in self.rows):
             return
-        self.rows.append({"model": model, "backend": backend, "batch": batch, "reason": reason})
+        self.rows.append({"model": model, "backend": backend, "reason": reason})
         self._log(f"skipping {backend}" + (f" for {model}" if model else "") + f": {reason}")
 
 
@@ -137,7 +138,7 @@ def _latency(models: list[BenchModel], backends: Sequence[str], batches: Sequenc
                         t = torch_runner(m, batch) if name == TORCH else \
                             backend_runner(m, name, batch, profile, _cache_dir(m, workdir))
                     except BackendUnavailableError as e:
-                        skips.add(name, str(e), m.label, None if name == TORCH else batch)
+                        skips.add(name, str(e), m.label)
                         continue
                     runners.append((m, stack.enter_context(t)))
                 if not runners:

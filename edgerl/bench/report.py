@@ -57,8 +57,8 @@ def _overhead_lines(report: dict[str, Any]) -> list[str]:
 
 
 def _skip_lines(report: dict[str, Any]) -> list[str]:
-    return [f"{s['backend']}" + (f" for {s['model']}" if s["model"] else "") +
-            (f" batch {s['batch']}" if s["batch"] else "") + f": {s['reason']}" for s in report["skipped"]]
+    return [f"{s['backend']}" + (f" for {s['model']}" if s["model"] else "") + f": {s['reason']}"
+            for s in report["skipped"]]
 
 
 def format_table(report: dict[str, Any]) -> str:

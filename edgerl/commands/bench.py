@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip timing Policy.act() against a bare InferenceSession.run")
     p.add_argument("--json", metavar="FILE", default=None, help="write the report as JSON")
     p.add_argument("--markdown", metavar="FILE", nargs="?", const="-", default=None,
-                   help="Markdown tables: to stdout instead of the plain table, or to FILE")
+                   help="Markdown tables: to stdout instead of the plain table, or to FILE (put MODEL first)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 

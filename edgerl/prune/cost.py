@@ -15,7 +15,12 @@ The connectivity is read from the pruning graph, not written by hand: a group's 
 are every layer that reads its units (in a DenseNet, every later layer and the head, because the
 features are concatenated; with OFENet, also the first layers of the actor and critics). The
 per-unit regulariser weight is therefore dC/dtheta[s][i] = dC/dS_s: the parameters one more
-expected unit of group s costs, largest for early DenseNet units that every later layer reads.
+expected unit of group s costs, i.e. its own expected fan-in (+ bias and BatchNorm entries) plus
+the expected width of every layer that reads it. In a DenseNet an early unit is read by more
+layers but a late unit reads more (its fan-in holds every earlier output): with equal widths the
+two balance exactly, and the weights then differ between blocks and networks (an OFENet state
+unit is read by the action block, the head, the actor and both critics), and move as widths
+shrink.
 
 This module does not import torch-pruning: it consumes plain group descriptions (``key``,
 ``width``, ``out_layers``, ``in_layers``), e.g. :class:`edgerl.prune.graph.GroupInfo`.

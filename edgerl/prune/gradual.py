@@ -110,6 +110,7 @@ class GradualPruner:
         }
         self.original_widths = {name: self._widths(name) for name in self.graphs}
         self.applied_ratio = 0.0
+        self._last_step: int | None = None
 
     def _widths(self, name: str) -> dict[str, int]:
         return {g.key: g.width for g in self.graphs[name].groups()}
@@ -120,7 +121,8 @@ class GradualPruner:
         Returns:
             A report if pruning ran (even if nothing was left to remove), else None.
         """
-        if not self.schedule.should_prune(global_step):
+        last, self._last_step = self._last_step, global_step
+        if not self.schedule.should_prune(global_step, last):
             return None
         ratio = self.schedule.target_ratio(global_step)
         if ratio <= self.applied_ratio:

@@ -72,6 +72,7 @@ class MagnitudeMasker:
             raise ConfigError(f"{type(model).__name__} has no Linear/Conv weight to mask")
         self.masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in self.params.items()}
         self.applied_ratio = 0.0
+        self._last_step: int | None = None
 
     @torch.no_grad()
     def step(self, global_step: int) -> float | None:
@@ -80,7 +81,8 @@ class MagnitudeMasker:
         Returns:
             The new sparsity target if masks changed, else None.
         """
-        if not self.schedule.should_prune(global_step):
+        last, self._last_step = self._last_step, global_step
+        if not self.schedule.should_prune(global_step, last):
             return None
         ratio = self.schedule.target_ratio(global_step)
         if ratio <= self.applied_ratio:

@@ -21,8 +21,8 @@ class PruningSchedule(Protocol):
         """Fraction of the original channels/weights that should be gone at `step`."""
         ...
 
-    def should_prune(self, step: int) -> bool:
-        """Whether pruning runs at `step` (frequency and window)."""
+    def should_prune(self, step: int, last_step: int | None = None) -> bool:
+        """Whether pruning runs at `step`, given the step of the previous call."""
         ...
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,10 +85,19 @@ class _WindowSchedule:
             return self.final_ratio
         return self.final_ratio * self._ramp((step - t0) / (t1 - t0))
 
-    def should_prune(self, step: int) -> bool:
-        """True on every `every`-th step from t0 on, and on every step from t1 on."""
+    def should_prune(self, step: int, last_step: int | None = None) -> bool:
+        """True when a pruning step falls in (last_step, step]: every `every` steps from t0 on,
+        and on every call from t1 on. Without `last_step` only `step` itself is tested. Callers
+        that advance by more than one step at a time (vectorised envs, PPO iterations) pass the
+        step of their previous call, so they never skip a pruning step."""
         t0 = self.start_step
-        return step >= t0 and ((step - t0) % self.every == 0 or step >= self.end_step)
+        if step < t0:
+            return False
+        if step >= self.end_step:
+            return True
+        if last_step is None:
+            return (step - t0) % self.every == 0
+        return last_step < t0 or (step - t0) // self.every > (last_step - t0) // self.every
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with a `kind` tag; inverse of `schedule_from_dict`."""
@@ -142,7 +151,7 @@ class OneShotSchedule:
         """0 before `at_step`, `final_ratio` from it on."""
         return self.final_ratio if step >= self.at_step else 0.0
 
-    def should_prune(self, step: int) -> bool:
+    def should_prune(self, step: int, last_step: int | None = None) -> bool:
         """True from `at_step` on (later calls find nothing left to remove)."""
         return step >= self.at_step
 

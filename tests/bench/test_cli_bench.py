@@ -45,3 +45,21 @@ def test_cli_bad_input_one_line_error(tmp_path, args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgerl bench: error: ") and message in lines[0], proc.stderr
+
+
+def test_bundle_bench_runs_without_torch(bundle, tmp_path):
+    """A robot has the runtime, not torch: a bundle is benchmarked without importing it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("import sys; sys.modules['torch'] = None\n"  # any 'import torch' now fails
+            "from edgerl.cli import main\n"
+            f"rc = main(['bench', {str(bundle)!r}, '--backends', 'torch,ort-cpu', '--quiet', '--json', "
+            f"{str(tmp_path / 'r.json')!r}, *{FAST_CLI[:-2]!r}])\n"
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [r["backend"] for r in report["results"]] == ["ort-cpu"] and report["overhead"][0]["ratio"] > 0

@@ -78,7 +78,7 @@ def _sampled_count(model: nn.Module, gates, scope, obs: torch.Tensor, act: torch
             out = rows.get(name, torch.ones(m.out_features, dtype=torch.bool))
             if name.endswith("act_in") and name.replace("act_in", "obs_in") in rows:  # Q's split first layer
                 out = rows[name.replace("act_in", "obs_in")]
-            total += int(out.sum()) * int(seen[name].sum()) + int(out.sum())
+            total += int(out.sum()) * (int(seen[name].sum()) + (m.bias is not None))
         elif isinstance(m, nn.BatchNorm1d):
             total += 2 * int(rows[name.replace(".bn", ".fc")].sum())
         else:
@@ -111,7 +111,7 @@ def test_cost_is_the_mean_of_sampled_counts(ofenet: bool):
     assert abs(counts_t.mean() - predicted) < 4 * stderr, (counts_t.mean(), predicted, stderr)
 
 
-def test_unit_weights_are_the_exact_derivative_and_favour_late_densenet_units():
+def test_unit_weights_are_the_exact_derivative_and_follow_the_densenet_connectivity():
     _, hook = _hook(ofenet=True)
     cost = hook.pruner.cost
     g = torch.Generator().manual_seed(3)
@@ -120,9 +120,17 @@ def test_unit_weights_are_the_exact_derivative_and_favour_late_densenet_units():
     for k in widths:  # C is linear in each group's expected width: a unit step is the derivative
         bumped = {**widths, k: widths[k] + 1.0}
         assert cost.expected(bumped) - cost.expected(widths) == pytest.approx(weights[k], rel=1e-9)
-    state = [weights[f"ofenet.state_block.layers.{i}.fc"] for i in range(3)]
-    assert state[0] > state[1] > state[2]  # early units are read by every later layer
-    assert weights["ofenet.state_block.layers.2.fc"] > weights["ofenet.action_layers.0.fc"]
+    # At full widths (obs 11, act 3, 3 x 5 units per block, actor/critics 12-10): a state-block
+    # unit of layer l costs its fan-in 11 + 5 l, a bias and two BN entries, and one weight in
+    # every layer that reads it: the later state layers, 3 x 5 action-block units, the 11-wide
+    # head and the 12-wide first layers of actor, qf1 and qf2. Early units are read by more
+    # layers, late ones read more: with equal widths the two balance.
+    weights = cost.unit_weights(hook.widths())
+    for layer in range(3):
+        fan_in, readers = 11 + 5 * layer, 5 * (2 - layer) + 15 + 11 + 3 * 12
+        assert weights[f"ofenet.state_block.layers.{layer}.fc"] == fan_in + 3 + readers == 86
+    assert weights["ofenet.action_layers.0.fc"] == (11 + 15 + 3) + 3 + 5 * 2 + 11 + 2 * 12
+    assert weights["actor.trunk.0"] == (11 + 15) + 1 + 10 and weights["actor.trunk.2"] == 12 + 1 + 2 * ACT
 
 
 def test_deploy_cost_counts_state_block_and_actor_mean_head_only():

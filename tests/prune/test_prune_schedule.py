@@ -59,3 +59,19 @@ def test_invalid_values_are_reported() -> None:
         CubicSchedule(0.5, 100, start=0.8, end=0.2)
     with pytest.raises(ConfigError, match="unknown pruning schedule"):
         schedule_from_dict({"kind": "exp"})
+
+
+def test_callers_that_jump_steps_never_miss_a_pruning_step():
+    from edgerl.prune.schedule import CubicSchedule
+
+    sched = CubicSchedule(0.8, total_steps=10_000, start=0.2, end=0.8, every=300)
+    # A PPO-like caller advancing 1024 steps at a time: the exact-step test alone would never fire.
+    steps = list(range(1024, 10_001, 1024))
+    fired_exact = [s for s in steps if sched.should_prune(s)]
+    fired, last = [], None
+    for s in steps:
+        if sched.should_prune(s, last):
+            fired.append(s)
+        last = s
+    assert fired_exact == [s for s in steps if s >= 8000]
+    assert fired[0] == 2048 and all(s in fired for s in steps if 2000 <= s)
