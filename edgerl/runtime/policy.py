@@ -92,6 +92,8 @@ class Policy:
         self._high = np.full(self._act_shape, np.inf) if hi is None else hi
         if not self._discrete:
             self._low, self._high = self._low.astype(self._act_dtype), self._high.astype(self._act_dtype)
+        self._out_1d = len(self._act_shape) == 1
+        self._same_dtype = np.dtype(backend.output_dtype) == np.dtype(self._act_dtype)
         self._latency = LatencyRecorder(profile.latency_budget_us, latency_window)
 
     # ------------------------------------------------------------------ loading
@@ -202,14 +204,18 @@ class Policy:
                 raise ActionError(f"policy returned discrete action {a}, outside [0, {self._n}) (contract action.n)")
             result: np.ndarray | int = a
         else:
-            if out.reshape(-1).dot(self._zero_out) != 0:
+            if (out if self._out_1d else out.reshape(-1)).dot(self._zero_out) != 0:
                 raise ActionError(f"policy returned a non-finite action {out.tolist()}; not sent. Check the "
                                   "observation scale against the training data (normaliser in contract.json)")
-            result = np.empty(self._act_shape, self._act_dtype)
-            if self._bounded:
-                np.minimum(np.maximum(out, self._low, out=result, casting="unsafe"), self._high, out=result)
+            if self._bounded and self._same_dtype:
+                result = np.maximum(out, self._low)  # a fresh array: the backend may reuse `out`
+                np.minimum(result, self._high, out=result)
             else:
-                np.copyto(result, out, casting="unsafe")
+                result = np.empty(self._act_shape, self._act_dtype)
+                if self._bounded:
+                    np.minimum(np.maximum(out, self._low, out=result, casting="unsafe"), self._high, out=result)
+                else:
+                    np.copyto(result, out, casting="unsafe")
         self._latency.add(time.perf_counter_ns() - t0)
         return result
 
