@@ -86,7 +86,7 @@ class GatePruner:
                 f"groups {sorted(groups - set(sites))}; every hidden layer must end in a gated activation"
             )
         self.gates = GateSet(model, sites, twins, init)
-        self.opt = torch.optim.Adam(self.gates.parameters(), lr=lr)
+        self.opt = _adam(self.gates.parameters(), lr)
         self.lam, self.lr, self.threshold, self.target = float(lam), float(lr), float(threshold), float(target)
         self.include = include
         self.remove_every, self.steps = int(remove_every), 0
@@ -181,13 +181,20 @@ class GatePruner:
                               "from the same checkpoint as the gate state")
         for k, t in state["theta"].items():
             self.gates.theta[k] = nn.Parameter(t.detach().clone().float())
-        self.opt = torch.optim.Adam(self.gates.parameters(), lr=float(state["lr"]))
+        self.opt = _adam(self.gates.parameters(), float(state["lr"]))
         self.opt.load_state_dict(state["optim"])
         self.lam, self.lr = float(state["lam"]), float(state["lr"])
         self.threshold, self.target = float(state["threshold"]), float(state["target"])
         self.dense_cost = float(state["dense_cost"])
         self.steps, self.remove_every = int(state["steps"]), int(state["remove_every"])
         self.cost = self._cost_model()
+
+
+def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
 
 
 class GateHook:

@@ -98,7 +98,7 @@ def test_cost_is_the_mean_of_sampled_counts(ofenet: bool):
         agent.ofenet.train()  # batch statistics: every open unit carries a signal
     counts = []
     with torch.no_grad():
-        for k, t in gates.theta.items():  # dense: the data-flow count matches the exact count
+        for t in gates.theta.values():  # dense: the data-flow count matches the exact count
             t.fill_(1.0)
     assert _sampled_count(model, gates, None, obs, act) == exact_count(model)
     for _ in range(300):

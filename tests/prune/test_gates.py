@@ -15,7 +15,7 @@ from edgerl.algos.sac import SACAgent, SACConfig
 from edgerl.config import PruneConfig
 from edgerl.nets import build_net, net_spec
 from edgerl.prune.gate_hook import GateHook, GatePruner
-from edgerl.prune.gates import REMOVE_AT, GateSet, fold_gates, sample_gates
+from edgerl.prune.gates import DRAWS, REMOVE_AT, GateSet, apply_gates, fold_gates, sample_gates
 
 OBS, ACT = 11, 3
 
@@ -76,6 +76,18 @@ def test_sampled_gates_average_to_the_enumerated_estimate():
     # d mean_b L_b / d theta = mean_b dL_b/dxi_b * 1 -> the straight-through expectation.
     assert torch.allclose(theta.grad, st, atol=0.01)
     assert abs(xi.detach().mean(0) - THETA).max() < 0.01
+
+
+def test_a_minibatch_shares_draws_gate_patterns_round_robin():
+    torch.manual_seed(0)
+    theta = nn.Parameter(torch.full((7,), 0.5))
+    out = torch.ones(4 * DRAWS, 7)
+    xi = apply_gates(out, theta, grad=True)
+    assert torch.equal(xi[:DRAWS], xi[DRAWS:2 * DRAWS]) and not torch.equal(xi[:DRAWS], xi[:DRAWS].flip(0))
+    xi.sum().backward()  # straight-through: d/dtheta = sum over samples of dL/dxi * out
+    assert torch.equal(theta.grad, torch.full((7,), 4.0 * DRAWS))
+    odd = apply_gates(torch.ones(DRAWS + 3, 7), theta, grad=False)  # not a multiple: per sample
+    assert odd.shape == (DRAWS + 3, 7) and set(odd.unique().tolist()) <= {0.0, 1.0}
 
 
 # ----------------------------------------------------------------------------- toy regression
