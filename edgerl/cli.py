@@ -18,8 +18,8 @@ from edgerl.errors import EdgerlError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("edgerl.commands.train", "train an agent (SAC/PPO/DQN), optionally pruning it while it learns"),
     "compact": ("edgerl.commands.compact", "make the smallest network that computes the same deployed function"),
-    "deploy": ("edgerl.commands.deploy", "build a verified bundle (ONNX, contract, runtime, device files) for a target"),
     "export": ("edgerl.commands.export", "export a policy to one checked ONNX file plus contract.json"),
+    "deploy": ("edgerl.commands.deploy", "build a verified bundle (ONNX, contract, runtime, device files) for a target"),
     "bench": ("edgerl.commands.bench", "single-stream latency of compact policies against the dense baseline"),
     "run": ("edgerl.commands.run", "drive an env through the on-robot runtime and compare with the torch policy"),
 }

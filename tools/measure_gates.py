@@ -1,0 +1,247 @@
+#!/usr/bin/env python
+"""Gate-based pruning of SAC + OFENet, measured: dense SAC, SAC + OFENet, SAC + OFENet with
+Bernoulli gates (cost-aware regulariser), and the pruned architecture trained from scratch.
+
+    .venv/bin/python tools/measure_gates.py --envs Hopper-v5,HalfCheetah-v5 --steps 300000 \\
+        --seeds 1,2,3 --jobs 2 --gate-lambda 1e-4 --out runs/gates
+
+Seeds run as parallel 1-thread processes (``--jobs``). Phase 1 trains dense, OFENet and gated
+runs; phase 2 trains, for every gated run, the same architecture from scratch at its final
+widths (OFENet blocks, actor; critics at the gated run's final critic widths). Writes into
+``--out``: ``results.json``, ``results.md`` (mean +- std over seeds of the evaluation return,
+params and MACs of the deployed policy, i.e. OFENet state block + actor trunk + mean head, and
+the final widths) and, if matplotlib is installed, ``widths-<env>.png`` (surviving units per
+gated layer over training, from the checkpoint's width history). Re-running skips finished runs.
+Every hyperparameter not given here comes from ``profiles/recipes/sac.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+VARIANTS = ("sac-dense", "ofenet-dense", "ofenet-gates", "ofenet-scratch")
+
+
+def variant_args(name: str, args: argparse.Namespace) -> list[str]:
+    """Flags of the phase-1 variants (the scratch variant's come from a gated run)."""
+    ofenet = ["--ofenet", "true"]
+    if name == "sac-dense":
+        return []
+    if name == "ofenet-dense":
+        return ofenet
+    if name == "ofenet-gates":
+        return [*ofenet, "--prune", "gates", "--gate-lambda", str(args.gate_lambda), "--gate-cost", args.gate_cost,
+                "--prune-start", str(args.prune_start), "--prune-end", str(args.prune_end),
+                "--prune-every", str(args.prune_every)]
+    raise ValueError(name)
+
+
+def scratch_args(gated_run: Path) -> list[str]:
+    """Flags that build, from scratch, the architecture a gated run ended with."""
+    agent, _ = load_agent(gated_run)
+    spec = agent.ofenet.spec()
+    critic = [max(a, b) for a, b in zip(agent.qf1.spec()["hidden"], agent.qf2.spec()["hidden"], strict=True)]
+    csv_ = lambda xs: ",".join(str(int(x)) for x in xs)  # noqa: E731
+    return ["--ofenet", "true", "--ofenet-state-widths", csv_(spec["state_widths"]),
+            "--ofenet-action-widths", csv_(spec["action_widths"]),
+            "--actor-hidden", csv_(agent.actor.spec()["hidden"]), "--hidden", csv_(critic)]
+
+
+def run_one(out: Path, env: str, seed: int, extra: list[str], args: argparse.Namespace) -> Path:
+    """Train one run (or resume it) as a 1-thread subprocess; returns its folder."""
+    import torch
+
+    ckpt = out / "ckpt.pt"
+    if ckpt.exists() and torch.load(ckpt, weights_only=True)["counters"]["global_step"] >= args.steps:
+        return out
+    if ckpt.exists():
+        cmd = [sys.executable, "-m", "edgerl.cli", "train", "--resume", str(out), "--progress", "false"]
+    else:
+        cmd = [sys.executable, "-m", "edgerl.cli", "train", "--env", env, "--seed", str(seed),
+               "--total-steps", str(args.steps), "--threads", "1", "--progress", "false",
+               "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
+               "--checkpoint-every", str(args.checkpoint_every), "--out", str(out), *args.extra, *extra]
+        if args.learning_starts is not None:
+            cmd += ["--learning-starts", str(args.learning_starts)]
+    out.mkdir(parents=True, exist_ok=True)
+    env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with open(out / "train.log", "a") as log:
+        print(f"[{time.strftime('%H:%M:%S')}] start {out}", flush=True)
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        subprocess.run(cmd, cwd=REPO, env=env_vars, stdout=log, stderr=subprocess.STDOUT, check=True)
+        print(f"[{time.strftime('%H:%M:%S')}] done  {out}", flush=True)
+    return out
+
+
+def load_agent(run_dir: Path):
+    from edgerl.algos.sac import SACAgent, SACConfig
+    from edgerl.checkpoint import load_checkpoint
+    from edgerl.config import from_sources
+
+    ckpt = load_checkpoint(run_dir / "ckpt.pt")
+    info = ckpt["env"]
+    agent = SACAgent(from_sources(SACConfig, ckpt["config"]["algo"]),
+                     info["observation_space"]["shape"][0], info["action_space"]["shape"][0])
+    agent.load_state(ckpt["agent"])
+    return agent, ckpt
+
+
+def deployed_cost(agent) -> tuple[int, int]:
+    """Parameters and MACs (Linear layers, per observation) of what runs on the robot: the OFENet
+    state block and the actor's trunk and mean head (the log-std head is not exported)."""
+    from torch import nn
+
+    from edgerl.prune.cost import deploy_scope
+
+    prefix = {"ofenet_state": "ofenet.state_block", "actor": "actor"}
+    params = macs = 0
+    for name, net in agent.deployed_nets().items():
+        for sub, m in net.named_modules():
+            if name not in prefix or not deploy_scope(f"{prefix[name]}.{sub}".rstrip(".")):
+                continue
+            params += sum(p.numel() for p in m.parameters(recurse=False))
+            if isinstance(m, nn.Linear):
+                macs += m.in_features * m.out_features
+    return params, macs
+
+
+def summarize(run_dir: Path) -> dict[str, Any]:
+    agent, ckpt = load_agent(run_dir)
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["eval_return"]]
+    params, macs = deployed_cost(agent)
+    widths = {"actor": agent.actor.spec()["hidden"]}
+    if agent.ofenet is not None:
+        spec = agent.ofenet.spec()
+        widths.update(state=spec["state_widths"], action=spec["action_widths"])
+    gates = ckpt.get("hooks", {}).get("gates")
+    return {
+        "final_return": float(rows[-1]["eval_return"]),
+        "last3_return": statistics.mean(float(r["eval_return"]) for r in rows[-3:]),
+        "deployed_params": params,
+        "deployed_macs": macs,
+        "widths": widths,
+        "critic_widths": [agent.qf1.spec()["hidden"], agent.qf2.spec()["hidden"]],
+        "wall_s": ckpt["counters"]["wall_s"],
+        "width_history": gates["history"] if gates else None,
+        "eval_curve": [[int(float(r["step"])), float(r["eval_return"])] for r in rows],
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    def ms(v: list[float]) -> str:
+        return f"{statistics.mean(v):.0f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.0f}"
+
+    lines = ["| env | variant | return (last 3 evals) | final return | deployed params | deployed MACs | "
+             "widths (seed 1st) | wall-clock |", "|---|---|---|---|---|---|---|---|"]
+    for env, by_var in results.items():
+        for var, runs in by_var.items():
+            lines.append(
+                f"| {env} | {var} | {ms([r['last3_return'] for r in runs])} (n={len(runs)}) | "
+                f"{ms([r['final_return'] for r in runs])} | {ms([r['deployed_params'] for r in runs])} | "
+                f"{ms([r['deployed_macs'] for r in runs])} | {runs[0]['widths']} | "
+                f"{statistics.mean(r['wall_s'] for r in runs) / 3600:.1f} h |")
+    return "\n".join(lines)
+
+
+def plot_widths(results: dict[str, Any], out: Path) -> list[str]:
+    """One PNG per env: surviving units of every gated layer over training (first gated seed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install matplotlib): no width plots", flush=True)
+        return []
+    written = []
+    for env, by_var in results.items():
+        runs = [r for r in by_var.get("ofenet-gates", []) if r["width_history"]]
+        if not runs:
+            continue
+        history, end = runs[0]["width_history"], runs[0]["eval_curve"][-1][0]
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for layer in history[0][1]:
+            steps = [s for s, _ in history] + [end]
+            widths = [w[layer] for _, w in history] + [history[-1][1][layer]]
+            ax.step(steps, widths, where="post", label=layer)
+        ax.set_xlabel("environment step")
+        ax.set_ylabel("surviving units")
+        ax.set_title(f"{env}: gate pruning of SAC + OFENet (seed {runs[0]['seed']})")
+        ax.legend(fontsize=6, ncol=2)
+        path = out / f"widths-{env.replace('/', '_')}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(str(path))
+    return written
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--envs", default="Hopper-v5,HalfCheetah-v5")
+    p.add_argument("--steps", type=int, default=300_000)
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {', '.join(VARIANTS)}")
+    p.add_argument("--gate-lambda", type=float, default=1e-4)
+    p.add_argument("--gate-cost", default="deploy", choices=("deploy", "train"))
+    p.add_argument("--prune-start", type=float, default=0.2)
+    p.add_argument("--prune-end", type=float, default=0.8)
+    p.add_argument("--prune-every", type=int, default=1000)
+    p.add_argument("--eval-every", type=int, default=5000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--checkpoint-every", type=int, default=25_000)
+    p.add_argument("--learning-starts", type=int, default=None, help="override the recipe warm-up")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", default="runs/gates")
+    p.add_argument("extra", nargs="*", help="more `edgerl train` flags for every run (after --)")
+    args = p.parse_args()
+    out = Path(args.out)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {VARIANTS}")
+    envs, seeds = args.envs.split(","), [int(s) for s in args.seeds.split(",")]
+
+    def folder(env: str, var: str, seed: int) -> Path:
+        return out / env.replace("/", "_") / var / f"seed{seed}"
+
+    phase1 = [(e, v, s) for e in envs for s in seeds for v in variants if v != "ofenet-scratch"]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for f in [pool.submit(run_one, folder(e, v, s), e, s, variant_args(v, args), args) for e, v, s in phase1]:
+            f.result()
+    phase2 = [(e, "ofenet-scratch", s) for e in envs for s in seeds
+              if "ofenet-scratch" in variants and (folder(e, "ofenet-gates", s) / "ckpt.pt").exists()]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, folder(e, v, s), e, s, scratch_args(folder(e, "ofenet-gates", s)), args)
+                   for e, v, s in phase2]
+        for f in futures:
+            f.result()
+
+    results: dict[str, Any] = {}
+    for e, v, s in phase1 + phase2:
+        results.setdefault(e, {}).setdefault(v, []).append({"seed": s, **summarize(folder(e, v, s))})
+    plots = plot_widths(results, out)
+    (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results, "plots": plots}, indent=2))
+    md = table(results)
+    cmd = "python tools/measure_gates.py " + " ".join(sys.argv[1:])
+    (out / "results.md").write_text(f"Generated by `{cmd}`\n\n{md}\n" + "".join(f"\n![widths]({Path(x).name})\n" for x in plots))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
