@@ -47,7 +47,8 @@ class RunConfig:
 class PruneConfig:
     """Pruning during training (shared by every algorithm)."""
 
-    prune: str = doc("Pruning method: none, gradual (group-structured), unstructured (masked), gates.", "none")
+    prune: str = doc("Pruning method: none, gradual (group-structured), unstructured (masked), naive (per-layer "
+                     "filters, masked: ignores coupling), gates.", "none")
     final_ratio: float = doc("Final fraction of channels removed from each prunable group.", 0.8)
     prune_start: float = doc("Fraction of training at which pruning starts.", 0.2)
     prune_end: float = doc("Fraction of training at which the final ratio is reached.", 0.8)
@@ -57,6 +58,7 @@ class PruneConfig:
     round_to: int = doc("Round remaining widths to a multiple of this (hardware-friendly); 1 = off.", 1)
     gate_lambda: float = doc("Gates: weight of the expected-parameter-count regulariser.", 1e-4)
     gate_cost: str = doc("Gates: cost counted by the regulariser: train (all nets) or deploy (state block + actor).", "deploy")
+    gate_target: float = doc("Gates: target fraction of the counted parameters to remove (e.g. 0.7); > 0 adapts gate_lambda toward it.", 0.0)
 
 
 def _strip_optional(tp: Any) -> Any:
@@ -98,8 +100,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, title: str | 
         if typing.get_origin(tp) is list:
             elem = typing.get_args(tp)[0]
             group.add_argument(flag, type=lambda s, e=elem: _parse_list(s, e), default=None, help=help_text, metavar="A,B,..")
-        elif tp is bool:
-            group.add_argument(flag, type=_parse_bool, default=None, help=help_text, metavar="BOOL")
+        elif tp is bool:  # `--flag`, `--flag true` and `--flag false` all work
+            group.add_argument(flag, type=_parse_bool, nargs="?", const=True, default=None, help=help_text,
+                               metavar="BOOL")
         else:
             group.add_argument(flag, type=tp, default=None, help=help_text)
 

@@ -43,14 +43,14 @@ def test_gradual_pruning_shrinks_actor_critics_and_targets(tmp_path):
 
 def test_resume_after_sigkill_mid_schedule_continues_pruning(tmp_path):
     out = tmp_path / "run"
-    args = ["train", *TINY_SAC, *PRUNE, "--total-steps", "1500", "--eval-every", "0",
+    args = ["train", *TINY_SAC, *PRUNE, "--total-steps", "1000", "--eval-every", "0",
             "--checkpoint-every", "100", "--out", str(out)]
     kill_after_checkpoint(args, out / "ckpt.pt", delay=0.5)
     killed = load_checkpoint(out / "ckpt.pt")
-    assert 0 < killed["counters"]["global_step"] < 1500
+    assert 0 < killed["counters"]["global_step"] < 1000
     run_cli("train", "--resume", str(out))
     ckpt = load_checkpoint(out / "ckpt.pt")
-    assert ckpt["counters"]["global_step"] == 1500
+    assert ckpt["counters"]["global_step"] == 1000
     agent = _agent(ckpt)
     assert agent.actor.spec()["hidden"] == [12, 10]
     assert agent.qf1_target.spec()["hidden"] == agent.qf1.spec()["hidden"] == [12, 10]

@@ -3,11 +3,15 @@
 Bernoulli gates (cost-aware regulariser), and the pruned architecture trained from scratch.
 
     .venv/bin/python tools/measure_gates.py --envs Hopper-v5,HalfCheetah-v5 --steps 300000 \\
-        --seeds 1,2,3 --jobs 2 --gate-lambda 1e-4 --out runs/gates
+        --seeds 1,2,3 --jobs 2 --gate-lambda 1e-6,1e-5 --out runs/gates
 
 Seeds run as parallel 1-thread processes (``--jobs``). Phase 1 trains dense, OFENet and gated
-runs; phase 2 trains, for every gated run, the same architecture from scratch at its final
-widths (OFENet blocks, actor; critics at the gated run's final critic widths). Writes into
+runs (one variant per ``--gate-lambda`` value); phase 2 trains, for every gated run, the same
+architecture from scratch at its final widths (OFENet blocks, actor; critics at the gated run's
+final critic widths). Lambda has no universal scale: the gates follow Adam, so a unit closes when
+lambda * (its parameter cost) outweighs the mean gradient of its network's own loss, and
+OFENet's prediction loss gives ~10x smaller gate gradients than the critics' (measured on Hopper:
+|dL/dxi| ~ 1e-3 OFENet, 2e-3 actor, 1.5e-2 critics, per-unit costs 50-500 parameters). Sweep it. Writes into
 ``--out``: ``results.json``, ``results.md`` (mean +- std over seeds of the evaluation return,
 params and MACs of the deployed policy, i.e. OFENet state block + actor trunk + mean head, and
 the final widths) and, if matplotlib is installed, ``widths-<env>.png`` (surviving units per
@@ -36,16 +40,16 @@ VARIANTS = ("sac-dense", "ofenet-dense", "ofenet-gates", "ofenet-scratch")
 
 
 def variant_args(name: str, args: argparse.Namespace) -> list[str]:
-    """Flags of the phase-1 variants (the scratch variant's come from a gated run)."""
+    """Flags of a phase-1 variant (``ofenet-gates-<lambda>``; scratch flags come from a gated run)."""
     ofenet = ["--ofenet", "true"]
     if name == "sac-dense":
         return []
     if name == "ofenet-dense":
         return ofenet
-    if name == "ofenet-gates":
-        return [*ofenet, "--prune", "gates", "--gate-lambda", str(args.gate_lambda), "--gate-cost", args.gate_cost,
-                "--prune-start", str(args.prune_start), "--prune-end", str(args.prune_end),
-                "--prune-every", str(args.prune_every)]
+    if name.startswith("ofenet-gates-"):
+        return [*ofenet, "--prune", "gates", "--gate-lambda", name.removeprefix("ofenet-gates-"),
+                "--gate-cost", args.gate_cost, "--prune-start", str(args.prune_start),
+                "--prune-end", str(args.prune_end), "--prune-every", str(args.prune_every)]
     raise ValueError(name)
 
 
@@ -154,7 +158,7 @@ def table(results: dict[str, Any]) -> str:
                 f"| {env} | {var} | {ms([r['last3_return'] for r in runs])} (n={len(runs)}) | "
                 f"{ms([r['final_return'] for r in runs])} | {ms([r['deployed_params'] for r in runs])} | "
                 f"{ms([r['deployed_macs'] for r in runs])} | {runs[0]['widths']} | "
-                f"{statistics.mean(r['wall_s'] for r in runs) / 3600:.1f} h |")
+                f"{statistics.mean(r['wall_s'] for r in runs) / 60:.0f} min |")
     return "\n".join(lines)
 
 
@@ -170,24 +174,25 @@ def plot_widths(results: dict[str, Any], out: Path) -> list[str]:
         return []
     written = []
     for env, by_var in results.items():
-        runs = [r for r in by_var.get("ofenet-gates", []) if r["width_history"]]
-        if not runs:
-            continue
-        history, end = runs[0]["width_history"], runs[0]["eval_curve"][-1][0]
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for layer in history[0][1]:
-            steps = [s for s, _ in history] + [end]
-            widths = [w[layer] for _, w in history] + [history[-1][1][layer]]
-            ax.step(steps, widths, where="post", label=layer)
-        ax.set_xlabel("environment step")
-        ax.set_ylabel("surviving units")
-        ax.set_title(f"{env}: gate pruning of SAC + OFENet (seed {runs[0]['seed']})")
-        ax.legend(fontsize=6, ncol=2)
-        path = out / f"widths-{env.replace('/', '_')}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(str(path))
+        for var, all_runs in by_var.items():
+            runs = [r for r in all_runs if r["width_history"]]
+            if not var.startswith("ofenet-gates-") or not runs:
+                continue
+            history, end = runs[0]["width_history"], runs[0]["eval_curve"][-1][0]
+            fig, ax = plt.subplots(figsize=(8, 5))
+            for layer in history[0][1]:
+                steps = [s for s, _ in history] + [end]
+                widths = [w[layer] for _, w in history] + [history[-1][1][layer]]
+                ax.step(steps, widths, where="post", label=layer)
+            ax.set_xlabel("environment step")
+            ax.set_ylabel("surviving units")
+            ax.set_title(f"{env}: {var} (seed {runs[0]['seed']})")
+            ax.legend(fontsize=6, ncol=2)
+            path = out / f"widths-{env.replace('/', '_')}-{var}.png"
+            fig.tight_layout()
+            fig.savefig(path, dpi=120)
+            plt.close(fig)
+            written.append(str(path))
     return written
 
 
@@ -197,7 +202,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300_000)
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {', '.join(VARIANTS)}")
-    p.add_argument("--gate-lambda", type=float, default=1e-4)
+    p.add_argument("--gate-lambda", default="1e-5", help="comma-separated lambdas (one gated variant each)")
     p.add_argument("--gate-cost", default="deploy", choices=("deploy", "train"))
     p.add_argument("--prune-start", type=float, default=0.2)
     p.add_argument("--prune-end", type=float, default=0.8)
@@ -211,23 +216,27 @@ def main() -> None:
     p.add_argument("extra", nargs="*", help="more `edgerl train` flags for every run (after --)")
     args = p.parse_args()
     out = Path(args.out)
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = sorted(set(variants) - set(VARIANTS))
+    chosen = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(chosen) - set(VARIANTS))
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {VARIANTS}")
+    lambdas = [f"{float(x):g}" for x in args.gate_lambda.split(",") if x]
     envs, seeds = args.envs.split(","), [int(s) for s in args.seeds.split(",")]
 
     def folder(env: str, var: str, seed: int) -> Path:
         return out / env.replace("/", "_") / var / f"seed{seed}"
 
-    phase1 = [(e, v, s) for e in envs for s in seeds for v in variants if v != "ofenet-scratch"]
+    dense = [v for v in ("sac-dense", "ofenet-dense") if v in chosen]
+    gated = [f"ofenet-gates-{lam}" for lam in lambdas] if "ofenet-gates" in chosen else []
+    phase1 = [(e, v, s) for e in envs for s in seeds for v in dense + gated]
     with ThreadPoolExecutor(args.jobs) as pool:
         for f in [pool.submit(run_one, folder(e, v, s), e, s, variant_args(v, args), args) for e, v, s in phase1]:
             f.result()
-    phase2 = [(e, "ofenet-scratch", s) for e in envs for s in seeds
-              if "ofenet-scratch" in variants and (folder(e, "ofenet-gates", s) / "ckpt.pt").exists()]
+    scratch = {f"ofenet-scratch-{lam}": f"ofenet-gates-{lam}" for lam in lambdas} if "ofenet-scratch" in chosen else {}
+    phase2 = [(e, v, s) for e in envs for s in seeds for v, g in scratch.items()
+              if (folder(e, g, s) / "ckpt.pt").exists()]
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, folder(e, v, s), e, s, scratch_args(folder(e, "ofenet-gates", s)), args)
+        futures = [pool.submit(run_one, folder(e, v, s), e, s, scratch_args(folder(e, scratch[v], s)), args)
                    for e, v, s in phase2]
         for f in futures:
             f.result()

@@ -18,7 +18,7 @@ from edgerl.envs import make_env
 METRIC_COLUMNS = [
     "step", "wall_s", "sps", "train_return", "eval_return", "eval_std",
     "qf_loss", "actor_loss", "alpha", "entropy", "loss", "value_loss", "approx_kl", "clipfrac",
-    "q", "epsilon", "params", "prune_ratio",
+    "q", "epsilon", "ofe_loss", "gate_params", "gate_lambda", "params", "prune_ratio",
 ]
 
 

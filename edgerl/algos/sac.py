@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgerl.config import doc
-from edgerl.errors import CheckpointError
+from edgerl.errors import CheckpointError, ConfigError
 from edgerl.nets import build_net, net_spec
 from edgerl.nets.mlp import ObsNormalizer, QNetwork, SquashedGaussianActor
 from edgerl.nets.ofenet import FeatureQNetwork, OFENet, ofenet_widths
@@ -97,10 +97,15 @@ class SACAgent:
 
     def _make_ofenet(self) -> OFENet:
         cfg = self.cfg
-        return OFENet(self.obs_dim, self.act_dim,
-                      ofenet_widths(cfg.ofenet_layers, cfg.ofenet_units, cfg.ofenet_state_widths),
-                      ofenet_widths(cfg.ofenet_layers, cfg.ofenet_units, cfg.ofenet_action_widths),
-                      cfg.ofenet_target_dim or None)
+        state = ofenet_widths(cfg.ofenet_layers, cfg.ofenet_units, cfg.ofenet_state_widths)
+        action = ofenet_widths(cfg.ofenet_layers, cfg.ofenet_units, cfg.ofenet_action_widths)
+        if cfg.ofenet_layers < 0 or min([*state, *action, 1]) < 1:
+            raise ConfigError(f"OFENet needs >= 0 layers of >= 1 unit; got --ofenet-layers {cfg.ofenet_layers}, "
+                              f"state widths {state}, state-action widths {action}")
+        if not 0 <= cfg.ofenet_target_dim <= self.obs_dim:
+            raise ConfigError(f"--ofenet-target-dim must be in 0..{self.obs_dim} (0: the whole observation), "
+                              f"got {cfg.ofenet_target_dim}")
+        return OFENet(self.obs_dim, self.act_dim, state, action, cfg.ofenet_target_dim or None)
 
     def _make_critic(self) -> nn.Module:
         if self.ofenet is None:

@@ -115,8 +115,8 @@ def resolve(args: argparse.Namespace) -> tuple[RunConfig, Any, PruneConfig]:
 def validate(run: RunConfig, prune: PruneConfig) -> None:
     if run.total_steps <= 0:
         raise ConfigError(f"--total-steps must be positive, got {run.total_steps}")
-    if prune.prune not in ("none", "gradual", "unstructured", "gates"):
-        raise ConfigError(f"--prune {prune.prune!r}: choose none, gradual, unstructured or gates")
+    if prune.prune not in ("none", "gradual", "unstructured", "naive", "gates"):
+        raise ConfigError(f"--prune {prune.prune!r}: choose none, gradual, unstructured, naive or gates")
     if not 0.0 <= prune.final_ratio < 1.0:
         raise ConfigError(f"--final-ratio must be in [0, 1), got {prune.final_ratio}")
     if not 0.0 <= prune.prune_start <= prune.prune_end <= 1.0:

@@ -91,7 +91,10 @@ class SquashedGaussianActor(nn.Module):
         self.log_std = nn.Linear(last, self.act_dim)
 
     def spec(self) -> dict:
-        return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": trunk_widths(self.trunk)}
+        # The input width is read from the first layer: it shrinks when units of a feature
+        # extractor feeding the actor (OFENet) are pruned.
+        obs_dim = self.trunk[0].in_features if len(self.trunk) else self.mean.in_features
+        return {"obs_dim": obs_dim, "act_dim": self.act_dim, "hidden": trunk_widths(self.trunk)}
 
     def heads(self) -> list[nn.Module]:
         """Layers whose output width is fixed by the action space (never pruned)."""
@@ -142,8 +145,8 @@ class QNetwork(nn.Module):
 
     def spec(self) -> dict:
         return {
-            "obs_dim": self.obs_dim,
-            "act_dim": self.act_dim,
+            "obs_dim": self.obs_in.in_features,
+            "act_dim": self.act_in.in_features,
             "hidden": [self.obs_in.out_features, *trunk_widths(self.trunk)],
         }
 

@@ -282,9 +282,9 @@ class GateHook:
 def make_gate_hook(agent: Any, run: RunConfig, algo_cfg: Any, prune: PruneConfig) -> GateHook:
     """The ``--prune gates`` hook of a SAC run (``edgerl.prune.hooks.make_hooks`` calls this).
 
-    A ``gate_target`` field on ``prune`` (fraction of the dense cost to remove), if the config has
-    one, steers lambda toward that compression.
+    ``prune.gate_target`` (fraction of the dense cost to remove; 0 = off) steers lambda toward
+    that compression.
     """
     if run.algo != "sac":
         raise ConfigError(f"--prune gates supports --algo sac, not {run.algo!r}")
-    return GateHook(agent, prune, run.total_steps, target=float(getattr(prune, "gate_target", 0.0) or 0.0))
+    return GateHook(agent, prune, run.total_steps, target=prune.gate_target)

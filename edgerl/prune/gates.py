@@ -214,8 +214,11 @@ def closed_units(theta: torch.Tensor, threshold: float = REMOVE_AT) -> list[int]
 
 
 # --------------------------------------------------------------------------------- deployment
-DEPLOYED_AS = {"ofenet_state": "ofenet.state_block", "actor": "actor"}
-"""``deployed_nets()`` name -> the agent-relative prefix its gate sites carry."""
+def checkpoint_gates(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor] | None:
+    """Gate probabilities a ``--prune gates`` train checkpoint holds (None if it has none), by
+    agent-relative group key: the ``theta`` argument of :func:`fold_gates`."""
+    state = (ckpt.get("hooks") or {}).get("gates")
+    return None if state is None else dict(state["pruner"]["theta"])
 
 
 def fold_gates(deployed: Mapping[str, nn.Module], theta: Mapping[str, torch.Tensor],
