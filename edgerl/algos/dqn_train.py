@@ -27,10 +27,17 @@ from edgerl.algos.atari import (
 )
 from edgerl.algos.dqn import DQNAgent, DQNConfig, FrameReplay
 from edgerl.algos.ppo_train import crossed
-from edgerl.algos.run import MetricsLog, Progress, TrainHook, count_params
-from edgerl.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
-from edgerl.config import PruneConfig, RunConfig, to_dict
-from edgerl.errors import CheckpointError, ConfigError
+from edgerl.algos.run import (
+    MetricsLog,
+    Progress,
+    TrainHook,
+    attach_hooks,
+    count_params,
+    resume_agent,
+    save_train_checkpoint,
+)
+from edgerl.config import PruneConfig, RunConfig
+from edgerl.errors import ConfigError
 
 HookFactory = Callable[[DQNAgent, RunConfig, DQNConfig, PruneConfig], list[TrainHook]]
 
@@ -64,23 +71,17 @@ def train_dqn(run: RunConfig, cfg: DQNConfig, prune: PruneConfig, resume: bool =
     obs_shape = tuple(info["observation_space"]["shape"])
     n_actions = info["action_space"]["n"]
     agent = DQNAgent(cfg, obs_shape, n_actions)
-    hooks = make_hooks(agent, run, cfg, prune) if make_hooks else []
     buffer = FrameReplay(min(cfg.buffer_size, max(run.total_steps, cfg.num_envs * (cfg.n_step + cfg.frame_stack + 1))),
                          cfg.num_envs, obs_shape, cfg.frame_stack, cfg.n_step, cfg.gamma, cfg.prioritized, cfg.per_alpha)
     step, episodes, wall_before = 0, 0, 0.0
 
-    if resume:
-        ckpt = load_checkpoint(out / "ckpt.pt")
-        if ckpt["env"]["id"] != info["id"] or ckpt["algo"] != "dqn":
-            raise CheckpointError(f"{out / 'ckpt.pt'} is a {ckpt['algo']} run on {ckpt['env']['id']}, not dqn on {info['id']}")
-        agent.load_state(ckpt["agent"])
-        for h in hooks:
-            h.load_state_dict(ckpt["hooks"][h.name])
+    ckpt = resume_agent(out, "dqn", info["id"], agent, rng) if resume else None
+    if ckpt is not None:
         if ckpt.get("replay"):
             buffer.load(out / ckpt["replay"])
-        restore_rng(ckpt["rng"], rng)
         step, episodes = ckpt["counters"]["global_step"], ckpt["counters"]["episodes"]
         wall_before = ckpt["counters"].get("wall_s", 0.0)
+    hooks = attach_hooks(make_hooks, agent, run, cfg, prune, ckpt)
 
     log = MetricsLog(out / "metrics.csv", resume_step=step if resume else None)
     progress = Progress(run.total_steps, step, run.progress, f"dqn {run.env}")
@@ -93,18 +94,11 @@ def train_dqn(run: RunConfig, cfg: DQNConfig, prune: PruneConfig, resume: bool =
     def checkpoint() -> None:
         replay_name = f"replay-{step}.npz"
         buffer.save(out / replay_name, obs)
-        save_checkpoint(out / "ckpt.pt", {
-            "kind": "train", "algo": "dqn", "env": info,
-            "config": {"run": to_dict(run), "algo": to_dict(cfg), "prune": to_dict(prune)},
-            "agent": agent.state(), "hooks": {h.name: h.state_dict() for h in hooks},
-            "counters": {"global_step": step, "episodes": episodes, "updates": agent.updates,
-                         "wall_s": wall_before + time.monotonic() - t0},
-            "rng": rng_state(rng), "replay": replay_name,
-            "eval": {"return_mean": last_eval[0], "return_std": last_eval[1]},
-        })
-        for old in out.glob("replay-*.npz"):
-            if old.name != replay_name:
-                old.unlink(missing_ok=True)
+        save_train_checkpoint(
+            out, algo="dqn", env=info, run=run, algo_cfg=cfg, prune=prune, agent=agent, hooks=hooks,
+            counters={"global_step": step, "episodes": episodes, "updates": agent.updates,
+                      "wall_s": wall_before + time.monotonic() - t0},
+            np_rng=rng, last_eval=last_eval, replay=replay_name)
 
     t0 = time.monotonic()
     t_window, s_window = t0, step

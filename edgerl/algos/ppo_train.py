@@ -24,10 +24,17 @@ from edgerl.algos.atari import (
     make_vector_env,
 )
 from edgerl.algos.ppo import PPOAgent, PPOConfig, compute_gae
-from edgerl.algos.run import MetricsLog, Progress, TrainHook, count_params
-from edgerl.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
-from edgerl.config import PruneConfig, RunConfig, to_dict
-from edgerl.errors import CheckpointError, ConfigError
+from edgerl.algos.run import (
+    MetricsLog,
+    Progress,
+    TrainHook,
+    attach_hooks,
+    count_params,
+    resume_agent,
+    save_train_checkpoint,
+)
+from edgerl.config import PruneConfig, RunConfig
+from edgerl.errors import ConfigError
 
 HookFactory = Callable[[PPOAgent, RunConfig, PPOConfig, PruneConfig], list[TrainHook]]
 
@@ -60,19 +67,13 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
     info = image_env_info(envs, run.env, cfg)
     obs_shape = tuple(info["observation_space"]["shape"])
     agent = PPOAgent(cfg, obs_shape, info["action_space"]["n"])
-    hooks = make_hooks(agent, run, cfg, prune) if make_hooks else []
     step, episodes, wall_before = 0, 0, 0.0
 
-    if resume:
-        ckpt = load_checkpoint(out / "ckpt.pt")
-        if ckpt["env"]["id"] != info["id"] or ckpt["algo"] != "ppo":
-            raise CheckpointError(f"{out / 'ckpt.pt'} is a {ckpt['algo']} run on {ckpt['env']['id']}, not ppo on {info['id']}")
-        agent.load_state(ckpt["agent"])
-        for h in hooks:
-            h.load_state_dict(ckpt["hooks"][h.name])
-        restore_rng(ckpt["rng"], rng)
+    ckpt = resume_agent(out, "ppo", info["id"], agent, rng) if resume else None
+    if ckpt is not None:
         step, episodes = ckpt["counters"]["global_step"], ckpt["counters"]["episodes"]
         wall_before = ckpt["counters"].get("wall_s", 0.0)
+    hooks = attach_hooks(make_hooks, agent, run, cfg, prune, ckpt)
 
     log = MetricsLog(out / "metrics.csv", resume_step=step if resume else None)
     progress = Progress(run.total_steps, step, run.progress, f"ppo {run.env}")
@@ -87,15 +88,11 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
         return float(rets.mean()), float(rets.std())
 
     def checkpoint() -> None:
-        save_checkpoint(out / "ckpt.pt", {
-            "kind": "train", "algo": "ppo", "env": info,
-            "config": {"run": to_dict(run), "algo": to_dict(cfg), "prune": to_dict(prune)},
-            "agent": agent.state(), "hooks": {h.name: h.state_dict() for h in hooks},
-            "counters": {"global_step": step, "episodes": episodes, "updates": agent.updates,
-                         "wall_s": wall_before + time.monotonic() - t0},
-            "rng": rng_state(rng), "replay": None,
-            "eval": {"return_mean": last_eval[0], "return_std": last_eval[1]},
-        })
+        save_train_checkpoint(
+            out, algo="ppo", env=info, run=run, algo_cfg=cfg, prune=prune, agent=agent, hooks=hooks,
+            counters={"global_step": step, "episodes": episodes, "updates": agent.updates,
+                      "wall_s": wall_before + time.monotonic() - t0},
+            np_rng=rng, last_eval=last_eval)
 
     t0 = time.monotonic()
     last_eval, last_train_return = (float("nan"), float("nan")), None

@@ -124,3 +124,52 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int
 def count_params(*nets) -> int:
     """Number of parameters of the given modules."""
     return sum(p.numel() for n in nets for p in n.parameters())
+
+
+def resume_agent(out: Path, algo: str, env_id: str, agent: Any, np_rng: np.random.Generator) -> dict[str, Any]:
+    """Load ``out/ckpt.pt``, check it is an ``algo`` run on ``env_id``, and restore the agent
+    (networks rebuilt at their saved widths) and the RNG states. Returns the checkpoint."""
+    from edgerl.checkpoint import load_checkpoint, restore_rng
+    from edgerl.errors import CheckpointError
+
+    ckpt = load_checkpoint(out / "ckpt.pt")
+    if ckpt["env"]["id"] != env_id or ckpt["algo"] != algo:
+        raise CheckpointError(f"{out / 'ckpt.pt'} is a {ckpt['algo']} run on {ckpt['env']['id']}, "
+                              f"not {algo} on {env_id}; resume it with its own settings or start a new --out")
+    agent.load_state(ckpt["agent"])
+    restore_rng(ckpt["rng"], np_rng)
+    return ckpt
+
+
+def attach_hooks(make_hooks: Callable[..., list[TrainHook]] | None, agent: Any, run: Any, algo_cfg: Any,
+                 prune: Any, ckpt: dict[str, Any] | None = None) -> list[TrainHook]:
+    """Create the training hooks on the agent's networks as they are now, so call it after
+    :func:`resume_agent` (hooks hold references to the networks they prune), then restore each
+    hook's state from ``ckpt``."""
+    from edgerl.errors import CheckpointError
+
+    hooks = make_hooks(agent, run, algo_cfg, prune) if make_hooks else []
+    for h in hooks if ckpt is not None else ():
+        if h.name not in ckpt.get("hooks", {}):
+            raise CheckpointError(f"the checkpoint has no state for the {h.name!r} pruner this run uses")
+        h.load_state_dict(ckpt["hooks"][h.name])
+    return hooks
+
+
+def save_train_checkpoint(out: Path, *, algo: str, env: dict[str, Any], run: Any, algo_cfg: Any, prune: Any,
+                          agent: Any, hooks: list[TrainHook], counters: dict[str, Any], np_rng: np.random.Generator,
+                          last_eval: tuple[float, float], replay: str | None = None) -> None:
+    """Write ``out/ckpt.pt`` atomically, then delete replay files other than ``replay``."""
+    from edgerl.checkpoint import rng_state, save_checkpoint
+    from edgerl.config import to_dict
+
+    save_checkpoint(out / "ckpt.pt", {
+        "kind": "train", "algo": algo, "env": env,
+        "config": {"run": to_dict(run), "algo": to_dict(algo_cfg), "prune": to_dict(prune)},
+        "agent": agent.state(), "hooks": {h.name: h.state_dict() for h in hooks},
+        "counters": counters, "rng": rng_state(np_rng), "replay": replay,
+        "eval": {"return_mean": last_eval[0], "return_std": last_eval[1]},
+    })
+    for old in out.glob("replay-*.npz"):
+        if old.name != replay:
+            old.unlink(missing_ok=True)

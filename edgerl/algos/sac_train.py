@@ -11,12 +11,20 @@ import numpy as np
 import torch
 
 from edgerl.algos.replay import ReplayBuffer
-from edgerl.algos.run import MetricsLog, Progress, TrainHook, count_params, evaluate
+from edgerl.algos.run import (
+    MetricsLog,
+    Progress,
+    TrainHook,
+    attach_hooks,
+    count_params,
+    evaluate,
+    resume_agent,
+    save_train_checkpoint,
+)
 from edgerl.algos.sac import SACAgent, SACConfig
-from edgerl.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
-from edgerl.config import PruneConfig, RunConfig, to_dict
+from edgerl.config import PruneConfig, RunConfig
 from edgerl.envs import action_bounds, make_env, space_env_info
-from edgerl.errors import CheckpointError, ConfigError
+from edgerl.errors import ConfigError
 
 HookFactory = Callable[[SACAgent, RunConfig, SACConfig, PruneConfig], list[TrainHook]]
 
@@ -49,24 +57,14 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
     buffer = ReplayBuffer(min(cfg.buffer_size, run.total_steps), (obs_dim,), (act_dim,))
     step, episodes, wall_before = 0, 0, 0.0
 
-    if resume:
-        ckpt = load_checkpoint(out / "ckpt.pt")
-        if ckpt["env"]["id"] != info["id"] or ckpt["algo"] != "sac":
-            raise CheckpointError(f"{out / 'ckpt.pt'} is a {ckpt['algo']} run on {ckpt['env']['id']}, not sac on {info['id']}")
-        agent.load_state(ckpt["agent"])
+    ckpt = resume_agent(out, "sac", info["id"], agent, rng) if resume else None
+    if ckpt is not None:
         if ckpt.get("replay"):
             buffer.load(out / ckpt["replay"])
-        restore_rng(ckpt["rng"], rng)
         step, episodes = ckpt["counters"]["global_step"], ckpt["counters"]["episodes"]
         wall_before = ckpt["counters"].get("wall_s", 0.0)
+    hooks = attach_hooks(make_hooks, agent, run, cfg, prune, ckpt)
 
-    # Hooks see the networks as they are now (rebuilt at their pruned widths on resume).
-    hooks = make_hooks(agent, run, cfg, prune) if make_hooks else []
-    if resume:
-        for h in hooks:
-            if h.name not in ckpt.get("hooks", {}):
-                raise CheckpointError(f"{out / 'ckpt.pt'} has no state for the {h.name!r} pruner it was trained with")
-            h.load_state_dict(ckpt["hooks"][h.name])
     log = MetricsLog(out / "metrics.csv", resume_step=step if resume else None)
     progress = Progress(run.total_steps, step, run.progress, f"sac {run.env}")
 
@@ -81,18 +79,11 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
     def checkpoint() -> None:
         replay_name = f"replay-{step}.npz"
         buffer.save(out / replay_name)
-        save_checkpoint(out / "ckpt.pt", {
-            "kind": "train", "algo": "sac", "env": info,
-            "config": {"run": to_dict(run), "algo": to_dict(cfg), "prune": to_dict(prune)},
-            "agent": agent.state(), "hooks": {h.name: h.state_dict() for h in hooks},
-            "counters": {"global_step": step, "episodes": episodes, "updates": agent.updates,
-                         "wall_s": wall_before + time.monotonic() - t0},
-            "rng": rng_state(rng), "replay": replay_name,
-            "eval": {"return_mean": last_eval[0], "return_std": last_eval[1]},
-        })
-        for old in out.glob("replay-*.npz"):
-            if old.name != replay_name:
-                old.unlink(missing_ok=True)
+        save_train_checkpoint(
+            out, algo="sac", env=info, run=run, algo_cfg=cfg, prune=prune, agent=agent, hooks=hooks,
+            counters={"global_step": step, "episodes": episodes, "updates": agent.updates,
+                      "wall_s": wall_before + time.monotonic() - t0},
+            np_rng=rng, last_eval=last_eval, replay=replay_name)
 
     t0 = time.monotonic()
     t_window, s_window = t0, step

@@ -74,6 +74,8 @@ def zeroed(net: nn.Module, removed: dict[str, list[int]]) -> nn.Module:
 
 @dataclass
 class Pruned:
+    """One width's pruned network and what it is checked against."""
+
     tau: int
     ratio: float
     net: ActorCriticCNN
