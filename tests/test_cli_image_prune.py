@@ -81,31 +81,12 @@ def test_ppo_gradual_prunes_on_schedule_resumes_and_exports(tmp_path, capsys):
     assert (out / "policy.onnx").stat().st_size == report["size_bytes"] and (out / "contract.json").exists()
 
 
-class _Crash(BaseException):
-    """Ends an in-process run right after its first checkpoint, as a SIGKILL would."""
-
-
-def test_dqn_gradual_prunes_target_with_online_and_resumes(tmp_path, monkeypatch):
-    """The crash is in-process here (a SIGKILL costs a second torch start-up, ~10 s on a busy
-    machine; the PPO test kills a real process): the run folder holds the same files either way."""
-    import edgerl.algos.dqn_train as dqn_train
-
+def test_dqn_gradual_prunes_target_with_online_and_resumes(tmp_path):
     out, total = tmp_path / "dqn", 240
     args = [*TINY_DQN, *PRUNE, "--total-steps", str(total), "--eval-every", "0", "--checkpoint-every", "80"]
-    save = dqn_train.save_checkpoint
-
-    def save_then_crash(*a, **kw) -> None:
-        save(*a, **kw)
-        raise _Crash
-
-    monkeypatch.setattr(dqn_train, "save_checkpoint", save_then_crash)
-    with pytest.raises(_Crash):
-        main(["train", *args, "--out", str(out)])
-    monkeypatch.setattr(dqn_train, "save_checkpoint", save)
-    killed = load_checkpoint(out / "ckpt.pt")
-    assert main(["train", "--resume", str(out)]) == 0
-    assert 0 < killed["hooks"]["gradual"]["applied_ratio"] < RATIO
+    killed = _kill_then_resume(args, out)
     assert 0 < killed["counters"]["global_step"] < total
+    assert 0 < killed["hooks"]["gradual"]["applied_ratio"] < RATIO
     ckpt = load_checkpoint(out / "ckpt.pt")
     assert ckpt["counters"]["global_step"] == total and ckpt["hooks"]["gradual"]["applied_ratio"] == RATIO
     nets = ckpt["agent"]["nets"]

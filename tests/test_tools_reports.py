@@ -114,7 +114,8 @@ def _gradual_ckpt(final_width: int) -> dict[str, Any]:
     return {"algo": "sac", "counters": {"global_step": 100},
             "hooks": {"gradual": {"version": 1, "original_widths": {"actor": {"trunk.0": 64}}, "schedule": sched,
                                   "applied_ratio": 0.5, "importance": "l1", "round_to": None}},
-            "agent": {"nets": {"actor": {"state": {"trunk.0.weight": torch.zeros(final_width, 17)}}}}}
+            "agent": {"nets": {"actor": {"state": {"trunk.0.weight": torch.zeros(final_width, 17),
+                                                   "mean.weight": torch.zeros(6, final_width)}}}}}
 
 
 def test_width_histories(mr):
@@ -129,6 +130,16 @@ def test_width_histories(mr):
     assert mr.width_history(_gradual_ckpt(40))[1] is None  # replay disagrees with the checkpoint: not shown
     assert mr.width_history(_gradual_ckpt(32), reconstruct=False)[1] is None
     assert mr.width_history({"hooks": {}})[0] is None
+
+
+def test_replay_is_checked_against_logged_params(mr, tmp_path):
+    # one hidden layer 17 -> w -> heads of 6: 18 w + 2 (6 w + 6) parameters
+    (tmp_path / "metrics.csv").write_text("step,eval_return,params\n0,1,1932\n100,2,972\n")
+    hook, hist, why = mr.width_history(_gradual_ckpt(32), run_dir=tmp_path)
+    assert hist is not None and "metrics.csv at 2 evaluation(s) match" in why
+    (tmp_path / "metrics.csv").write_text("step,eval_return,params\n100,2,999\n")
+    hook, hist, why = mr.width_history(_gradual_ckpt(32), run_dir=tmp_path)
+    assert hist is None and "logs 999 actor parameters at step 100" in why
 
 
 def test_main_widths_part(mr, tmp_path):

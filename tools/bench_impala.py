@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -201,8 +202,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"Measured {dev['date']} on {dev['cpu_model']} ({dev['cpu_count']} logical CPUs, governor "
         f"{dev.get('cpu_governor')}), {dev['os']}, Python {dev['python']}; {versions}.",
         f"Timing: {cfg['rounds']} rounds, >= {cfg['min_queries']} calls and >= {cfg['min_seconds']} s per model, "
-        f"{cfg['warmup']} warm-up calls; exporter {cfg['exporter']}. The machine is shared: figures are"
-        " noisy, ratios (interleaved) are steadier than absolute times.",
+        f"{cfg['warmup']} warm-up calls; exporter {cfg['exporter']}. Load average (1, 5, 15 min) before "
+        f"{report['load_average']['before']}, after {report['load_average']['after']}: on a shared machine"
+        " the figures are noisy; ratios (interleaved) are steadier than absolute times, but contention"
+        " stretches long calls (dense tau=3) more than short ones.",
         "",
     ])
 
@@ -233,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python tools/bench_impala.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                     else sys.argv[1:]))
     rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-impala-") as tmp:
         for shape in shapes:
             print(f"input {'x'.join(map(str, shape))}:", flush=True)
@@ -242,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         "device": device_info(1),
         "config": {k: getattr(args, k) for k in ("shapes", "min_queries", "min_seconds", "rounds", "warmup",
                                                  "exporter", "seed")},
+        "load_average": {"before": [round(x, 2) for x in load_before],
+                         "after": [round(x, 2) for x in os.getloadavg()]},
         "rows": rows,
         "goals": goals(rows),
     }

@@ -10,6 +10,7 @@ Usage::
     python tools/learn_ppo.py                         # Breakout, 300k steps, Nature CNN at 64x64
     python tools/learn_ppo.py --net impala --width 1  # the Impala-CNN (about 4x slower on CPU)
     python tools/learn_ppo.py --report-only           # curve of a run in progress (or finished)
+    python tools/learn_ppo.py --resume --total-steps 600000   # extend a finished run
     python tools/learn_ppo.py -- --prune gradual      # flags after -- go to edgerl train
 
 Defaults are chosen for rising returns within about 40 minutes on one (shared) CPU thread:

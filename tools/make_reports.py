@@ -531,17 +531,21 @@ def plot_training(pts: list[dict[str, Any]], path: Path) -> None:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, env in zip(axes[0], envs, strict=True):
         keys = list(dict.fromkeys((p["source"], p["variant"]) for p in pts if p["env"] == env))
+        seen: dict[int, int] = {}
         for i, (src, var) in enumerate(keys):
             g = [p for p in pts if p["env"] == env and p["source"] == src and p["variant"] == var]
             c = colors[i % len(colors)]
             marker = "o" if g[0]["tool"] == "compare" else "D"
-            ax.scatter([p["params"] for p in g], [p["last3"] for p in g], color=c, alpha=0.35, s=14)
+            x = statistics.mean(p["params"] for p in g)
+            dodge = 1.0 + 0.04 * seen.get(round(x), 0)  # equal sizes (gradual vs scratch) side by side
+            seen[round(x)] = seen.get(round(x), 0) + 1
             ys = [p["last3"] for p in g]
+            ax.scatter([p["params"] * dodge for p in g], ys, color=c, alpha=0.35, s=14)
             sd = statistics.stdev(ys) if len(ys) > 1 else 0.0
-            ax.errorbar([statistics.mean(p["params"] for p in g)], [statistics.mean(ys)], yerr=[sd], color=c,
-                        marker=marker, capsize=3, label=f"{var} ({src}, n={len(g)})")
+            ax.errorbar([x * dodge], [statistics.mean(ys)], yerr=[sd], color=c, marker=marker, capsize=3,
+                        label=f"{var} ({src}, n={len(g)})")
         ax.set_xscale("log")
-        ax.set_xlabel("deployed actor parameters")
+        ax.set_xlabel("deployed actor parameters (equal sizes dodged by 4%)")
         ax.set_ylabel("evaluation return (mean of last 3 evals)")
         ax.set_title(env)
         ax.grid(True, which="both", alpha=0.3)
@@ -570,8 +574,9 @@ def _missing_lines(src: Source, root: Path) -> list[str]:
         lines += ["| run | env steps done / total |", "|---|---:|"]
         lines += [f"| {name} | {s:,} / {t:,} |" if t else f"| {name} | {s if s >= 0 else '-'} / ? |"
                   for name, s, t in status]
-    lines += ["", "Rerunning the same `tools/*.py` command (it skips finished runs) writes the results; then "
-              "rerun this script.", ""]
+    lines += ["", f"`tools/{tool}.py` writes the results when its last run ends (if it was interrupted, rerun it "
+              "with the same arguments: it skips finished runs); then rerun this script (`--parts training` "
+              "suffices).", ""]
     return lines
 
 
@@ -684,8 +689,43 @@ def reconstruct_gradual(ckpt: dict[str, Any]) -> tuple[list[list[Any]] | None, s
     return history, "reconstructed from the stored schedule (no recorded history); final widths match the checkpoint"
 
 
-def width_history(ckpt: dict[str, Any], reconstruct: bool = True) -> tuple[str | None, list[list[Any]] | None, str]:
-    """``(hook, history, provenance)`` of a checkpoint; history None (with the reason) if there is none."""
+def check_replay(history: list[list[Any]], ckpt: dict[str, Any], run_dir: Path) -> tuple[bool | None, str]:
+    """Compare a replayed SAC history with the actor parameter counts ``metrics.csv`` logged.
+
+    Returns ``(True, what)`` if every logged count matches, ``(False, why)`` on the first mismatch,
+    ``(None, why)`` when there is nothing to compare (no log, an OFENet in the deployed policy).
+    """
+    import csv
+
+    nets = ckpt["agent"].get("nets", {})
+    actor = (nets.get("actor") or {}).get("state", {})
+    trunk = sorted((int(k.split(".")[1]), v) for k, v in actor.items() if k.startswith("trunk.") and k.endswith(".weight"))
+    metrics = run_dir / "metrics.csv"
+    if "ofenet_state" in nets or not trunk or "mean.weight" not in actor or not metrics.is_file():
+        return None, "no logged actor parameter counts to compare with"
+    obs_dim, act_dim = int(trunk[0][1].shape[1]), int(actor["mean.weight"].shape[0])
+    with open(metrics, newline="") as f:
+        logged = [(int(float(r["step"])), int(float(r["params"]))) for r in csv.DictReader(f) if r.get("params")]
+    for step, count in logged:
+        widths = next(w for s, w in reversed(history) if s <= step)
+        fan_in, total = obs_dim, 0
+        for i, _ in trunk:
+            out = widths.get(f"actor/trunk.{i}")
+            if out is None:
+                return None, f"actor layer trunk.{i} is not a pruned group"
+            total, fan_in = total + fan_in * out + out, out
+        total += 2 * (fan_in * act_dim + act_dim)  # mean and log-std heads
+        if total != count:
+            return False, f"metrics.csv logs {count:,} actor parameters at step {step:,}, the replay gives {total:,}"
+    return True, f"the actor parameter counts logged in metrics.csv at {len(logged)} evaluation(s) match"
+
+
+def width_history(ckpt: dict[str, Any], reconstruct: bool = True,
+                  run_dir: Path | None = None) -> tuple[str | None, list[list[Any]] | None, str]:
+    """``(hook, history, provenance)`` of a checkpoint; history None (with the reason) if there is none.
+
+    A replayed gradual history is also checked against ``run_dir/metrics.csv`` when given.
+    """
     hooks = ckpt.get("hooks") or {}
     for name in ("gates", "gradual"):
         state = hooks.get(name)
@@ -696,6 +736,11 @@ def width_history(ckpt: dict[str, Any], reconstruct: bool = True) -> tuple[str |
             return name, [[int(s), _flat_widths(w)] for s, w in hist], f"recorded by the {name} hook"
         if name == "gradual" and reconstruct:
             hist, why = reconstruct_gradual(ckpt)
+            if hist is not None and run_dir is not None:
+                ok, what = check_replay(hist, ckpt, run_dir)
+                if ok is False:
+                    return name, None, f"replayed schedule disagrees with the run's log ({what}): not shown"
+                why += f"; {what}" if ok else ""
             return name, hist, why
         return name, None, f"the {name} hook state has no width history"
     return None, None, f"no gradual or gates hook in the checkpoint (hooks: {sorted(hooks) or 'none'})"
@@ -711,7 +756,7 @@ def plot_widths(history: list[list[Any]], end: int, title: str, path: Path) -> N
     for layer in layers:
         net = layer.split("/", 1)[0] if "/" in layer else layer.split(".", 1)[0]
         steps = [s for s, _ in history] + [max(end, history[-1][0])]
-        widths = [w[layer] for _, w in history] + [history[-1][1][layer]]
+        widths = [w.get(layer, 0) for _, w in history] + [history[-1][1].get(layer, 0)]
         ax.step(steps, widths, where="post", label=layer, ls=styles[nets.index(net) % len(styles)])
     ax.set_xlabel("environment step")
     ax.set_ylabel("surviving units / channels")
@@ -740,9 +785,13 @@ def widths_doc(entries: list[dict[str, Any]], skipped: list[tuple[str, str]], co
     out = ["# Surviving width per layer over training", "", "Generated by:", "", "```", command, "```", "",
            "From each run's `ckpt.pt`: `hooks.gates.history` (gate-based pruning) or `hooks.gradual.history` "
            "(gradual group pruning), `[[env step, {layer: width}], ...]`, drawn as step lines from step 0 to the "
-           "checkpoint's last step. Runs: " + ("given by `--runs`." if explicit else
-                                                  "every run folder under `runs/compare*` and `runs/gates*` "
-                                                  "whose checkpoint holds a gradual or gates history."), ""]
+           "checkpoint's last step. A gradual SAC run saved without a history (edgerl before the hook recorded "
+           "one) is replayed from the schedule, original widths and `round_to` its checkpoint stores, with "
+           "`GradualPruner`'s rule (every env step; shrink each group to `target_width(original, ratio)` when the "
+           "ratio grows), and shown only if the replay ends at the checkpoint's actual layer widths; such curves "
+           "are marked *reconstructed*. Runs: " + (
+               "given by `--runs`." if explicit else "every run folder under `runs/compare*` and `runs/gates*` "
+               "whose checkpoint has a gradual or gates hook state."), ""]
     if not entries:
         out += ["**No width history found.** Gradual runs record `hooks.gradual.history` only with an edgerl that "
                 "stores it; gate runs come from `tools/measure_gates.py` (e.g. `" + TRAIN_COMMANDS["gates"] + "`).",
@@ -752,7 +801,7 @@ def widths_doc(entries: list[dict[str, Any]], skipped: list[tuple[str, str]], co
         out += [f"## {e['run']}", "", f"{e['hook']} pruning, {e['provenance']}; {len(e['history']) - 1} width "
                 f"change(s) up to env step {e['end']:,}; versions: {e['versions']}.", "",
                 f"![widths]({e['png']})", "", "| layer | start | end | kept |", "|---|---:|---:|---:|"]
-        out += [f"| {k} | {first[k]} | {last[k]} | {last[k] / first[k]:.0%} |" for k in first]
+        out += [f"| {k} | {first[k]} | {last.get(k, 0)} | {last.get(k, 0) / first[k]:.0%} |" for k in first]
         out.append("")
     if skipped:
         out += ["Run folders without a width curve:", ""] + [f"- `{r}`: {why}" for r, why in skipped] + [""]
@@ -773,8 +822,12 @@ def run_widths(args: argparse.Namespace, command: str, out: Path, log: Log) -> l
         if not ckpt_path.is_file():
             skipped.append((name, f"no checkpoint at {ckpt_path}"))
             continue
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        hook, history, why = width_history(ckpt, reconstruct=not args.no_reconstruct)
+        try:
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a file being replaced right now, damaged, or not an edgerl checkpoint
+            skipped.append((name, f"unreadable checkpoint ({type(e).__name__}: {str(e)[:120]})"))
+            continue
+        hook, history, why = width_history(ckpt, reconstruct=not args.no_reconstruct, run_dir=ckpt_path.parent)
         if history is None:
             if args.runs or hook is not None:
                 skipped.append((name, why))

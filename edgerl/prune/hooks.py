@@ -6,10 +6,6 @@ on its schedule, keeps optimizers and twins in step, and is checkpointed with th
 
 Schedules count environment steps (the loop's ``global_step``), so ``--prune-start 0.2
 --prune-end 0.8`` mean 20% and 80% of ``--total-steps`` whatever the update ratio.
-
-A resumed run may rebuild the agent's networks and optimizers after the hooks were made (PPO and
-DQN load the checkpoint after ``make_hooks``): the hooks follow the agent's current networks,
-re-binding in ``load_state_dict`` and, should they change again, in ``after_update``.
 """
 
 from __future__ import annotations
@@ -34,17 +30,6 @@ def make_schedule(prune: PruneConfig, total_steps: int, final_ratio: float | Non
     raise ConfigError(f"--schedule {prune.schedule!r}: choose cubic, linear or oneshot")
 
 
-def _members(agent: Any) -> list[Any]:
-    """The objects a hook is bound to: every prunable network, its twins and the optimizers."""
-    nets = [x for d in agent.prunable().values() for x in (d["model"], *d["twins"])]
-    return nets + list(agent.optimizers().values())
-
-
-def _bound_to(members: list[Any], agent: Any) -> bool:
-    now = _members(agent)
-    return len(now) == len(members) and all(a is b for a, b in zip(now, members, strict=True))
-
-
 class GradualPruneHook:
     """Group-structured pruning (L1 group importance by default): channels leave the networks
     physically during training, so training itself gets cheaper as they shrink."""
@@ -52,35 +37,22 @@ class GradualPruneHook:
     name = "gradual"
 
     def __init__(self, agent: Any, run: RunConfig, prune: PruneConfig):
-        self._agent, self._run, self._prune = agent, run, prune
-        self.pruner = self._build(agent)
-        self.last: dict[str, float] = {}
-
-    def _build(self, agent: Any) -> Any:
         from edgerl.prune.gradual import GradualPruner, PruneTarget
 
         targets = {
             name: PruneTarget(d["model"], d["example_inputs"], keep=d["heads"], twins=d["twins"])
             for name, d in agent.prunable().items()
         }
-        self._bound = _members(agent)
-        return GradualPruner(
+        self.pruner = GradualPruner(
             targets,
             optimizers=list(agent.optimizers().values()),
-            schedule=make_schedule(self._prune, self._run.total_steps),
-            importance=Importance.parse(self._prune.importance),
-            round_to=self._prune.round_to if self._prune.round_to > 1 else None,
+            schedule=make_schedule(prune, run.total_steps),
+            importance=Importance.parse(prune.importance),
+            round_to=prune.round_to if prune.round_to > 1 else None,
         )
-
-    def _follow(self, agent: Any) -> None:
-        """Re-bind to the agent's current networks and optimizers, keeping the progress."""
-        if not _bound_to(self._bound, agent):
-            state = self.pruner.state_dict()
-            self._agent, self.pruner = agent, self._build(agent)
-            self.pruner.load_state_dict(state)
+        self.last: dict[str, float] = {}
 
     def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
-        self._follow(agent)
         report = self.pruner.step(global_step)
         if report is not None:
             agent.after_surgery()
@@ -95,8 +67,6 @@ class GradualPruneHook:
         return self.pruner.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not _bound_to(self._bound, self._agent):
-            self.pruner = self._build(self._agent)
         self.pruner.load_state_dict(state)
         self.last = {"prune_ratio": self.pruner.applied_ratio}
 
@@ -109,32 +79,18 @@ class MaskPruneHook:
     name = "unstructured"
 
     def __init__(self, agent: Any, run: RunConfig, prune: PruneConfig):
-        self._agent, self._run, self._prune = agent, run, prune
-        self.maskers = self._build(agent)
-        self.last: dict[str, float] = {}
-
-    def _build(self, agent: Any) -> dict[str, Any]:
         from edgerl.prune.masking import MagnitudeMasker
 
-        sparsity = 1.0 - (1.0 - self._prune.final_ratio) ** 2
-        maskers = {}
+        sparsity = 1.0 - (1.0 - prune.final_ratio) ** 2
+        self.maskers = {}
         for name, d in agent.prunable().items():
             keep = [n for n, m in d["model"].named_modules() if any(m is h for h in d["heads"])]
-            maskers[name] = MagnitudeMasker(
-                d["model"], make_schedule(self._prune, self._run.total_steps, sparsity), scope="global",
+            self.maskers[name] = MagnitudeMasker(
+                d["model"], make_schedule(prune, run.total_steps, sparsity), scope="global",
                 keep=keep, twins=d["twins"])
-        self._bound = _members(agent)
-        return maskers
-
-    def _follow(self, agent: Any) -> None:
-        """Re-bind to the agent's current networks, keeping the masks."""
-        if not _bound_to(self._bound, agent):
-            state = self.state_dict()
-            self._agent, self.maskers = agent, self._build(agent)
-            self.load_state_dict(state)
+        self.last: dict[str, float] = {}
 
     def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
-        self._follow(agent)
         for masker in self.maskers.values():
             ratio = masker.step(global_step)
             if ratio is None:
@@ -147,8 +103,6 @@ class MaskPruneHook:
         return {n: m.state_dict() for n, m in self.maskers.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not _bound_to(self._bound, self._agent):
-            self.maskers = self._build(self._agent)
         for n, m in self.maskers.items():
             m.load_state_dict(state[n])
         self.last = {"prune_ratio": next(iter(self.maskers.values())).applied_ratio}
@@ -163,39 +117,23 @@ class NaivePruneHook:
     name = "naive"
 
     def __init__(self, agent: Any, run: RunConfig, prune: PruneConfig):
-        self._agent, self._run, self._prune = agent, run, prune
-        self._handles: list[Any] = []
-        self.maskers = self._build(agent)
-        self.last: dict[str, float] = {}
-
-    def _build(self, agent: Any) -> dict[str, Any]:
         from edgerl.prune.naive import NaiveFilterMasker
 
-        maskers = {
-            name: NaiveFilterMasker(
-                d["model"], make_schedule(self._prune, self._run.total_steps), keep=d["heads"], twins=d["twins"],
-                importance=self._prune.importance, round_to=self._prune.round_to if self._prune.round_to > 1 else None)
+        round_to = prune.round_to if prune.round_to > 1 else None
+        self.maskers = {
+            name: NaiveFilterMasker(d["model"], make_schedule(prune, run.total_steps), keep=d["heads"],
+                                    twins=d["twins"], importance=prune.importance, round_to=round_to)
             for name, d in agent.prunable().items()
         }
-        for handle in self._handles:
-            handle.remove()
         self._handles = [opt.register_step_post_hook(lambda *_: self.apply()) for opt in agent.optimizers().values()]
-        self._bound = _members(agent)
-        return maskers
+        self.last: dict[str, float] = {}
 
     def apply(self) -> None:
         """Zero every masked filter of every network and twin."""
         for masker in self.maskers.values():
             masker.apply()
 
-    def _follow(self, agent: Any) -> None:
-        if not _bound_to(self._bound, agent):
-            state = self.state_dict()
-            self._agent, self.maskers = agent, self._build(agent)
-            self.load_state_dict(state)
-
     def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
-        self._follow(agent)
         for masker in self.maskers.values():
             ratio = masker.step(global_step)
             if ratio is not None:
@@ -210,8 +148,6 @@ class NaivePruneHook:
         return {n: m.state_dict() for n, m in self.maskers.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not _bound_to(self._bound, self._agent):
-            self.maskers = self._build(self._agent)
         for n, m in self.maskers.items():
             m.load_state_dict(state[n])
         self.last = {"prune_ratio": next(iter(self.maskers.values())).applied_ratio}

@@ -145,11 +145,15 @@ def test_hook_keeps_masks_through_updates_and_resume(algo: str) -> None:
     prune = PruneConfig(prune="naive", final_ratio=RATIO, schedule="linear", prune_start=0.0, prune_end=0.5,
                         prune_every=10)
 
-    def make(seed: int):
+    def make(seed: int, state: dict | None = None):
         torch.manual_seed(seed)
         agent = agent_cls(cfg, SHAPE, 4)
+        if state is not None:  # as a resumed training loop does: restore, then attach the hooks
+            agent.load_state(state["agent"])
         (hook,) = make_hooks(agent, run, cfg, prune)
         assert isinstance(hook, NaivePruneHook)
+        if state is not None:
+            hook.load_state_dict(state["hook"])
         return agent, hook
 
     def update(agent, seed: int) -> None:
@@ -187,14 +191,11 @@ def test_hook_keeps_masks_through_updates_and_resume(algo: str) -> None:
     layers = dict(nets(agent)[0].named_modules())
     assert all(w == target_width(layers[k].weight.shape[0], RATIO) for k, w in next(iter(final.values())).items())
 
-    # Checkpoint: plain tensors and types only; resume rebuilds the agent's networks after the hook.
+    # Checkpoint: plain tensors and types only (loads with weights_only=True).
     buf = io.BytesIO()
     torch.save({"agent": agent.state(), "hook": hook.state_dict()}, buf)
     buf.seek(0)
-    saved = torch.load(buf, weights_only=True)
-    agent2, hook2 = make(1)
-    agent2.load_state(saved["agent"])
-    hook2.load_state_dict(saved["hook"])
+    agent2, hook2 = make(1, torch.load(buf, weights_only=True))
     assert hook2.widths() == final
     update(agent2, 99)
     assert_masked(agent2, hook2)  # the resumed hook guards the rebuilt networks and optimizer
