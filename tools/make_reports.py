@@ -396,7 +396,8 @@ def latency_doc(data: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     if data.get("impala_json"):
         ij = data["impala_json"]
         out += [f"**impala** rows with backend `ort-cpu (bare)` come from `{ij['path']}` (made by "
-                f"`{ij['command']}`: bare `InferenceSession.run`, not timed by this script); "
+                f"`{ij['command']}`: bare `InferenceSession.run`, not timed by this script; its params/MACs count "
+                "the torch module, critic head included); "
                 f"{device_text(ij['device'])}", ""]
     out += ["Absolute times on a shared machine are noisy; the interleaved ratios are steadier. Raw bench "
             "reports (every percentile, model and device entry): [latency.json](latency.json).", ""]
@@ -431,7 +432,8 @@ def run_latency(args: argparse.Namespace, command: str, out: Path, log: Log) -> 
 
 # --------------------------------------------------------------------------------------- training
 def _mean_sd(v: list[float]) -> str:
-    return f"{statistics.mean(v):,.0f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:,.0f}"
+    """``mean ± std``; a single value has no spread to report (not a spread of 0)."""
+    return f"{statistics.mean(v):,.0f} ± {statistics.stdev(v):,.0f}" if len(v) > 1 else f"{v[0]:,.0f}"
 
 
 def run_status(folder: Path) -> list[tuple[str, int, int | None]]:
@@ -595,7 +597,8 @@ def training_doc(sources: list[Source], command: str, root: Path, device: dict[s
         out += ["Deployed params: `compare` rows count the whole SAC actor module (mean and log-std heads; "
                 "unstructured pruning keeps dense shapes, its nonzero count in brackets); `gates` rows count "
                 "what runs on the robot (OFENet state block + actor trunk + mean head). Returns are the mean "
-                "of the last 3 evaluations, mean ± std over seeds (points: seeds).", "",
+                "of the last 3 evaluations, mean ± std over seeds (points: seeds; a variant with one seed has no "
+                "± and no error bar: its spread is unmeasured).", "",
                 "![return vs params](training_return_vs_params.png)", ""]
     for src in sources:
         rel = src.folder.relative_to(root) if src.folder.is_relative_to(root) else src.folder
@@ -862,7 +865,9 @@ def readme(out: Path) -> str:
              "and the device and library versions it was measured (or rendered) with.", ""]
     lines += [f"- [{doc}]({doc}): {text}" for doc, text in about.items() if (out / doc).exists()]
     extra = sorted(p.name for p in out.glob("*.md") if p.name not in about and p.name != "README.md")
-    lines += [f"- [{p}]({p}): made by another tool (see the page)" for p in extra]
+    if extra:
+        lines += ["", "Also in this folder, made by other tools (each page names its command):", ""]
+        lines += [f"- [{p}]({p})" for p in extra]
     return "\n".join(lines) + "\n"
 
 
