@@ -39,6 +39,11 @@ def test_gradual_pruning_shrinks_actor_critics_and_targets(tmp_path):
     assert agent.act(torch.zeros(11).numpy(), deterministic=True).shape == (3,)
     state = ckpt["hooks"]["gradual"]
     assert state["applied_ratio"] == 0.75 and state["original_widths"]["actor"]
+    # Width history for plots: starts dense, shrinks monotonically, ends at the final widths.
+    history = state["history"]
+    assert history[0][1]["actor/trunk.0"] == 48 and history[-1][1]["actor/trunk.0"] == 12
+    firsts = [w["actor/trunk.0"] for _, w in history]
+    assert firsts == sorted(firsts, reverse=True) and [s for s, _ in history] == sorted(s for s, _ in history)
 
 
 def test_resume_after_sigkill_mid_schedule_continues_pruning(tmp_path):

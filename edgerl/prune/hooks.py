@@ -51,23 +51,28 @@ class GradualPruneHook:
             round_to=prune.round_to if prune.round_to > 1 else None,
         )
         self.last: dict[str, float] = {}
+        self.history: list[list[Any]] = [[0, self.group_widths()]]
+        """[step, {"net/group": width}] after every pruning step that removed units (for plots)."""
 
     def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
         report = self.pruner.step(global_step)
         if report is not None:
             agent.after_surgery()
             self.last = {"prune_ratio": report.ratio}
+            if any(report.removed.values()):
+                self.history.append([int(global_step), self.group_widths()])
         return self.last
 
-    def widths(self) -> dict[str, dict[str, int]]:
-        """Current width of every group of every network."""
-        return {n: g.widths() for n, g in self.pruner.graphs.items()}
+    def group_widths(self) -> dict[str, int]:
+        """Current width of every prunable group, keyed ``net/group``."""
+        return {f"{n}/{g.key}": g.width for n, graph in self.pruner.graphs.items() for g in graph.groups()}
 
     def state_dict(self) -> dict[str, Any]:
-        return self.pruner.state_dict()
+        return {**self.pruner.state_dict(), "history": [[s, dict(w)] for s, w in self.history]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pruner.load_state_dict(state)
+        self.pruner.load_state_dict({k: v for k, v in state.items() if k != "history"})
+        self.history = [[int(s), {k: int(v) for k, v in w.items()}] for s, w in state.get("history", [])]
         self.last = {"prune_ratio": self.pruner.applied_ratio}
 
 
