@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(BIN)/python tools/demo.py
 
 test: $(STAMP)
+	$(BIN)/ruff check edgerl tests tools
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-all: $(STAMP)

@@ -102,7 +102,7 @@ def main() -> None:
               "updates_per_s": med, "rounds": rates, "torch": str(torch.__version__), "cpu": platform.processor()}
     if "sb3" in med:
         result["ratio"] = med["edgerl"] / med["sb3"]
-        per_round = [a / b for a, b in zip(rates["edgerl"], rates["sb3"])]
+        per_round = [a / b for a, b in zip(rates["edgerl"], rates["sb3"], strict=True)]
         print(f"  ratio edgerl/sb3: {result['ratio']:.2f}x (per round: {', '.join(f'{r:.2f}' for r in per_round)})")
     if args.json:
         with open(args.json, "w") as f:

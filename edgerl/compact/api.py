@@ -19,7 +19,13 @@ from torch import nn
 from edgerl.bench.macs import count_macs, count_params
 from edgerl.compact.units import remove_dead_units
 from edgerl.errors import EdgerlError
-from edgerl.export.observations import input_dtype, obs_space, random_observations, recorded_observations, torch_actions
+from edgerl.export.observations import (
+    input_dtype,
+    obs_space,
+    random_observations,
+    recorded_observations,
+    torch_actions,
+)
 from edgerl.export.policy import POLICY_KIND, policy_checkpoint_payload, policy_from_checkpoint
 from edgerl.export.registry import export_adapter
 from edgerl.export.wrappers import DeployedPolicy

@@ -63,7 +63,7 @@ def test_polyak_target_update():
     agent = _agent(tau=0.1)
     old_target = [p.clone() for p in agent.qf1_target.parameters()]
     agent.update(_batch())
-    for t, old, online in zip(agent.qf1_target.parameters(), old_target, agent.qf1.parameters()):
+    for t, old, online in zip(agent.qf1_target.parameters(), old_target, agent.qf1.parameters(), strict=True):
         torch.testing.assert_close(t, 0.9 * old + 0.1 * online)
 
 
@@ -73,7 +73,7 @@ def test_update_changes_all_networks_and_tunes_alpha():
     alpha0 = agent.alpha().item()
     metrics = agent.update(_batch())
     for n, params in before.items():
-        assert any(not torch.equal(a, b) for a, b in zip(params, getattr(agent, n).parameters())), n
+        assert any(not torch.equal(a, b) for a, b in zip(params, getattr(agent, n).parameters(), strict=True)), n
     assert agent.alpha().item() != alpha0
     assert set(metrics) >= {"qf_loss", "actor_loss", "alpha", "entropy"}
     assert all(torch.isfinite(v).all() for v in metrics.values())
