@@ -13,9 +13,13 @@ Usage::
     python tools/learn_ppo.py --resume --total-steps 600000   # extend a finished run
     python tools/learn_ppo.py -- --prune gradual      # flags after -- go to edgerl train
 
-Defaults are chosen for rising returns within about 40 minutes on one (shared) CPU thread:
-Breakout moves off its random score (about 1.5) within a few hundred thousand steps, Pong needs
-millions. The Nature CNN at 64x64 runs about 4x more samples/s than Impala tau = 1 here.
+Defaults are chosen for rising returns within about 40 minutes on one (shared) CPU thread; Pong
+needs millions of steps to move, Breakout a few hundred thousand. The Nature CNN at 64x64 runs
+about 4x more samples/s than Impala tau = 1 here. Measured on the development machine: 300k steps
+in 32 min; over 10 games on the same seeds the policy (actions sampled, as trained) scored 4.8 at
+300k steps and 10.3 at 600k, a uniformly random one 2.2. The curve's greedy evaluation lags
+behind: an argmax Breakout policy often never presses FIRE after a lost life and idles until the
+episode cap.
 """
 
 from __future__ import annotations
