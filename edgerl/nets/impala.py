@@ -153,6 +153,10 @@ class ActorCriticCNN(nn.Module):
         """Layers whose output width is fixed by the task (never pruned)."""
         return [self.actor, self.critic]
 
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        """uint8 frames to trace the network with (pruning, compaction)."""
+        return (torch.zeros(batch, *self.encoder.in_shape, dtype=torch.uint8),)
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy logits ``[B, n_actions]`` and state value ``[B]``."""
         h = self.encoder(obs)
@@ -182,6 +186,10 @@ class QNetworkCNN(nn.Module):
     def heads(self) -> list[nn.Module]:
         """Layers whose output width is fixed by the task (never pruned)."""
         return [self.q]
+
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        """uint8 frames to trace the network with (pruning, compaction)."""
+        return (torch.zeros(batch, *self.encoder.in_shape, dtype=torch.uint8),)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values ``[B, n_actions]``."""

@@ -117,3 +117,24 @@ def test_save_roundtrip_of_compacted_policy(tmp_path):
     payload, _ = compact_checkpoint(_train_ckpt(agent), recorded_steps=0)
     save_checkpoint(tmp_path / "p.pt", payload)
     assert load_checkpoint(tmp_path / "p.pt")["kind"] == "policy"
+
+
+def test_compact_removes_masked_channels_of_image_nets():
+    """Only channels dead in every coupled conv of a residual stream can go; inner convs always can."""
+    from edgerl.compact.units import remove_dead_units
+    from edgerl.nets.impala import ActorCriticCNN, image_encoder_spec
+
+    torch.manual_seed(0)
+    net = ActorCriticCNN(image_encoder_spec("impala", [3, 24, 24], 0.5, [32], False), 4).eval()
+    with torch.no_grad():
+        inner = net.encoder.stages[0].blocks[0].conv0
+        inner.weight[:3] = 0
+        inner.bias[:3] = 0
+        net.encoder.stages[0].conv.weight[:2] = 0  # stream channels dead in one conv only: must stay
+    x = torch.randint(0, 255, (8, 3, 24, 24), dtype=torch.uint8)
+    before = [t.clone() for t in net(x)]
+    removed = remove_dead_units(net, net.example_inputs(), net.heads())
+    assert removed == {"encoder.stages.0.blocks.0.conv0": 3}
+    assert net.encoder.stages[0].conv.out_channels == 8
+    for a, b in zip(net(x), before, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
