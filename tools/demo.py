@@ -8,7 +8,7 @@
 4. benchmarks compact vs dense (params, MACs, p50/p99 latency on torch and ONNX Runtime);
 5. prints one table.
 
-    .venv/bin/python tools/demo.py [--steps 10000] [--out demo_out]
+    .venv/bin/python tools/demo.py [--steps 15000] [--out demo_out]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def final_return(run_dir: Path) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--steps", type=int, default=15_000)
     p.add_argument("--env", default="Hopper-v5")
     args = p.parse_args()
     out = (REPO / args.out).resolve()
