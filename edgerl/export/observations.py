@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgerl.envs import expand_bound, make_env, random_observations  # noqa: F401 (re-exported)
 from edgerl.errors import CheckpointError, ConfigError, EdgerlError
 from edgerl.export.wrappers import DeployedPolicy
 
@@ -27,42 +28,6 @@ def obs_space(ckpt: dict[str, Any]) -> dict[str, Any]:
 def input_dtype(space: dict[str, Any]) -> np.dtype:
     """dtype of the ONNX input: uint8 for image observations, float32 otherwise."""
     return np.dtype(np.uint8) if np.dtype(space["dtype"]) == np.uint8 else np.dtype(np.float32)
-
-
-def expand_bound(bound: list | None, shape: tuple[int, ...], fill: float) -> np.ndarray:
-    """A space bound (per-element list with None for infinite, one uniform value, or None) in ``shape``."""
-    size = int(np.prod(shape, dtype=np.int64))
-    if bound is None:
-        return np.full(shape, fill)
-    vals = np.array([fill if v is None else float(v) for v in bound], dtype=np.float64)
-    if vals.size == 1:
-        return np.full(shape, vals[0])
-    if vals.size != size:
-        raise CheckpointError(f"observation bound has {vals.size} entries, shape {list(shape)} needs {size}; "
-                              "the checkpoint is damaged")
-    return vals.reshape(shape)
-
-
-def random_observations(space: dict[str, Any], n: int, rng: np.random.Generator,
-                        mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
-    """``n`` observations in the space's dtype: uniform where both bounds are finite, otherwise
-    normal (around ``mean`` with ``std``, e.g. the normaliser's statistics) clipped to any finite bound."""
-    shape = tuple(space["shape"])
-    dtype = np.dtype(space["dtype"])
-    low = expand_bound(space.get("low"), shape, -np.inf)
-    high = expand_bound(space.get("high"), shape, np.inf)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        lo = np.where(np.isfinite(low), low, info.min).astype(np.int64)
-        hi = np.where(np.isfinite(high), high, info.max).astype(np.int64)
-        return rng.integers(lo, hi + 1, size=(n, *shape)).astype(dtype)
-    center = np.zeros(shape) if mean is None else np.broadcast_to(mean, shape)
-    scale = np.ones(shape) if std is None else np.broadcast_to(std, shape)
-    normal = rng.normal(center, scale, size=(n, *shape))
-    bounded = np.isfinite(low) & np.isfinite(high)
-    uniform = rng.uniform(np.where(bounded, low, 0.0), np.where(bounded, high, 1.0), size=(n, *shape))
-    obs = np.where(bounded, uniform, np.clip(normal, low, high))
-    return obs.astype(dtype)
 
 
 def policy_obs_stats(policy: DeployedPolicy) -> tuple[np.ndarray | None, np.ndarray | None]:
