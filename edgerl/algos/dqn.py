@@ -24,6 +24,7 @@ from edgerl.config import doc
 from edgerl.errors import CheckpointError, ConfigError
 from edgerl.nets import build_net, net_spec
 from edgerl.nets.impala import QNetworkCNN, image_encoder_spec
+from edgerl.nets.registry import net_entries, restore_nets
 from edgerl.runtime.fileio import atomic_write
 
 
@@ -340,17 +341,14 @@ class DQNAgent:
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild and continue this agent, as tensors and plain data."""
         return {
-            "nets": {n: {"spec": net_spec(getattr(self, n)), "state": getattr(self, n).state_dict()} for n in self.NETS},
+            "nets": net_entries(self, self.NETS),
             "optim": {k: o.state_dict() for k, o in self.optimizers().items()},
             "updates": self.updates,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`, rebuilding networks at their saved (possibly pruned) widths."""
-        for name in self.NETS:
-            net = build_net(state["nets"][name]["spec"])
-            net.load_state_dict(state["nets"][name]["state"])
-            setattr(self, name, net)
+        restore_nets(self, state["nets"], self.NETS)
         self.make_optimizers()
         for k, o in self.optimizers().items():
             o.load_state_dict(state["optim"][k])

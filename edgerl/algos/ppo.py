@@ -17,8 +17,8 @@ from torch.distributions import Categorical
 
 from edgerl.algos.atari import ImageEnvConfig
 from edgerl.config import doc
-from edgerl.nets import build_net, net_spec
 from edgerl.nets.impala import ActorCriticCNN, image_encoder_spec
+from edgerl.nets.registry import net_entries, restore_nets
 
 
 @dataclass
@@ -196,7 +196,7 @@ class PPOAgent:
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild and continue this agent, as tensors and plain data."""
         return {
-            "nets": {n: {"spec": net_spec(getattr(self, n)), "state": getattr(self, n).state_dict()} for n in self.NETS},
+            "nets": net_entries(self, self.NETS),
             "optim": {k: o.state_dict() for k, o in self.optimizers().items()},
             "reward_norm": self.reward_norm.state_dict(),
             "updates": self.updates,
@@ -204,10 +204,7 @@ class PPOAgent:
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`, rebuilding the network at its saved (possibly pruned) widths."""
-        for name in self.NETS:
-            net = build_net(state["nets"][name]["spec"])
-            net.load_state_dict(state["nets"][name]["state"])
-            setattr(self, name, net)
+        restore_nets(self, state["nets"], self.NETS)
         self.make_optimizers()
         for k, o in self.optimizers().items():
             o.load_state_dict(state["optim"][k])

@@ -21,6 +21,7 @@ from edgerl.errors import CheckpointError, ConfigError
 from edgerl.nets import build_net, net_spec
 from edgerl.nets.mlp import ObsNormalizer, QNetwork, SquashedGaussianActor
 from edgerl.nets.ofenet import FeatureQNetwork, OFENet, ofenet_widths
+from edgerl.nets.registry import net_entries, restore_nets
 
 
 @dataclass
@@ -286,7 +287,7 @@ class SACAgent:
         With OFENet, ``nets`` also holds ``ofenet_state`` (the deployed state block, a view of
         ``ofenet``), so the nets named by :meth:`deployed_nets` are all in the checkpoint.
         """
-        nets = {n: {"spec": net_spec(getattr(self, n)), "state": getattr(self, n).state_dict()} for n in self._nets()}
+        nets = net_entries(self, self._nets())
         if self.ofenet is not None:
             block = self.ofenet.state_block
             nets["ofenet_state"] = {"spec": net_spec(block), "state": block.state_dict()}
@@ -304,10 +305,7 @@ class SACAgent:
         if ("ofenet" in state["nets"]) != (self.ofenet is not None):
             raise CheckpointError(f"checkpoint {'has' if 'ofenet' in state['nets'] else 'has no'} OFENet but the "
                                   f"config says ofenet={self.cfg.ofenet}; resume with the checkpoint's own config")
-        for name in self._nets():
-            net = build_net(state["nets"][name]["spec"])
-            net.load_state_dict(state["nets"][name]["state"])
-            setattr(self, name, net)
+        restore_nets(self, state["nets"], self._nets())
         self.normalizer.load_state_dict(state["normalizer"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])

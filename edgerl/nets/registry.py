@@ -44,3 +44,16 @@ def build_net(spec: dict[str, Any]) -> nn.Module:
             f"known: {sorted(_NETS)}"
         ) from e
     return cls(**spec["kwargs"])
+
+
+def net_entries(owner: Any, names: Any) -> dict[str, dict[str, Any]]:
+    """``{name: {"spec", "state"}}`` of the networks ``owner.<name>`` (checkpoint form)."""
+    return {n: {"spec": net_spec(getattr(owner, n)), "state": getattr(owner, n).state_dict()} for n in names}
+
+
+def restore_nets(owner: Any, entries: dict[str, dict[str, Any]], names: Any) -> None:
+    """Rebuild ``owner.<name>`` from checkpoint entries at their saved (possibly pruned) widths."""
+    for name in names:
+        net = build_net(entries[name]["spec"])
+        net.load_state_dict(entries[name]["state"])
+        setattr(owner, name, net)
