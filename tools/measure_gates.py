@@ -3,12 +3,12 @@
 Bernoulli gates (cost-aware regulariser), and the pruned architecture trained from scratch.
 
     .venv/bin/python tools/measure_gates.py --envs Hopper-v5,HalfCheetah-v5 --steps 300000 \\
-        --seeds 1,2,3 --jobs 2 --gate-lambda 1e-6,1e-5 --out runs/gates
+        --seeds 1,2,3 --jobs 2 --gate-target 0.75 --out runs/gates
 
-Seeds run as parallel 1-thread processes (``--jobs``). Phase 1 trains dense, OFENet and gated
-runs (one variant per ``--gate-lambda`` value); phase 2 trains, for every gated run, the same
-architecture from scratch at its final widths (OFENet blocks, actor; critics at the gated run's
-final critic widths). Lambda has no universal scale: the gates follow Adam, so a unit closes when
+Runs are parallel 1-thread processes (``--jobs``): every gated run (one per ``--gate-lambda``
+value, or one steered to ``--gate-target``) is followed by the same architecture trained from
+scratch at its final widths (OFENet blocks, actor; critics at the gated run's final critic
+widths), and the dense SAC and dense OFENet baselines fill the other workers. Lambda has no universal scale: the gates follow Adam, so a unit closes when
 lambda * (its parameter cost) outweighs the mean gradient of its network's own loss, and
 OFENet's prediction loss gives ~10x smaller gate gradients than the critics' (measured on Hopper:
 |dL/dxi| ~ 1e-3 OFENet, 2e-3 actor, 1.5e-2 critics, per-unit costs 50-500 parameters). Sweep it. Writes into
@@ -47,7 +47,8 @@ def variant_args(name: str, args: argparse.Namespace) -> list[str]:
     if name == "ofenet-dense":
         return ofenet
     if name.startswith("ofenet-gates-"):
-        return [*ofenet, "--prune", "gates", "--gate-lambda", name.removeprefix("ofenet-gates-"),
+        lam = args.gate_lambda.split(",")[0] if args.gate_target > 0 else name.removeprefix("ofenet-gates-")
+        return [*ofenet, "--prune", "gates", "--gate-lambda", lam, "--gate-target", str(args.gate_target),
                 "--gate-cost", args.gate_cost, "--prune-start", str(args.prune_start),
                 "--prune-end", str(args.prune_end), "--prune-every", str(args.prune_every)]
     raise ValueError(name)
@@ -204,6 +205,9 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {', '.join(VARIANTS)}")
     p.add_argument("--gate-lambda", default="1e-5", help="comma-separated lambdas (one gated variant each)")
     p.add_argument("--gate-cost", default="deploy", choices=("deploy", "train"))
+    p.add_argument("--gate-target", type=float, default=0.0,
+                   help="share of the counted cost to remove (> 0: one gated variant, lambda = the first "
+                        "--gate-lambda as the starting point, steered along the cubic schedule)")
     p.add_argument("--prune-start", type=float, default=0.2)
     p.add_argument("--prune-end", type=float, default=0.8)
     p.add_argument("--prune-every", type=int, default=1000)
@@ -227,22 +231,27 @@ def main() -> None:
         return out / env.replace("/", "_") / var / f"seed{seed}"
 
     dense = [v for v in ("sac-dense", "ofenet-dense") if v in chosen]
-    gated = [f"ofenet-gates-{lam}" for lam in lambdas] if "ofenet-gates" in chosen else []
-    phase1 = [(e, v, s) for e in envs for s in seeds for v in dense + gated]
+    tags = [f"target{args.gate_target:g}"] if args.gate_target > 0 else lambdas
+    gated = [f"ofenet-gates-{t}" for t in tags] if "ofenet-gates" in chosen else []
+    scratch = {f"ofenet-gates-{t}": f"ofenet-scratch-{t}" for t in tags} if "ofenet-scratch" in chosen else {}
+
+    def gated_then_scratch(e: str, v: str, s: int) -> None:
+        """A gated run, then (same worker) the scratch run at the widths it ended with."""
+        run_one(folder(e, v, s), e, s, variant_args(v, args), args)
+        if v in scratch:
+            run_one(folder(e, scratch[v], s), e, s, scratch_args(folder(e, v, s)), args)
+
+    # Longest chains first: gated + scratch, then the dense baselines fill the other worker.
+    jobs = [(gated_then_scratch, e, v, s) for e in envs for s in seeds for v in gated]
+    jobs += [(lambda e, v, s: run_one(folder(e, v, s), e, s, variant_args(v, args), args), e, v, s)
+             for v in reversed(dense) for e in envs for s in seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
-        for f in [pool.submit(run_one, folder(e, v, s), e, s, variant_args(v, args), args) for e, v, s in phase1]:
-            f.result()
-    scratch = {f"ofenet-scratch-{lam}": f"ofenet-gates-{lam}" for lam in lambdas} if "ofenet-scratch" in chosen else {}
-    phase2 = [(e, v, s) for e in envs for s in seeds for v, g in scratch.items()
-              if (folder(e, g, s) / "ckpt.pt").exists()]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, folder(e, v, s), e, s, scratch_args(folder(e, scratch[v], s)), args)
-                   for e, v, s in phase2]
-        for f in futures:
+        for f in [pool.submit(fn, e, v, s) for fn, e, v, s in jobs]:
             f.result()
 
+    runs = [(e, v, s) for e in envs for s in seeds for v in [*dense, *gated, *(scratch[g] for g in gated if g in scratch)]]
     results: dict[str, Any] = {}
-    for e, v, s in phase1 + phase2:
+    for e, v, s in runs:
         results.setdefault(e, {}).setdefault(v, []).append({"seed": s, **summarize(folder(e, v, s))})
     plots = plot_widths(results, out)
     (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results, "plots": plots}, indent=2))

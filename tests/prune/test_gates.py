@@ -345,3 +345,47 @@ def test_gate_state_round_trips_through_weights_only_checkpoint():
     assert hook2.pruner.opt.state_dict()["state"].keys() == hook.pruner.opt.state_dict()["state"].keys()
     again.update(batch)
     hook2.after_update(again, 2)
+
+
+def test_window_end_rounds_every_gate_to_its_most_likely_value():
+    agent = _agent(ofenet=False)
+    hook = _hook(agent, start=0.0, end=0.1)
+    theta = hook.pruner.gates.theta
+    with torch.no_grad():
+        theta["actor.trunk.0"][[0, 1, 2]] = torch.tensor([0.3, 0.5, 0.6])
+    hook.after_update(agent, 10)
+    assert hook.finished and hook.widths()["actor.trunk.0"] == 10  # 0.3 and 0.5 go, 0.6 stays
+    assert float(theta["actor.trunk.0"].detach().min()) > 0.5
+    # Once the window is over prune_ratio is the real share of the dense cost: every unit passes.
+    dense, now = hook.pruner.dense_cost, hook.pruner.cost.expected(hook.widths())
+    assert now < dense and hook.last["prune_ratio"] == pytest.approx(1 - now / dense)
+
+
+def _grads(theta: dict[str, torch.Tensor], value: float) -> None:
+    for t in theta.values():
+        t.grad = torch.full_like(t, value)
+
+
+def test_target_caps_the_removed_share_at_the_goal_and_steers_lambda():
+    agent = _agent(ofenet=False)
+    prune = PruneConfig(prune="gates", gate_cost="train", gate_lambda=1e-3, prune_every=1000)
+    pruner = GateHook(agent, prune, total_steps=100, target=0.5).pruner
+    theta = pruner.gates.theta
+    lam = pruner.lam
+    _grads(theta, 1.0)  # every gate pushed down, behind the goal: gates fall and lambda rises
+    pruner.step(goal=0.3)
+    assert all(float(t.detach().max()) < 1.0 for t in theta.values()) and pruner.lam > lam
+    with torch.no_grad():  # a rounded network far ahead of the goal
+        for t in theta.values():
+            t[: t.numel() // 2] = 0.2
+    assert 1 - pruner.rounded_cost() / pruner.dense_cost > 0.3
+    before = {k: t.detach().clone() for k, t in theta.items()}
+    lam = pruner.lam
+    _grads(theta, 1.0)
+    pruner.step(goal=0.3)
+    assert all(torch.equal(t.detach(), before[k]) for k, t in theta.items()) and pruner.lam < lam
+    for _ in range(10):  # ahead of the goal, gates may still rise (once Adam's momentum turns)
+        _grads(theta, -1.0)
+        pruner.step(goal=0.3)
+    assert all(bool((t.detach() >= before[k]).all()) and bool((t.detach() > before[k]).any())
+               for k, t in theta.items())
