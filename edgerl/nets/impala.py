@@ -100,7 +100,16 @@ class ImpalaEncoder(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1) if self.impoola else nn.Identity()
         flat = c if self.impoola else c * h * w
         self.fc = mlp_trunk(flat, hidden)
-        self.out_dim = int(hidden[-1]) if len(hidden) else flat
+        self._cells = 1 if self.impoola else h * w
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the features; follows pruning (the last Linear, else the flattened stream)."""
+        linears = [m for m in self.fc.modules() if isinstance(m, nn.Linear)]
+        if linears:
+            return linears[-1].out_features
+        c = self.stages[-1].widths()[0] if len(self.stages) else self.in_shape[0]
+        return int(c) * self._cells
 
     def spec(self) -> dict[str, Any]:
         return {"in_shape": list(self.in_shape), "channels": [s.widths() for s in self.stages],

@@ -51,7 +51,15 @@ class NatureEncoder(nn.Module):
                               "use --net impala or a larger --frame-size")
         self.convs = nn.Sequential(*layers, nn.Flatten())
         self.fc = mlp_trunk(c * h * w, hidden)
-        self.out_dim = int(hidden[-1]) if len(hidden) else c * h * w
+        self._cells = h * w
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the features; follows pruning (the last Linear, else the flattened convs)."""
+        linears = [m for m in self.fc.modules() if isinstance(m, nn.Linear)]
+        if linears:
+            return linears[-1].out_features
+        return [m for m in self.convs if isinstance(m, nn.Conv2d)][-1].out_channels * self._cells
 
     def spec(self) -> dict[str, Any]:
         convs = [m.out_channels for m in self.convs if isinstance(m, nn.Conv2d)]

@@ -148,7 +148,7 @@ def test_widths_shrink_and_heads_keep_their_shape(pruned: Pruned) -> None:
     assert spec["channels"] == want and spec["hidden"] == [target_width(HIDDEN[0], pruned.ratio)]
     net = pruned.net
     assert (net.actor.out_features, net.critic.out_features) == (N_ACTIONS, 1)
-    assert net.actor.in_features == net.critic.in_features == spec["hidden"][0]
+    assert net.actor.in_features == net.critic.in_features == spec["hidden"][0] == net.encoder.out_dim
     logits, value = net(_obs(4))
     assert logits.shape == (4, N_ACTIONS) and value.shape == (4,)
     assert net.deterministic(_obs(4)).dtype == torch.int64
@@ -236,3 +236,17 @@ def test_ppo_shared_encoder_is_pruned_once_for_both_heads() -> None:
     assert net.actor.in_features == net.critic.in_features == target_width(HIDDEN[0], 0.5)
     assert net.spec()["encoder"]["kwargs"]["channels"] == [[8] * 3, [16] * 3, [16] * 3]
     assert set(agent.optimizer.param_groups[0]["params"]) == set(net.parameters())
+
+
+@pytest.mark.parametrize("kind", ["impala", "nature"])
+def test_encoder_out_dim_follows_pruning_without_hidden_layers(kind: str) -> None:
+    """With no Linear after the convs the features are the flattened last stage: out_dim must
+    follow the pruned stream, as the heads do."""
+    shape = (4, 36, 36)
+    net = ActorCriticCNN(image_encoder_spec(kind, shape, 1, []), N_ACTIONS)
+    graph = PruneGraph(net, _obs(2, shape=shape), keep=[net.actor, net.critic])
+    last = next(g for g in graph.groups() if "actor" in g.in_layers)  # the stream the heads read
+    before = net.encoder.out_dim
+    graph.prune(last.key, range(last.width // 2))
+    features = net.encoder(_obs(2, shape=shape))
+    assert net.encoder.out_dim == features.shape[1] == net.actor.in_features < before
