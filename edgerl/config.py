@@ -58,7 +58,8 @@ class PruneConfig:
     round_to: int = doc("Round remaining widths to a multiple of this (hardware-friendly); 1 = off.", 1)
     gate_lambda: float = doc("Gates: weight of the expected-parameter-count regulariser.", 1e-4)
     gate_cost: str = doc("Gates: cost counted by the regulariser: train (all nets) or deploy (state block + actor).", "deploy")
-    gate_target: float = doc("Gates: target fraction of the counted parameters to remove (e.g. 0.7); > 0 adapts gate_lambda toward it.", 0.0)
+    gate_target: float = doc("Gates: fraction of the counted parameters to remove by --prune-end (e.g. 0.75), "
+                             "along the cubic schedule; > 0 steers gate_lambda (then only a starting value).", 0.0)
 
 
 def _strip_optional(tp: Any) -> Any:
