@@ -561,7 +561,7 @@ TRAIN_COMMANDS = {
     "compare": ".venv/bin/python tools/compare_pruning.py --envs Hopper-v5,HalfCheetah-v5 --steps 100000 "
                "--seeds 1,2,3 --jobs 2 --out runs/compare",
     "gates": ".venv/bin/python tools/measure_gates.py --envs Hopper-v5,HalfCheetah-v5 --steps 300000 "
-             "--seeds 1,2,3 --jobs 2 --out runs/gates",
+             "--seeds 1,2,3 --jobs 2 --gate-target 0.75 --out runs/gates",
 }
 
 

@@ -165,19 +165,15 @@ class GatePruner:
                       threshold: float | None = None) -> dict[str, list[int]]:
         """Physically remove units at or below ``threshold`` (default: the pruner's removal
         threshold); a group keeps at least one unit."""
-        removed: dict[str, list[int]] = {}
         threshold = self.threshold if threshold is None else threshold
-        for k in keys if keys is not None else list(self.gates.theta):
-            idx = closed_units(self.gates.theta[k], threshold)
-            if not idx:
-                continue
-            gone = set(idx)
-            keep = [i for i in range(self.gates.theta[k].numel()) if i not in gone]
-            with self.gates.suspended():
-                self.graph.prune(k, idx, list(self.optimizers()))
-            self.gates.shrink(k, keep, self.opt)
-            removed[k] = idx
+        removed = {k: idx for k in (keys if keys is not None else list(self.gates.theta))
+                   if (idx := closed_units(self.gates.theta[k], threshold))}
         if removed:
+            with self.gates.suspended():
+                self.graph.prune_many(removed, list(self.optimizers()))
+            for k, idx in removed.items():
+                gone = set(idx)
+                self.gates.shrink(k, [i for i in range(self.gates.theta[k].numel()) if i not in gone], self.opt)
             if self.on_surgery is not None:
                 self.on_surgery()
             self.cost = self._cost_model()

@@ -255,6 +255,7 @@ def fold_gates(deployed: Mapping[str, nn.Module], theta: Mapping[str, torch.Tens
 
     chain = _DeployChain(plain.get("ofenet_state"), plain["actor"])
     graph = PruneGraph(chain, torch.zeros(2, chain.in_dim), keep=chain.actor.heads())
+    plan: dict[str, list[int]] = {}
     for group in graph.groups():
         t = theta.get(group.key)
         if t is None:
@@ -262,9 +263,8 @@ def fold_gates(deployed: Mapping[str, nn.Module], theta: Mapping[str, torch.Tens
         if t.numel() != group.width:
             raise ConfigError(f"gate state for {group.key!r} has {t.numel()} units but the network has "
                               f"{group.width}; use the gate state saved with these networks")
-        idx = closed_units(t, threshold)
-        if idx:
-            graph.prune(group.key, idx)
+        plan[group.key] = closed_units(t, threshold)
+    graph.prune_many(plan)
     sync_input_dim(plain["actor"])
     return plain
 

@@ -136,8 +136,7 @@ class GradualPruner:
                 goal = target_width(orig, ratio, self.round_to)
                 if goal < width:
                     plan[key] = graph.lowest(key, width - goal, self.importance)
-            for key, idxs in plan.items():
-                graph.prune(key, idxs, self.optimizers)
+            graph.prune_many(plan, self.optimizers)
             report.removed[name] = {k: len(v) for k, v in plan.items()}
             report.widths[name] = self._widths(name)
             report.params[name] = sum(p.numel() for p in graph.model.parameters())

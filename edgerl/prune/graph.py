@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -344,33 +344,58 @@ class PruneGraph:
             PruneGraphError: unknown group, index out of range, no channel left, or twins whose
                 widths no longer match the model.
         """
-        info = self._entry(key).info
-        idxs = sorted({int(i) for i in idxs})
-        if not idxs:
+        self.prune_many({key: idxs}, optimizers)
+
+    def prune_many(
+        self,
+        plan: Mapping[str, Iterable[int]],
+        optimizers: Sequence[torch.optim.Optimizer] = (),
+    ) -> None:
+        """Remove channels of several groups (key -> indices, each as in :meth:`prune`) with one
+        trace of the model and of each twin.
+
+        Same result as calling :meth:`prune` per key in turn, without re-tracing in between:
+        groups never share output channels, so one group's removal leaves the others' indices
+        valid, and torch-pruning re-derives its concat/flatten index mappings from the current
+        shapes every time it builds a group (``update_index_mapping``). All indices refer to the
+        widths before the call. Tested against sequential pruning on DenseNet concats and
+        residual streams.
+        """
+        todo: dict[str, list[int]] = {}
+        for key, idxs in plan.items():
+            info = self._entry(key).info
+            idxs = sorted({int(i) for i in idxs})
+            if not idxs:
+                continue
+            if idxs[0] < 0 or idxs[-1] >= info.width:
+                raise PruneGraphError(f"group {key!r} has {info.width} channels; got indices {idxs}")
+            if len(idxs) >= info.width:
+                raise PruneGraphError(
+                    f"removing {len(idxs)} of {info.width} channels of group {key!r} would leave none"
+                )
+            todo[key] = idxs
+        if not todo:
             return
-        if idxs[0] < 0 or idxs[-1] >= info.width:
-            raise PruneGraphError(f"group {key!r} has {info.width} channels; got indices {idxs}")
-        if len(idxs) >= info.width:
-            raise PruneGraphError(
-                f"removing {len(idxs)} of {info.width} channels of group {key!r} would leave none"
-            )
         for i, twin in enumerate(self.twins):
             if self._twin_dgs[i] is None:
                 self._twin_dgs[i] = _build(twin, self.example_inputs, self._forward_fn)
         models = [self.model, *self.twins]
         graphs = [self._dg, *self._twin_dgs]
-        planned = [self._plan(m, dg, key, idxs) for m, dg in zip(models, graphs, strict=True)]
         tracking = track_removal(models, optimizers) if optimizers else contextlib.nullcontext()
-        with tracking, torch.no_grad():
-            for group in planned:
-                group.prune()
-        self._dg = None  # lazy rebuild: the graph must reflect the new shapes
-        self._twin_dgs = [None] * len(self.twins)
+        try:
+            with tracking, torch.no_grad():
+                for key, idxs in todo.items():
+                    # Plan every copy before pruning any: a failed check leaves this group intact.
+                    for group in [self._plan(m, dg, key, idxs) for m, dg in zip(models, graphs, strict=True)]:
+                        group.prune()
+        finally:
+            self._dg = None  # lazy rebuild: the graph must reflect the new shapes
+            self._twin_dgs = [None] * len(self.twins)
         mine = layer_widths(self.model)
         for i, twin in enumerate(self.twins):
             if layer_widths(twin) != mine:
                 raise PruneGraphError(
-                    f"twin {i} widths diverged from the model after pruning {key!r}"
+                    f"twin {i} widths diverged from the model after pruning {sorted(todo)}"
                 )
 
     def _plan(self, model: nn.Module, dg: Any, key: str, idxs: list[int]) -> Any:

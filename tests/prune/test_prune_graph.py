@@ -70,6 +70,38 @@ def test_pruned_equals_zeroed_dense(toy: Toy) -> None:
 
 
 @pytest.mark.parametrize("toy", TOYS, ids=lambda t: t.name)
+def test_prune_many_equals_pruning_group_by_group(toy: Toy) -> None:
+    """One trace for every group (concat offsets and flatten strides change between groups):
+    the same networks, twins and Adam state as one `prune` call (and one re-trace) per group."""
+    torch.manual_seed(0)
+    model = randomize(toy.make(), 1).eval()
+    twin = _perturb(copy.deepcopy(model), 2)
+    x = toy.inputs(16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sum(o.float().square().mean() for o in outputs_with_grad(model, x)).backward()
+    opt.step()
+    copies = copy.deepcopy((model, twin, opt))
+    rng = torch.Generator().manual_seed(3)
+    plan = {info.key: sorted(torch.randperm(info.width, generator=rng)[: max(1, info.width // 3)].tolist())
+            for info in PruneGraph(model, toy.inputs(4), keep=toy.keep).groups()}
+    assert len(plan) >= 2, "the test needs several groups"
+    PruneGraph(model, toy.inputs(4), keep=toy.keep, twins=[twin]).prune_many(plan, [opt])
+    ref_model, ref_twin, ref_opt = copies
+    ref = PruneGraph(ref_model, toy.inputs(4), keep=toy.keep, twins=[ref_twin])
+    for key, idxs in plan.items():
+        ref.prune(key, idxs, [ref_opt])
+    assert layer_widths(model) == layer_widths(ref_model) == layer_widths(twin)
+    assert all(layer_widths(model)[k] < layer_widths(toy.make())[k] for k in plan)
+    for got, want in [(model, ref_model), (twin, ref_twin)]:
+        for (name, p), q in zip(got.named_parameters(), want.parameters(), strict=True):
+            assert torch.equal(p, q), name
+        for a, b in zip(outputs(got, x), outputs(want, x), strict=True):
+            assert torch.equal(a, b)
+    for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
+        assert torch.equal(opt.state[p]["exp_avg_sq"], ref_opt.state[q]["exp_avg_sq"])
+
+
+@pytest.mark.parametrize("toy", TOYS, ids=lambda t: t.name)
 def test_training_continues_after_pruning(toy: Toy) -> None:
     torch.manual_seed(0)
     model = toy.make()
