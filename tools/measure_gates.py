@@ -65,12 +65,18 @@ def scratch_args(gated_run: Path) -> list[str]:
             "--actor-hidden", csv_(agent.actor.spec()["hidden"]), "--hidden", csv_(critic)]
 
 
-def run_one(out: Path, env: str, seed: int, extra: list[str], args: argparse.Namespace) -> Path:
-    """Train one run (or resume it) as a 1-thread subprocess; returns its folder."""
+def finished(out: Path, steps: int) -> bool:
+    """Whether the run in ``out`` reached ``steps``."""
     import torch
 
     ckpt = out / "ckpt.pt"
-    if ckpt.exists() and torch.load(ckpt, weights_only=True)["counters"]["global_step"] >= args.steps:
+    return ckpt.exists() and torch.load(ckpt, weights_only=True)["counters"]["global_step"] >= steps
+
+
+def run_one(out: Path, env: str, seed: int, extra: list[str], args: argparse.Namespace) -> Path:
+    """Train one run (or resume it) as a 1-thread subprocess; returns its folder."""
+    ckpt = out / "ckpt.pt"
+    if finished(out, args.steps):
         return out
     if ckpt.exists():
         cmd = [sys.executable, "-m", "edgerl.cli", "train", "--resume", str(out), "--progress", "false"]
@@ -143,6 +149,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "critic_widths": [agent.qf1.spec()["hidden"], agent.qf2.spec()["hidden"]],
         "wall_s": ckpt["counters"]["wall_s"],
         "width_history": gates["history"] if gates else None,
+        "expected_widths": gates.get("expected", []) if gates else None,
         "eval_curve": [[int(float(r["step"])), float(r["eval_return"])] for r in rows],
     }
 
@@ -163,6 +170,31 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def goal_check(results: dict[str, Any]) -> str:
+    """The issue's goal per env and gated variant: deployed params <= 30% of dense OFENet + actor,
+    return >= 95% of it, and above small-from-scratch (means over seeds of the last-3 returns)."""
+    def mean(runs: list[dict[str, Any]], key: str) -> float:
+        return statistics.mean(r[key] for r in runs)
+
+    lines = []
+    for env, by_var in results.items():
+        dense = by_var.get("ofenet-dense")
+        for var, runs in by_var.items():
+            if not var.startswith("ofenet-gates-") or not dense:
+                continue
+            p_ratio = mean(runs, "deployed_params") / mean(dense, "deployed_params")
+            r_ratio = mean(runs, "last3_return") / mean(dense, "last3_return")
+            scratch = by_var.get(var.replace("gates", "scratch"))
+            vs = (f", scratch {mean(scratch, 'last3_return'):.0f} -> "
+                  f"{'above' if mean(runs, 'last3_return') > mean(scratch, 'last3_return') else 'NOT above'}"
+                  if scratch else ", no scratch run")
+            met = p_ratio <= 0.30 and r_ratio >= 0.95 and bool(scratch) and \
+                mean(runs, "last3_return") > mean(scratch, "last3_return")
+            lines.append(f"- {env} {var} (n={len(runs)}): deployed params {p_ratio:.1%} of ofenet-dense, "
+                         f"return {r_ratio:.1%} of ofenet-dense{vs}: goal {'met' if met else 'NOT met'}")
+    return "\n".join(lines)
+
+
 def plot_widths(results: dict[str, Any], out: Path) -> list[str]:
     """One PNG per env: surviving units of every gated layer over training (first gated seed)."""
     try:
@@ -180,15 +212,27 @@ def plot_widths(results: dict[str, Any], out: Path) -> list[str]:
             if not var.startswith("ofenet-gates-") or not runs:
                 continue
             history, end = runs[0]["width_history"], runs[0]["eval_curve"][-1][0]
-            fig, ax = plt.subplots(figsize=(8, 5))
+            blocks: dict[str, list[str]] = {}  # one panel per network block
             for layer in history[0][1]:
-                steps = [s for s, _ in history] + [end]
-                widths = [w[layer] for _, w in history] + [history[-1][1][layer]]
-                ax.step(steps, widths, where="post", label=layer)
-            ax.set_xlabel("environment step")
-            ax.set_ylabel("surviving units")
-            ax.set_title(f"{env}: {var} (seed {runs[0]['seed']})")
-            ax.legend(fontsize=6, ncol=2)
+                parts = layer.split(".")
+                blocks.setdefault(".".join(parts[:2]) if parts[0] == "ofenet" else parts[0], []).append(layer)
+            fig, axes = plt.subplots(1, len(blocks), figsize=(4 * len(blocks), 4), squeeze=False)
+            steps = [s for s, _ in history] + [end]
+            for ax, (block, layers) in zip(axes[0], blocks.items(), strict=True):
+                for layer in layers:
+                    widths = [w[layer] for _, w in history] + [history[-1][1][layer]]
+                    line, = ax.step(steps, widths, where="post",
+                                    label=layer.removeprefix(block).strip(".").removeprefix("layers."))
+                    soft = [(st, w[layer]) for st, w in runs[0].get("expected_widths") or [] if layer in w]
+                    if soft:  # expected width (sum of theta): the gates before units go
+                        ax.plot(*zip(*soft, strict=True), ls=":", lw=1, color=line.get_color())
+                ax.set_title(block, fontsize=9)
+                ax.set_xlabel("environment step")
+                ax.set_ylim(bottom=0)
+                ax.legend(fontsize=6)
+            axes[0][0].set_ylabel("surviving units")
+            fig.suptitle(f"{env}: {var} (seed {runs[0]['seed']}); solid: units present, dotted: expected "
+                         "units (sum of gate probabilities)")
             path = out / f"widths-{env.replace('/', '_')}-{var}.png"
             fig.tight_layout()
             fig.savefig(path, dpi=120)
@@ -217,6 +261,9 @@ def main() -> None:
     p.add_argument("--learning-starts", type=int, default=None, help="override the recipe warm-up")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default="runs/gates")
+    p.add_argument("--summarize-only", action="store_true",
+                   help="train nothing: tabulate every finished run of --envs/--seeds under --out "
+                        "(e.g. after several invocations with different seeds)")
     p.add_argument("extra", nargs="*", help="more `edgerl train` flags for every run (after --)")
     args = p.parse_args()
     out = Path(args.out)
@@ -245,17 +292,20 @@ def main() -> None:
     jobs = [(gated_then_scratch, e, v, s) for e in envs for s in seeds for v in gated]
     jobs += [(lambda e, v, s: run_one(folder(e, v, s), e, s, variant_args(v, args), args), e, v, s)
              for v in reversed(dense) for e in envs for s in seeds]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        for f in [pool.submit(fn, e, v, s) for fn, e, v, s in jobs]:
-            f.result()
+    if not args.summarize_only:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for f in [pool.submit(fn, e, v, s) for fn, e, v, s in jobs]:
+                f.result()
 
     runs = [(e, v, s) for e in envs for s in seeds for v in [*dense, *gated, *(scratch[g] for g in gated if g in scratch)]]
+    if args.summarize_only:
+        runs = [(e, v, s) for e, v, s in runs if finished(folder(e, v, s), args.steps)]
     results: dict[str, Any] = {}
     for e, v, s in runs:
         results.setdefault(e, {}).setdefault(v, []).append({"seed": s, **summarize(folder(e, v, s))})
     plots = plot_widths(results, out)
     (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results, "plots": plots}, indent=2))
-    md = table(results)
+    md = table(results) + "\n\n" + goal_check(results)
     cmd = "python tools/measure_gates.py " + " ".join(sys.argv[1:])
     (out / "results.md").write_text(f"Generated by `{cmd}`\n\n{md}\n" + "".join(f"\n![widths]({Path(x).name})\n" for x in plots))
     print(md)

@@ -269,6 +269,9 @@ class GateHook:
         agent.gates = self.pruner.gates
         self.history: list[list[Any]] = [[0, self.pruner.gates.widths()]]
         """[global step, {group: width}] at the start and after every removal."""
+        self.expected: list[list[Any]] = []
+        """[global step, {group: expected width = sum of theta}] every ``--prune-every`` gate steps
+        inside the window: how the gates move before units reach the removal threshold."""
         self.last: dict[str, float] = {}
 
     def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
@@ -285,6 +288,8 @@ class GateHook:
         if removed is None:
             return self.last
         self._record(global_step, removed)
+        if self.pruner.steps % self.pruner.remove_every == 0:
+            self.expected.append([int(global_step), {k: round(v, 3) for k, v in expected_widths(self.pruner.gates.theta).items()}])
         return self._metrics()
 
     def _record(self, global_step: int, removed: dict[str, list[int]]) -> None:
@@ -306,6 +311,7 @@ class GateHook:
 
     def state_dict(self) -> dict[str, Any]:
         return {"pruner": self.pruner.state_dict(), "history": [[s, dict(w)] for s, w in self.history],
+                "expected": [[s, dict(w)] for s, w in self.expected],
                 "cost": self.cost_name, "start": self.start, "end": self.end,
                 "active": self.pruner.active, "finished": self.finished}
 
@@ -314,6 +320,7 @@ class GateHook:
             raise ConfigError(f"gate state was trained with --gate-cost {state.get('cost')}, not {self.cost_name}")
         self.pruner.load_state_dict(state["pruner"])
         self.history = [[int(s), {k: int(v) for k, v in w.items()}] for s, w in state["history"]]
+        self.expected = [[int(s), {k: float(v) for k, v in w.items()}] for s, w in state.get("expected", [])]
         self.start, self.end = int(state["start"]), int(state["end"])
         self.pruner.active, self.finished = bool(state["active"]), bool(state["finished"])
         self._metrics()

@@ -340,6 +340,11 @@ def test_gate_state_round_trips_through_weights_only_checkpoint():
     hook2.load_state_dict(saved["hook"])
     assert hook2.widths() == hook.widths()
     assert hook2.history == hook.history and hook2.history[-1][0] == 1
+    # prune_every=1: the expected widths (sum of theta, after the removal) were recorded at step 1
+    step, soft = hook.expected[-1]
+    assert step == 1 and soft["ofenet.state_block.layers.1.fc"] == pytest.approx(
+        float(hook.pruner.gates.theta["ofenet.state_block.layers.1.fc"].detach().sum()), abs=1e-3)
+    assert hook2.expected == hook.expected
     for k, t in hook.pruner.gates.theta.items():
         assert torch.equal(hook2.pruner.gates.theta[k], t.detach())
     assert hook2.pruner.opt.state_dict()["state"].keys() == hook.pruner.opt.state_dict()["state"].keys()
