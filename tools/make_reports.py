@@ -864,7 +864,8 @@ def readme(out: Path) -> str:
              "or one part with `--parts latency|training|widths`. Each page names the exact command that made it "
              "and the device and library versions it was measured (or rendered) with.", ""]
     lines += [f"- [{doc}]({doc}): {text}" for doc, text in about.items() if (out / doc).exists()]
-    extra = sorted(p.name for p in out.glob("*.md") if p.name not in about and p.name != "README.md")
+    extra = sorted(str(p.relative_to(out)) for p in [*out.glob("*.md"), *out.glob("*/*.md")]
+                   if p.name not in about and p.name != "README.md")
     if extra:
         lines += ["", "Also in this folder, made by other tools (each page names its command):", ""]
         lines += [f"- [{p}]({p})" for p in extra]

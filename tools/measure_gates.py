@@ -231,8 +231,8 @@ def plot_widths(results: dict[str, Any], out: Path) -> list[str]:
                 ax.set_ylim(bottom=0)
                 ax.legend(fontsize=6)
             axes[0][0].set_ylabel("surviving units")
-            fig.suptitle(f"{env}: {var} (seed {runs[0]['seed']}); solid: units present, dotted: expected "
-                         "units (sum of gate probabilities)")
+            dotted = ", dotted: expected units (sum of gate probabilities)" if runs[0].get("expected_widths") else ""
+            fig.suptitle(f"{env}: {var} (seed {runs[0]['seed']}); solid: units present{dotted}")
             path = out / f"widths-{env.replace('/', '_')}-{var}.png"
             fig.tight_layout()
             fig.savefig(path, dpi=120)
