@@ -62,9 +62,10 @@ class GatePruner:
         threshold: removal threshold on theta.
         target: if > 0, the fraction of the dense cost to remove: lambda is steered toward
             the goal ``step`` is given, and while the removed share of the rounded network
-            (:meth:`rounded_cost`) is at or above that goal no gate may fall (the straight-through estimate is biased downward at
-            theta > 1/2 for convex losses, see ``gates.py``, so even lambda = 0 would let units
-            keep falling; the goal caps how many go, the gradients choose which).
+            (:meth:`rounded_cost`) is at or above that goal no gate may fall. (The
+            straight-through estimate is biased downward at theta > 1/2 for convex losses, see
+            ``gates.py``, so even lambda = 0 would let units keep falling; the goal caps how
+            many go, the gradients choose which.)
         remove_every: look for units to remove every this many steps.
 
     Raises:
@@ -237,9 +238,9 @@ class GateHook:
     share of the rounded network lags the schedule and lowered while it runs ahead, and no gate may
     fall while it is ahead (``GatePruner.step``). The rounded share, not the expected one, is
     steered because it is what the window ends with: steering the expected share, most gates
-    settled between 0.01 and 0.5 and rounding removed 95% of the cost for a 75% target (Hopper). A fixed
-    target instead of the ramp makes every unit fall together in the first updates of the window,
-    before the data gradients tell useful from useless units apart.
+    settled between 0.01 and 0.5 and rounding removed 95% of the cost for a 75% target (Hopper).
+    A fixed target instead of the ramp makes every unit fall together in the first updates of the
+    window, before the data gradients tell useful from useless units apart.
 
     Reports ``prune_ratio`` (the share of the dense cost no longer expected; the real share once
     the window is over) and keeps the width history.
