@@ -19,7 +19,7 @@ from typing import Any
 from .errors import ProfileError
 
 FAMILIES = ("x86", "desktop-gpu", "jetson")
-BACKEND_NAMES = ("trt", "ort-cuda", "ort-cpu")
+BACKEND_NAMES = ("trt", "ort-cuda", "ort-cpu", "c")
 PRECISIONS = ("fp32", "fp16")
 ALIASES = {"jetson": "jetson-orin-nano", "x86": "x86-cpu", "cpu": "x86-cpu", "gpu": "desktop-gpu"}
 """Short names accepted by :func:`load_profile`."""

@@ -1,0 +1,146 @@
+"""The layer list a deployed MLP policy lowers to, and a float32 numpy interpreter of it.
+
+A :class:`Program` is the deployed function as a chain of layers, each naming the module it came
+from: normalise -> [per-feature scale] -> dense layers (activation fused; OFENet's dense layers
+append their output to their input) -> tanh squash + rescale, or argmax. The C emitter
+(:mod:`edgerl.export.native.emit`) writes one loop nest per layer; :func:`run_program` runs the same
+list in numpy, so a lowering can be checked against torch without a compiler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ACTIVATIONS = ("identity", "relu", "elu", "tanh", "silu", "sigmoid", "leaky_relu")
+"""Activations the emitter knows (``alpha``: ELU's alpha, LeakyReLU's negative slope)."""
+
+
+@dataclass
+class Normalize:
+    """``y = clamp((x - mean) / std, -clip, clip)`` (edgerl's ObsNormalizer, float32 mean and std)."""
+
+    name: str
+    mean: np.ndarray
+    std: np.ndarray
+    clip: float
+
+
+@dataclass
+class Scale:
+    """``y = x * weight + bias`` per feature (InputScale; a BatchNorm not after a Linear)."""
+
+    name: str
+    weight: np.ndarray
+    bias: np.ndarray
+
+
+@dataclass
+class Activation:
+    """An activation not fused into a dense layer."""
+
+    name: str
+    fn: str
+    alpha: float = 0.0
+
+
+@dataclass
+class Dense:
+    """``y = fn(W x + b)``; with ``concat`` ``y = [x, fn(W x + b)]`` (an OFENet dense layer)."""
+
+    name: str
+    weight: np.ndarray
+    """``[out, in]`` as in torch's Linear."""
+    bias: np.ndarray
+    fn: str = "identity"
+    alpha: float = 0.0
+    concat: bool = False
+    folded: list[str] = field(default_factory=list)
+    """Modules folded into this layer (BatchNorm, activation), for the generated comments."""
+
+
+@dataclass
+class SquashRescale:
+    """``action = low + (tanh(x) + 1) * half_range`` (SAC's deterministic head)."""
+
+    name: str
+    low: np.ndarray
+    half_range: np.ndarray
+
+
+@dataclass
+class Argmax:
+    """``action = start + argmax(x)`` (first maximum, as torch and ONNX Runtime)."""
+
+    name: str
+    start: int
+
+
+Layer = Normalize | Scale | Activation | Dense | SquashRescale | Argmax
+
+
+@dataclass
+class Program:
+    """A lowered policy: its layers in order and the I/O sizes."""
+
+    layers: list[Layer]
+    obs_dim: int
+    act_dim: int
+    """Action size (continuous) or number of discrete actions."""
+    discrete: bool
+
+    @property
+    def params(self) -> int:
+        """Stored constants of the layers (weights, biases, normaliser and rescale vectors)."""
+        total = 0
+        for layer in self.layers:
+            for v in vars(layer).values():
+                if isinstance(v, np.ndarray):
+                    total += v.size
+        return total
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the dense layers per call."""
+        return sum(int(layer.weight.size) for layer in self.layers if isinstance(layer, Dense))
+
+
+def activate(x: np.ndarray, fn: str, alpha: float = 0.0) -> np.ndarray:
+    """Apply an activation in float32 (the numpy twin of the emitted C)."""
+    if fn == "identity":
+        return x
+    if fn == "relu":
+        return np.maximum(x, np.float32(0))
+    if fn == "elu":
+        return np.where(x > 0, x, np.float32(alpha) * np.expm1(x)).astype(np.float32)
+    if fn == "tanh":
+        return np.tanh(x)
+    if fn == "silu":
+        return x / (np.float32(1) + np.exp(-x))
+    if fn == "sigmoid":
+        return np.float32(1) / (np.float32(1) + np.exp(-x))
+    if fn == "leaky_relu":
+        return np.where(x > 0, x, np.float32(alpha) * x).astype(np.float32)
+    raise ValueError(f"unknown activation {fn!r}; known: {ACTIVATIONS}")
+
+
+def run_program(program: Program, obs: np.ndarray) -> np.ndarray:
+    """Run ``program`` on ``[n, obs_dim]`` observations in float32: actions ``[n, act_dim]`` or ``[n]``."""
+    x = np.asarray(obs, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for layer in program.layers:
+            if isinstance(layer, Normalize):
+                x = np.clip((x - layer.mean) / layer.std, -np.float32(layer.clip), np.float32(layer.clip))
+            elif isinstance(layer, Scale):
+                x = x * layer.weight + layer.bias
+            elif isinstance(layer, Activation):
+                x = activate(x, layer.fn, layer.alpha)
+            elif isinstance(layer, Dense):
+                y = activate(x @ layer.weight.T + layer.bias, layer.fn, layer.alpha)
+                x = np.concatenate([x, y], axis=1) if layer.concat else y
+            elif isinstance(layer, SquashRescale):
+                x = layer.low + (np.tanh(x) + np.float32(1)) * layer.half_range
+            elif isinstance(layer, Argmax):
+                x = np.argmax(x, axis=1).astype(np.int64) + layer.start
+    return x
