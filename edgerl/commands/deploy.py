@@ -59,6 +59,7 @@ def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None
             summary["compact"] = {"params": [report.params_before, report.params_after],
                                   "macs": [report.macs_before, report.macs_after],
                                   "max_abs_diff": report.max_abs_diff}
+        extra = _native_files(policy_ckpt, src, profile, tmp / "native", summary) if "c" in profile.backends else {}
         # TensorRT 11 is strongly typed: FP16 must be in the graph. Below 11 the builder flag does it.
         fp16_graph = profile.precision == "fp16" and "trt" in profile.backends and \
             int(str(profile.trt_version or "11").split(".")[0]) >= 11
@@ -69,13 +70,28 @@ def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None
         contract["source"]["checkpoint"] = str(src.resolve())  # the file a user knows, not the temp compact
         contract["source"]["sha256"] = sha256_file(src)
         ref = reference_observations(load_checkpoint(policy_ckpt), REFERENCE_OBS, recorded=recorded_steps > 0)
-        manifest = write_bundle(out, onnx_path, contract, ref["obs"], ref["action"], profile, overwrite=force)
+        manifest = write_bundle(out, onnx_path, contract, ref["obs"], ref["action"], profile, overwrite=force,
+                                extra_files=extra)
     summary.update({
         "onnx_bytes": export.size_bytes, "opset": export.opset, "precision": export.precision,
         "parity_worst": export.parity.worst, "files": sorted(manifest["files"]),
         "backends": list(profile.backends),
     })
     return summary
+
+
+def _native_files(policy_ckpt: Path, src: Path, profile: Any, out: Path, summary: dict[str, Any]) -> dict[str, Path]:
+    """policy.c/policy.h for a profile listing backend ``c``, sized against its flash/RAM budgets."""
+    from edgerl.export.native import export_c
+    from edgerl.export.native.footprint import check_budget, footprint
+    from edgerl.runtime.fileio import sha256_file
+
+    report = export_c(policy_ckpt, out, source_sha256=sha256_file(src), source_name=str(src.resolve()))
+    fp = footprint(out, profile.c_cross)
+    check_budget(fp, profile)
+    summary["native"] = {"params": report.params, "macs": report.macs, "footprint": fp,
+                         "parity_worst": max(report.max_abs_diff.values())}
+    return {"policy.c": out / "policy.c", "policy.h": out / "policy.h"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  compacted   params {c['params'][0]:,} -> {c['params'][1]:,}, MACs {c['macs'][0]:,} -> {c['macs'][1]:,}")
     print(f"  policy.onnx {summary['onnx_bytes'] / 1024:.1f} KiB, opset {summary['opset']}, {summary['precision']}, "
           f"ORT parity max |diff| {summary['parity_worst']:.2e}")
+    if "native" in summary:
+        n, fp = summary["native"], summary["native"]["footprint"]
+        print(f"  policy.c    {n['params']:,} constants, {n['macs']:,} MACs; flash {fp['flash'] / 1024:.1f} KiB, "
+              f"RAM {fp['ram'] / 1024:.1f} KiB ({fp['method']})")
     print(f"  backends    {' > '.join(summary['backends'])} (first available on the device is used)")
     print(f"  files       {len(summary['files'])} listed in manifest.json (sha256 of each)")
     print(f"  on device   see {summary['bundle']}/README.md; check with: python -m edgerl_runtime check {summary['bundle']}")

@@ -23,9 +23,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch ONNX exporter: dynamo (torch.export), legacy (TorchScript), or auto: dynamo, "
                         "then legacy if it fails")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--format", choices=("onnx", "c"), default="onnx",
+                   help="onnx: one ONNX file + contract.json; c: policy.h + policy.c (C99, libm only) in the folder -o "
+                        "(default: beside the checkpoint), checked against torch")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format == "c":
+        from edgerl.export.native import export_c
+
+        c_report = export_c(args.checkpoint, args.output, seed=args.seed)
+        print(json.dumps(c_report.to_dict(), indent=2) if args.json else c_report.summary())
+        return 0
     from edgerl.export import export_policy
 
     report = export_policy(args.checkpoint, args.output, opset=args.opset, fp16=args.fp16,

@@ -87,6 +87,7 @@ def write_bundle(
     runtime_src: str | os.PathLike | None = None,
     overwrite: bool = False,
     check: bool = True,
+    extra_files: Mapping[str, str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
     """Assemble a bundle; each file is written atomically and ``manifest.json`` last.
 
@@ -102,6 +103,8 @@ def write_bundle(
         overwrite: Replace an existing bundle in ``out_dir`` (its ``cache/`` is kept).
         check: Load the written bundle with ONNX Runtime CPU and compare against the reference
             actions; on failure the manifest is removed so the bundle cannot be used.
+        extra_files: More files to bundle and manifest, ``{bundle-relative path: source file}``
+            (e.g. ``policy.c``/``policy.h`` for the ``c`` backend).
 
     Returns:
         The manifest.
@@ -150,6 +153,8 @@ def write_bundle(
     np.savez(buf, obs=obs, action=act)
     put_bytes("reference.npz", buf.getvalue())
     put_bytes("profile.json", profile_to_json(prof).encode())
+    for rel, source in sorted((extra_files or {}).items()):
+        put_copy(rel, Path(source))
     for py in sorted(src.rglob("*.py")):
         rel = py.relative_to(src)
         if "__pycache__" not in rel.parts:

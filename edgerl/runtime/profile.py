@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import ProfileError
 
-FAMILIES = ("x86", "desktop-gpu", "jetson")
+FAMILIES = ("x86", "desktop-gpu", "jetson", "native")
 BACKEND_NAMES = ("trt", "ort-cuda", "ort-cpu", "c")
 PRECISIONS = ("fp32", "fp16")
 ALIASES = {"jetson": "jetson-orin-nano", "x86": "x86-cpu", "cpu": "x86-cpu", "gpu": "desktop-gpu"}
@@ -34,7 +34,8 @@ class TargetProfile:
     name: str
     """Profile name; equals the YAML file stem (``jetson-orin-nano``)."""
     family: str
-    """Hardware family, one of ``x86``, ``desktop-gpu``, ``jetson``; picks ``deploy/<family>/``."""
+    """Hardware family, one of ``x86``, ``desktop-gpu``, ``jetson``, ``native`` (C only: a
+    microcontroller or a C/C++ control loop); picks ``deploy/<family>/``."""
     backends: tuple[str, ...]
     """Backends to try, best first (subset of ``trt``, ``ort-cuda``, ``ort-cpu``); the first
     available one is used, the others are logged with the reason they were skipped."""
@@ -82,6 +83,13 @@ class TargetProfile:
     """CPU cores the control process is pinned to (``loop.apply_realtime``); null: no pinning."""
     rt_priority: int | None = None
     """SCHED_FIFO priority 1-99 for the control process (``loop.apply_realtime``); null: normal."""
+    flash_budget_kb: float | None = None
+    """Flash (text + rodata + data) the C policy may take, in KiB, checked at deploy; null: unchecked."""
+    ram_budget_kb: float | None = None
+    """RAM (data + bss + the ``edgerl_scratch`` struct) the C policy may take, in KiB; null: unchecked."""
+    c_cross: tuple[str, ...] | None = None
+    """Cross compiler and flags that size the C policy for the budgets (``[arm-none-eabi-gcc,
+    -mcpu=cortex-m4, ...]``); where absent, the sizes are estimated from the weight count."""
 
     @property
     def period_us(self) -> float:
@@ -97,6 +105,8 @@ class TargetProfile:
         """Plain JSON-able dict that :func:`validate_profile` accepts back unchanged."""
         d = dataclasses.asdict(self)
         d["backends"] = list(self.backends)
+        if self.c_cross is not None:
+            d["c_cross"] = list(self.c_cross)
         if self.cpu_affinity is not None:
             d["cpu_affinity"] = list(self.cpu_affinity)
         return d
@@ -171,6 +181,12 @@ def _cpus(v: Any) -> tuple[int, ...]:
     return tuple(v)
 
 
+def _strings(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) and x for x in v):
+        raise ValueError("a non-empty list of strings (a command and its flags), or null")
+    return tuple(v)
+
+
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def wrapped(v: Any) -> Any:
         return None if v is None else check(v)
@@ -201,6 +217,9 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "warmup_runs": _int(0),
     "cpu_affinity": _optional(_cpus),
     "rt_priority": _optional(_int(1, 99)),
+    "flash_budget_kb": _optional(_pos_float()),
+    "ram_budget_kb": _optional(_pos_float()),
+    "c_cross": _optional(_strings),
 }
 _REQUIRED = ("name", "family", "backends", "precision", "threads", "control_rate_hz", "latency_budget_us")
 
@@ -240,9 +259,14 @@ def _check_consistency(p: TargetProfile, source: str) -> None:
     def fail(msg: str) -> None:
         raise ProfileError(f"{source}: {msg}")
 
-    if p.family == "x86" and set(p.backends) - {"ort-cpu"}:
-        fail(f"family 'x86' is CPU-only, so 'backends' must be ['ort-cpu'], got {list(p.backends)}; "
+    if p.family == "x86" and set(p.backends) - {"ort-cpu", "c"}:
+        fail(f"family 'x86' is CPU-only, so 'backends' must be from ['c', 'ort-cpu'], got {list(p.backends)}; "
              "use family 'desktop-gpu' for a machine with an NVIDIA GPU")
+    if p.family == "native" and p.backends != ("c",):
+        fail(f"family 'native' runs the C policy only, so 'backends' must be ['c'], got {list(p.backends)}")
+    budgets = p.flash_budget_kb is not None or p.ram_budget_kb is not None or p.c_cross is not None
+    if budgets and "c" not in p.backends:
+        fail("'flash_budget_kb', 'ram_budget_kb' and 'c_cross' size the C policy: add 'c' to 'backends' or drop them")
     if "trt" in p.backends and p.trt_version is None:
         fail("'trt' is in 'backends' but 'trt_version' is not set; give the expected TensorRT version, e.g. \"10.3\"")
     if p.family == "jetson":
