@@ -24,7 +24,15 @@ from edgerl.export.native.lower import NativeExportError, lower_policy
 from edgerl.export.observations import obs_space, policy_obs_stats, random_observations
 from edgerl.export.policy import policy_from_checkpoint
 from edgerl.export.wrappers import ArgmaxPolicy, DeployedPolicy
-from edgerl.runtime.backends.c import CFLAGS, STRICT_FLAGS, HEADER, SOURCE, NativePolicy, compile_c, find_compiler
+from edgerl.runtime.backends.c import (
+    CFLAGS,
+    HEADER,
+    SOURCE,
+    STRICT_FLAGS,
+    NativePolicy,
+    compile_c,
+    find_compiler,
+)
 from edgerl.runtime.fileio import atomic_write_text, sha256_file
 
 CHECK_OBS = 1024

@@ -14,7 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from edgerl.export.native.ir import Activation, Argmax, Dense, Layer, Normalize, Program, Scale, SquashRescale
+from edgerl.export.native.ir import (
+    Activation,
+    Argmax,
+    Dense,
+    Layer,
+    Normalize,
+    Program,
+    Scale,
+    SquashRescale,
+)
 
 PER_LINE = 8
 
@@ -256,7 +265,7 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
         "/* The sizes above as data, for foreign-function callers (Python ctypes). */",
         "extern const int32_t edgerl_obs_dim, edgerl_act_dim, edgerl_discrete;",
         "extern const uint32_t edgerl_scratch_size;",
-        "extern const char *const edgerl_source_sha256_ptr;",
+        "extern const char edgerl_source_sha256[65];",
         "",
         "int edgerl_act(const float *obs, edgerl_action_t *action, edgerl_scratch *s);",
         "/* n observations [n][EDGERL_OBS_DIM] -> n actions; stops at and returns the first error. */",
@@ -280,7 +289,7 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
         "const int32_t edgerl_act_dim = EDGERL_ACT_DIM;",
         "const int32_t edgerl_discrete = EDGERL_DISCRETE;",
         "const uint32_t edgerl_scratch_size = (uint32_t)sizeof(edgerl_scratch);",
-        "const char *const edgerl_source_sha256_ptr = EDGERL_SOURCE_SHA256;",
+        "const char edgerl_source_sha256[65] = EDGERL_SOURCE_SHA256;",
     ]
     if not p.discrete:
         source += [f"const float edgerl_action_low[EDGERL_ACT_DIM] = {{{', '.join(map(_lit, meta.action_low or []))}}};",

@@ -20,7 +20,16 @@ import torch
 from torch import nn
 
 from edgerl.export.errors import ExportError
-from edgerl.export.native.ir import Activation, Argmax, Dense, Layer, Normalize, Program, Scale, SquashRescale
+from edgerl.export.native.ir import (
+    Activation,
+    Argmax,
+    Dense,
+    Layer,
+    Normalize,
+    Program,
+    Scale,
+    SquashRescale,
+)
 from edgerl.export.wrappers import ArgmaxPolicy, DeployedPolicy, SquashedGaussianPolicy
 from edgerl.nets.mlp import ObsNormalizer, SquashedGaussianActor
 from edgerl.nets.ofenet import DenseLayer, OFEStateBlock

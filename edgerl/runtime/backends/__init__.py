@@ -103,6 +103,6 @@ class Backend(abc.ABC):
 
 
 # Registration happens on import; these modules import their heavy libraries lazily.
+from . import c as _c  # noqa: E402,F401
 from . import ort as _ort  # noqa: E402,F401
 from . import tensorrt as _tensorrt  # noqa: E402,F401
-from . import c as _c  # noqa: E402,F401

@@ -137,7 +137,7 @@ class NativePolicy:
             self.act_dim = int(ctypes.c_int32.in_dll(lib, "edgerl_act_dim").value)
             self.discrete = bool(ctypes.c_int32.in_dll(lib, "edgerl_discrete").value)
             self.scratch_size = int(ctypes.c_uint32.in_dll(lib, "edgerl_scratch_size").value)
-            self.source_sha256 = ctypes.c_char_p.in_dll(lib, "edgerl_source_sha256_ptr").value.decode()
+            self.source_sha256 = (ctypes.c_char * 65).in_dll(lib, "edgerl_source_sha256").value.decode()
         except (OSError, ValueError) as e:
             raise BundleError(f"{self.path}: not a policy library of edgerl export --format c ({e}); "
                               "delete it from cache/ and load again") from None
