@@ -1,0 +1,100 @@
+"""Backend ``c``: chosen by a profile, built once into ``cache/``, reference-checked like the others;
+``deploy`` bundles ``policy.c``/``policy.h`` and checks a microcontroller profile's budgets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgerl.commands.deploy import deploy
+from edgerl.runtime import Policy
+from edgerl.runtime.backends.c import find_compiler
+from edgerl.runtime.errors import BundleError, ObservationError, ProfileError
+from tests.export.c_policies import make_policy
+from tests.runtime.conftest import contract
+
+needs_cc = pytest.mark.skipif(find_compiler() is None, reason="no C compiler (cc/gcc/clang) on PATH")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _profile(tmp: Path, name: str, base: str, **changes: object) -> Path:
+    data = yaml.safe_load((REPO / "profiles" / "targets" / f"{base}.yaml").read_text())
+    data.update(name=name, **changes)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def c_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("c-bundle")
+    ckpt = make_policy("sac", "dense", tmp)
+    target = _profile(tmp, "x86-c", "x86-cpu", backends=["c", "ort-cpu"])
+    deploy(ckpt, str(target), tmp / "bundle", recorded_steps=0)
+    return tmp / "bundle"
+
+
+@needs_cc
+def test_profile_picks_c_and_it_matches_ort(c_bundle: Path) -> None:
+    with Policy.load(c_bundle) as pol, Policy.load(c_bundle, backends=["ort-cpu"]) as ref:
+        assert pol.backend_name == "c" and ref.backend_name == "ort-cpu"
+        obs = np.random.default_rng(1).normal(0.0, 2.0, size=(500, 11))
+        got, want = pol.act_batch(obs), ref.act_batch(obs)
+        diff = np.abs(got.astype(np.float64) - want)
+        assert got.dtype == np.float32 and np.isfinite(diff).all() and diff.max() <= 1e-5
+        single = pol.act(obs[3])
+        assert single.shape == (3,) and np.array_equal(single, got[3])
+        bad = obs[0].copy()
+        bad[4] = np.nan
+        with pytest.raises(ObservationError, match="index \\[4\\]"):
+            pol.act(bad)
+    libs = sorted((c_bundle / "cache").glob("policy-c-*.so"))
+    assert len(libs) == 1
+    meta = json.loads(libs[0].with_suffix(".json").read_text())
+    assert meta["flags"] == ["-std=c99", "-O3", "-fPIC", "-shared"] and meta["compiler_id"]
+    mtime = libs[0].stat().st_mtime_ns
+    Policy.load(c_bundle).close()  # cached: not rebuilt
+    assert libs[0].stat().st_mtime_ns == mtime
+
+
+@needs_cc
+def test_manifest_covers_c_sources(c_bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    manifest = json.loads((c_bundle / "manifest.json").read_text())
+    assert {"policy.c", "policy.h"} <= set(manifest["files"])
+    copy = tmp_path / "bundle"
+    shutil.copytree(c_bundle, copy)
+    src = copy / "policy.c"
+    src.write_text(src.read_text().replace("return EDGERL_OK;", "return 0;", 1))
+    with pytest.raises(BundleError, match="policy.c: was modified"):
+        Policy.load(copy)
+
+
+def test_bundle_without_c_sources_falls_back_to_ort(make_bundle) -> None:
+    from edgerl.runtime.profile import load_profile
+
+    profile = {**load_profile("x86-cpu").to_dict(), "backends": ["c", "ort-cpu"]}
+    with Policy.load(make_bundle(profile=profile, contract=contract())) as pol:
+        assert pol.backend_name == "ort-cpu" and "policy.c" in pol.skipped_backends["c"]
+
+
+def test_mcu_budget_is_checked_at_deploy(tmp_path: Path) -> None:
+    ckpt = make_policy("sac", "dense", tmp_path)
+    tight = _profile(tmp_path, "mcu-tight", "mcu-cortex-m4", flash_budget_kb=2)
+    with pytest.raises(ProfileError, match="needs .* KiB of flash .* allows 2 KiB") as e:
+        deploy(ckpt, str(tight), tmp_path / "bundle", recorded_steps=0)
+    assert "\n" not in str(e.value) and not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.slow
+def test_mcu_deploy_writes_c_bundle(tmp_path: Path) -> None:
+    ckpt = make_policy("sac", "dense", tmp_path)
+    summary = deploy(ckpt, "mcu-cortex-m4", tmp_path / "bundle", recorded_steps=0)
+    fp = summary["native"]["footprint"]
+    assert 0 < fp["flash"] <= 128 * 1024 and 0 < fp["ram"] <= 16 * 1024
+    assert {"policy.c", "policy.h", "main.cpp"} <= set(summary["files"])
