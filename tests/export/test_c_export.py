@@ -168,3 +168,12 @@ def test_cli_export_format_c(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert cli_main(["export", str(ckpt), "--format", "c", "-o", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "writes policy.h and policy.c into a folder" in err
+
+
+def test_tuple_output_net_lowers_the_selected_output(tmp_path: Path) -> None:
+    """PPO-MLP: the actor returns (logits, extra head); the argmax reads output 0 only."""
+    report = export_c(make_policy("ppo-mlp", "dense", tmp_path), tmp_path / "c")
+    assert report.discrete and report.act_dim == 2 and report.layers[-2:] == ["net.mean", "argmax"]
+    assert report.max_abs_diff["ir"] == 0.0
+    assert "compiled-parity" in report.checks or find_compiler() is None
+    assert "typedef int32_t edgerl_action_t;" in (tmp_path / "c" / "policy.h").read_text()
