@@ -17,13 +17,13 @@ CUDA_OK, CUDA_REASON = BACKENDS["ort-cuda"].available()
 
 
 def test_registry_holds_the_three_backends():
-    assert set(BACKENDS) == {"trt", "ort-cuda", "ort-cpu"}
+    assert set(BACKENDS) == {"trt", "ort-cuda", "ort-cpu", "c"}
     assert get_backend("ort-cpu") is OrtCpuBackend and OrtCpuBackend.name == "ort-cpu"
     assert available_backends()["ort-cpu"][0] is True
 
 
 def test_unknown_backend_name():
-    with pytest.raises(ProfileError, match=r"unknown backend 'openvino'; known backends: \['ort-cpu', 'ort-cuda', 'trt'\]"):
+    with pytest.raises(ProfileError, match=r"unknown backend 'openvino'; known backends: \['c', 'ort-cpu', 'ort-cuda', 'trt'\]"):
         get_backend("openvino")
 
 

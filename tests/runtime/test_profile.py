@@ -22,8 +22,9 @@ BASE = {"name": "t", "family": "x86", "backends": ["ort-cpu"], "precision": "fp3
         "control_rate_hz": 50, "latency_budget_us": 1000}
 
 
-def test_shipped_profiles_are_the_expected_five():
-    assert SHIPPED == ["desktop-gpu", "jetson-agx-orin", "jetson-orin-nano", "jetson-xavier-nx", "x86-cpu"]
+def test_shipped_profiles_are_the_expected_six():
+    assert SHIPPED == ["desktop-gpu", "jetson-agx-orin", "jetson-orin-nano", "jetson-xavier-nx", "mcu-cortex-m4",
+                       "x86-cpu"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -58,7 +59,7 @@ def test_unknown_key_names_the_key_and_allowed_keys():
 
 
 @pytest.mark.parametrize(("key", "value", "allowed"), [
-    ("family", "raspberry", r"one of \['x86', 'desktop-gpu', 'jetson'\]"),
+    ("family", "raspberry", r"one of \['x86', 'desktop-gpu', 'jetson', 'native'\]"),
     ("precision", "int8", r"one of \['fp32', 'fp16'\]"),
     ("backends", ["ort-cpu", "openvino"], r"'trt', 'ort-cuda', 'ort-cpu'"),
     ("backends", ["ort-cpu", "ort-cpu"], "distinct"),
