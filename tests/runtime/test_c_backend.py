@@ -98,3 +98,19 @@ def test_mcu_deploy_writes_c_bundle(tmp_path: Path) -> None:
     fp = summary["native"]["footprint"]
     assert 0 < fp["flash"] <= 128 * 1024 and 0 < fp["ram"] <= 16 * 1024
     assert {"policy.c", "policy.h", "main.cpp"} <= set(summary["files"])
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"family": "native", "backends": ["c", "ort-cpu"]}, "family 'native' runs the C policy only"),
+    ({"flash_budget_kb": 64}, "size the C policy: add 'c' to 'backends'"),
+    ({"backends": ["c"], "c_cross": "arm-none-eabi-gcc"}, "bad value .* for 'c_cross'"),
+    ({"backends": ["c"], "ram_budget_kb": -1}, "bad value -1 for 'ram_budget_kb'"),
+])
+def test_profile_c_keys_are_validated(changes: dict, match: str) -> None:
+    from edgerl.runtime.profile import validate_profile
+
+    base = {"name": "t", "family": "x86", "backends": ["ort-cpu"], "precision": "fp32", "threads": 1,
+            "control_rate_hz": 50, "latency_budget_us": 1000}
+    with pytest.raises(ProfileError, match=match):
+        validate_profile({**base, **changes})
+    assert validate_profile({**base, "backends": ["c", "ort-cpu"]}).backends == ("c", "ort-cpu")
