@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a train or compact checkpoint (ckpt.pt / compact.pt or a run folder)")
     p.add_argument("--target", required=True,
                    help="target profile name (x86-cpu, desktop-gpu, jetson, jetson-orin-nano, jetson-agx-orin, "
-                        "jetson-xavier-nx) or a profile YAML path")
+                        "jetson-xavier-nx, mcu-cortex-m4) or a profile YAML path")
     p.add_argument("-o", "--output", default=None, help="bundle folder (default: <ckpt dir>/bundle-<target>)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle (its engine cache is kept)")
     p.add_argument("--recorded-steps", type=int, default=256,

@@ -80,7 +80,9 @@ def test_bundle_without_c_sources_falls_back_to_ort(make_bundle) -> None:
 
     profile = {**load_profile("x86-cpu").to_dict(), "backends": ["c", "ort-cpu"]}
     with Policy.load(make_bundle(profile=profile, contract=contract())) as pol:
-        assert pol.backend_name == "ort-cpu" and "policy.c" in pol.skipped_backends["c"]
+        reason = pol.skipped_backends["c"]
+        assert pol.backend_name == "ort-cpu"
+        assert "policy.c" in reason if find_compiler() is not None else "no C compiler" in reason
 
 
 def test_mcu_budget_is_checked_at_deploy(tmp_path: Path) -> None:
