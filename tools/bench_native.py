@@ -42,7 +42,7 @@ from edgerl.checkpoint import save_checkpoint  # noqa: E402
 from edgerl.commands.deploy import deploy  # noqa: E402
 from edgerl.config import to_dict  # noqa: E402
 from edgerl.envs import make_env, space_env_info  # noqa: E402
-from edgerl.export.native.bench import bench_c, header_sizes, macs_per_s  # noqa: E402
+from edgerl.export.native.bench import bench_interleaved, header_sizes, macs_per_s  # noqa: E402
 from edgerl.export.native.footprint import footprint  # noqa: E402
 from edgerl.runtime import Policy  # noqa: E402
 from edgerl.runtime.backends.c import CFLAGS  # noqa: E402
@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir()
             ckpt = write_checkpoint(folder / "ckpt.pt", hidden, info)
             deploy(ckpt, str(target), folder / "bundle", recorded_steps=0)
-            native = bench_c(folder / "bundle", n=args.calls)
-            march = bench_c(folder / "bundle", n=args.calls, flags=(*CFLAGS, "-march=native"))
+            c = bench_interleaved(folder / "bundle", {"portable": CFLAGS, "native": (*CFLAGS, "-march=native")},
+                                  n=args.calls)
+            native, march = c["portable"], c["native"]
             macs = header_sizes(folder / "bundle")["EDGERL_MACS"]
             m4 = footprint(folder / "bundle", load_profile("mcu-cortex-m4").c_cross)
             obs = np.random.default_rng(1).normal(0.0, 1.0, size=(256, 17))
@@ -132,14 +133,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{'p99':>8}{'GMAC/s':>7}{'peak':>6} | {'act c':>8}{'act ort':>9}{'c/ort':>6}")
     for name, r in results["policies"].items():
         n, m, a = r["native"], r["march_native"], r["act"]
-        print(f"{name:<20}{r['macs']:>7,} | {n['p50_net_ns']:>4} ns{n['p99_net_ns']:>5} ns"
+        print(f"{name:<20}{r['macs']:>7,} | {n['p50_net_ns']:>4.0f} ns{n['p99_net_ns']:>5.0f} ns"
               f"{r['native_macs_per_s'] / 1e9:>7.2f}{100 * r['native_macs_per_s'] / peak:>5.0f}% | "
-              f"{m['p50_net_ns']:>7} ns{m['p99_net_ns']:>5} ns{r['march_native_macs_per_s'] / 1e9:>7.2f}"
+              f"{m['p50_net_ns']:>7.0f} ns{m['p99_net_ns']:>5.0f} ns{r['march_native_macs_per_s'] / 1e9:>7.2f}"
               f"{100 * r['march_native_macs_per_s'] / peak:>5.0f}% | {a['c']['p50_us']:>5.2f} us{a['ort-cpu']['p50_us']:>6.2f} us"
               f"{r['act_p50_ratio_c_over_ort']:>6.2f}")
     first = results["policies"][next(iter(SHAPES))]
-    print(f"C: ns per edgerl_act net of the clock_gettime pair (p50 {first['native']['timer_p50_ns']} ns), "
-          f"flags {' '.join(first['native']['flags'])} (native: + -march=native); act: Policy.act() p50 per backend")
+    print(f"C: ns per edgerl_act net of the clock_gettime pair (p50 {first['native']['timer_p50_ns']:.0f} ns), median "
+          f"of 5 interleaved runs, flags {' '.join(first['native']['flags'])} (native: + -march=native); "
+          "act: Policy.act() p50 per backend")
     for name, r in results["policies"].items():
         fp = r["cortex_m4"]
         print(f"Cortex-M4 {name}: flash {fp['flash']:,} B, RAM {fp['ram']:,} B (scratch {fp['scratch']:,} B; {fp['method']})")

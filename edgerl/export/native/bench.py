@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgerl.runtime.backends.c import CFLAGS, HEADER, SOURCE, compile_c
 
 HARNESS = r"""
@@ -78,27 +80,44 @@ int main(int argc, char **argv)
 """
 
 
-def bench_c(src_dir: str | Path, n: int = 200_000, flags: tuple[str, ...] | list[str] = CFLAGS) -> dict[str, Any]:
-    """Build the harness against ``src_dir/policy.c`` and time ``n`` calls: p50/p90/p99/max in ns.
+def build_bench(src_dir: str | Path, exe: str | Path, flags: tuple[str, ...] | list[str] = CFLAGS) -> Path:
+    """Compile the harness against ``src_dir/policy.c`` into ``exe``; ``flags`` default to the
+    runtime backend's (minus ``-shared``/``-fPIC``, which only a library needs)."""
+    src, exe = Path(src_dir), Path(exe)
+    harness = exe.with_suffix(".c")
+    harness.write_text(HARNESS)
+    compile_c([harness, src / SOURCE], exe, [f for f in flags if f not in ("-shared", "-fPIC")] + [f"-I{src}"])
+    return exe
+
+
+def run_bench(exe: str | Path, n: int = 200_000) -> dict[str, Any]:
+    """Time ``n`` calls with a built harness: p50/p90/p99/max in ns, and net of the timer.
 
     Each timed call includes one ``clock_gettime`` pair; ``timer_p50_ns`` is that pair alone (timed
     the same way), and ``p50_net_ns``/``p99_net_ns`` subtract its p50.
-
-    ``flags`` default to the runtime backend's (minus ``-shared``/``-fPIC``, which only a library needs).
     """
-    src = Path(src_dir)
-    exe_flags = [f for f in flags if f not in ("-shared", "-fPIC")]
-    with tempfile.TemporaryDirectory(prefix="edgerl-bench-c-") as tmp:
-        harness = Path(tmp) / "bench.c"
-        harness.write_text(HARNESS)
-        exe = Path(tmp) / "bench"
-        compile_c([harness, src / SOURCE], exe, [*exe_flags, f"-I{src}"])
-        out = subprocess.run([str(exe), str(n)], capture_output=True, text=True, timeout=600, check=True).stdout
+    out = subprocess.run([str(exe), str(n)], capture_output=True, text=True, timeout=600, check=True).stdout
     result = json.loads(out)
-    result["flags"] = exe_flags
     result["p50_net_ns"] = result["p50_ns"] - result["timer_p50_ns"]
     result["p99_net_ns"] = result["p99_ns"] - result["timer_p50_ns"]
     return result
+
+
+def bench_interleaved(src_dir: str | Path, variants: dict[str, tuple[str, ...]], n: int = 200_000,
+                      rounds: int = 5) -> dict[str, dict[str, Any]]:
+    """Each flag variant timed in ``rounds`` alternating runs of ``n / rounds`` calls; per variant the
+    median over rounds of p50 and p99 (net of the timer) and the flags."""
+    with tempfile.TemporaryDirectory(prefix="edgerl-bench-c-") as tmp:
+        exes = {k: build_bench(src_dir, Path(tmp) / f"bench-{i}", f) for i, (k, f) in enumerate(variants.items())}
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in variants}
+        for r in range(rounds):
+            for k in (list(exes) if r % 2 == 0 else list(reversed(exes))):
+                runs[k].append(run_bench(exes[k], max(1000, n // rounds)))
+    out = {}
+    for k, rs in runs.items():
+        med = {key: float(np.median([x[key] for x in rs])) for key in ("p50_net_ns", "p99_net_ns", "timer_p50_ns")}
+        out[k] = {**med, "rounds": rs, "flags": [f for f in variants[k] if f not in ("-shared", "-fPIC")]}
+    return out
 
 
 def macs_per_s(macs: int, ns: float) -> float:
