@@ -116,3 +116,18 @@ def test_profile_c_keys_are_validated(changes: dict, match: str) -> None:
     with pytest.raises(ProfileError, match=match):
         validate_profile({**base, **changes})
     assert validate_profile({**base, "backends": ["c", "ort-cpu"]}).backends == ("c", "ort-cpu")
+
+
+@pytest.mark.slow
+@needs_cc
+def test_discrete_policy_on_c_backend(tmp_path: Path) -> None:
+    """DQN-MLP through Policy on backend c: int actions equal to ort-cpu's (int32 edgerl_action_t)."""
+    ckpt = make_policy("dqn-mlp", "dense", tmp_path)
+    target = _profile(tmp_path, "x86-c", "x86-cpu", backends=["c", "ort-cpu"])
+    deploy(ckpt, str(target), tmp_path / "bundle", recorded_steps=0)
+    with Policy.load(tmp_path / "bundle") as pol, Policy.load(tmp_path / "bundle", backends=["ort-cpu"]) as ref:
+        assert pol.backend_name == "c"
+        obs = np.random.default_rng(2).normal(1.0, 2.0, size=(400, 4))
+        got, want = pol.act_batch(obs), ref.act_batch(obs)
+        assert got.dtype == want.dtype == np.int64 and (got == want).mean() > 0.99 and len(set(got)) == 2
+        assert isinstance(pol.act(obs[0]), int) and pol.act(obs[0]) == want[0]
