@@ -81,12 +81,19 @@ def compile_c(sources: list[Path], out: Path, flags: tuple[str, ...] | list[str]
 
     def _build(tmp: str) -> None:
         cmd = [cc, *flags, *map(str, sources), "-o", tmp, *libs]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            raise BackendUnavailableError(f"{' '.join(cmd)} did not finish within 300 s") from None
         if proc.returncode != 0:
             first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:300])
             raise BackendUnavailableError(f"{' '.join(cmd)} failed: {first}")
 
-    atomic_write(out, _build)
+    try:
+        atomic_write(out, _build)
+    except OSError as e:  # e.g. a read-only bundle: fall back to the next backend, with the reason
+        raise BackendUnavailableError(f"cannot write the C policy library {out} ({e}); make the folder "
+                                      "writable or pass another cache_dir") from None
 
 
 def library_path(cache_dir: str | os.PathLike, source_sha: str, cc_id: str, flags: tuple[str, ...]) -> Path:
