@@ -10,7 +10,6 @@ vectorises without reassociating any sum (every output still adds its inputs in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -321,7 +320,3 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
                ""]
     return "\n".join(header), "\n".join(source)
 
-
-def meta_dict(meta: Meta) -> dict[str, Any]:
-    """The header facts as a plain dict (for reports)."""
-    return dict(vars(meta))
