@@ -45,6 +45,11 @@ def _action_section(policy: DeployedPolicy, env: dict[str, Any]) -> dict[str, An
     if policy.discrete:
         return {"name": "action", "shape": [], "dtype": "int64", "discrete": True, "n": int(space["n"]),
                 "low": None, "high": None}
+    if hasattr(policy, "action_range"):  # a policy that states its own output bounds (imported ones)
+        lo, hi = policy.action_range()
+        return {"name": "action", "shape": list(space["shape"]), "dtype": "float32", "discrete": False, "n": None,
+                "low": _bounds([float(v) if np.isfinite(v) else None for v in lo.tolist()]),
+                "high": _bounds([float(v) if np.isfinite(v) else None for v in hi.tolist()])}
     low, high = action_bounds(env)
     env_low, env_high = space.get("low") or [None] * low.size, space.get("high") or [None] * high.size
     return {

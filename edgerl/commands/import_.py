@@ -1,0 +1,48 @@
+"""``edgerl import``: a policy trained by another library -> an edgerl policy checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", metavar="SRC", help="the library's file: SB3 model.zip, rsl_rl model_N.pt, CleanRL "
+                                              ".cleanrl_model, skrl agent_N.pt")
+    p.add_argument("--from", dest="library", required=True, choices=("sb3", "rsl_rl", "cleanrl", "skrl"),
+                   help="the library that wrote SRC")
+    p.add_argument("-o", "--output", required=True, metavar="POLICY_PT", help="policy checkpoint to write")
+    p.add_argument("--env", default=None, help="gymnasium env id the policy acts in (checked against the network; "
+                                                "export/run roll it)")
+    p.add_argument("--io", default=None, metavar="IO_YAML",
+                   help="I/O description: observation terms and scales, normaliser, action clip/scale/offset, "
+                        "joint names, control rate")
+    p.add_argument("--obs-stats", default=None, metavar="FILE",
+                   help="observation normaliser statistics the file lacks (.npz/.json with mean, var, eps, clip; "
+                        "tools/export_vecnormalize.py writes SB3's)")
+    p.add_argument("--no-normalizer", action="store_true",
+                   help="import a policy trained with a normaliser without its statistics (actions will differ)")
+    p.add_argument("--activation", default=None,
+                   help="hidden activation (default: the file's record, else the library's default)")
+    p.add_argument("--out-activation", default=None, help="output activation (skrl output expressions, e.g. tanh)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgerl.checkpoint import save_checkpoint
+    from edgerl.interop import import_policy
+
+    payload, imported = import_policy(args.src, args.library, env_id=args.env, io_path=args.io,
+                                      obs_stats=args.obs_stats, no_normalizer=args.no_normalizer,
+                                      activation=args.activation, out_activation=args.out_activation)
+    save_checkpoint(Path(args.output), payload)
+    net = imported.net
+    head = "argmax" if imported.discrete else " -> ".join(
+        ["mean", *(["tanh"] if payload["env"]["action_chain"].get("squash") else []),
+         *(k.removesuffix("_low") for k in ("clip_low", "scale", "offset") if k in payload["env"]["action_chain"])])
+    print(f"imported {args.library} {imported.algo} policy {args.src} -> {args.output}")
+    print(f"  network    {net.spec()['in_dim']} -> {net.spec()['hidden']} -> {net.out_dim} ({net.activation})")
+    print(f"  normaliser {'baked in (' + imported.normalizer.formula + ')' if imported.normalizer else 'none'}")
+    print(f"  head       {head}")
+    for note in imported.notes:
+        print(f"  note       {note}")
+    return 0

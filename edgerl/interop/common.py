@@ -1,0 +1,159 @@
+"""What every reader of another library's policy file produces, and the pieces they share.
+
+A reader turns a foreign file into an :class:`ImportedPolicy` (an edgerl ``mlp`` net, an
+optional :class:`~edgerl.nets.mlp.ObsNormalizer` and the action post-processing as data);
+:func:`imported_payload` turns that into the ``kind: "policy"`` checkpoint every later command
+reads. Nothing here unpickles: tensors come from ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgerl.errors import CheckpointError, ConfigError
+from edgerl.nets.mlp import ACTIVATIONS, MLP, ObsNormalizer
+
+
+class ImportLayoutError(CheckpointError):
+    """A foreign policy file does not have a layout edgerl knows, or its parts disagree."""
+
+
+@dataclass
+class ImportedPolicy:
+    """A policy read from another library, before it becomes a policy checkpoint."""
+
+    net: MLP
+    """The network, observation (normalised) -> action scores or pre-squash action."""
+    discrete: bool
+    """Argmax over the net's output (True) or the continuous action chain (False)."""
+    library: str
+    """``sb3``, ``rsl_rl``, ``cleanrl``, ``skrl``."""
+    algo: str
+    """The source algorithm or layout (``ppo``, ``sac``, ``v4``, ...), for provenance."""
+    normalizer: ObsNormalizer | None = None
+    action_chain: dict[str, Any] = field(default_factory=dict)
+    """``squash``/``clip_low``/``clip_high``/``scale``/``offset`` (see edgerl.export.registry)."""
+    obs_space: dict[str, Any] | None = None
+    """Observation-space description when the file records it (SB3), else None."""
+    action_space: dict[str, Any] | None = None
+    """Action-space description when the file records it (SB3), else None."""
+    notes: list[str] = field(default_factory=list)
+
+
+def load_tensors(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load(weights_only=True)`` of a foreign file, with a one-line error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except Exception as e:  # unpickling refusal, truncation, not a torch file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ImportLayoutError(f"{path}: cannot read it as {what} with torch.load(weights_only=True) "
+                                f"({first}); edgerl never unpickles code: save the state dict "
+                                "(model.state_dict()) instead of the module") from None
+
+
+def read_zip_member(path: str | os.PathLike, name: str) -> bytes | None:
+    """One member of a zip archive as bytes (None when absent)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.read(name) if name in z.namelist() else None
+    except zipfile.BadZipFile:
+        raise ImportLayoutError(f"{path}: not a zip archive") from None
+
+
+def tensor_dict(obj: Any, where: str) -> dict[str, torch.Tensor]:
+    """The tensors of a (possibly nested) state dict, flattened to dotted keys."""
+    out: dict[str, torch.Tensor] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            out[prefix] = value
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+
+    walk("", obj)
+    if not out:
+        raise ImportLayoutError(f"{where} holds no tensors")
+    return out
+
+
+def linear_prefixes(state: Mapping[str, torch.Tensor], prefix: str) -> list[str]:
+    """``prefix.N`` of the Linear layers ``prefix.N.weight`` (2-D) in numeric order of N."""
+    found = []
+    for key, value in state.items():
+        rest = key[len(prefix):] if key.startswith(prefix) else None
+        if rest is None or not rest.endswith(".weight") or value.dim() != 2:
+            continue
+        idx = rest[:-len(".weight")]
+        if idx.isdigit():
+            found.append((int(idx), f"{prefix}{idx}"))
+    return [p for _, p in sorted(found)]
+
+
+def build_mlp(state: Mapping[str, torch.Tensor], layers: Sequence[str], activation: str,
+              out_activation: str | None = None) -> MLP:
+    """An edgerl :class:`MLP` holding the Linear layers ``layers`` (``<name>.weight``/``.bias``) of ``state``."""
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {activation!r}; known: {', '.join(sorted(ACTIVATIONS))}")
+    if not layers:
+        raise ImportLayoutError("no Linear layers found")
+    weights = [state[f"{name}.weight"] for name in layers]
+    for a, b, name in zip(weights, weights[1:], layers[1:], strict=False):
+        if b.shape[1] != a.shape[0]:
+            raise ImportLayoutError(f"layer {name} takes {b.shape[1]} inputs but the layer before gives "
+                                    f"{a.shape[0]}; the layers are not one chain")
+    net = MLP(weights[0].shape[1], weights[-1].shape[0], [w.shape[0] for w in weights[:-1]], activation,
+              out_activation)
+    with torch.no_grad():
+        for linear, name in zip(net.linear_layers(), layers, strict=True):
+            linear.weight.copy_(state[f"{name}.weight"].float())
+            bias = state.get(f"{name}.bias")
+            if bias is None:
+                linear.bias.zero_()
+            else:
+                linear.bias.copy_(bias.float())
+    return net.eval()
+
+
+def normalizer_from(mean: Any, var: Any, *, eps: float, clip: float, formula: str,
+                    count: float = 1.0) -> ObsNormalizer:
+    """An :class:`ObsNormalizer` with the given statistics (flattened to one dimension)."""
+    mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float64)).reshape(-1)
+    var_t = torch.as_tensor(np.asarray(var, dtype=np.float64)).reshape(-1)
+    if mean_t.shape != var_t.shape:
+        raise ImportLayoutError(f"normaliser mean has {mean_t.numel()} entries but its variance {var_t.numel()}")
+    norm = ObsNormalizer((mean_t.numel(),), clip=clip, eps=eps, formula=formula)
+    norm.mean.copy_(mean_t)
+    norm.var.copy_(var_t)
+    norm.count.fill_(float(count))
+    return norm
+
+
+def unknown_layout(path: str | os.PathLike, keys: Sequence[str], known: Mapping[str, str]) -> ImportLayoutError:
+    """The error for a file whose keys match no known layout: names both."""
+    shown = ", ".join(sorted(keys)[:12]) + (f", ... ({len(keys)} keys)" if len(keys) > 12 else "")
+    layouts = "; ".join(f"{k}: {v}" for k, v in known.items())
+    return ImportLayoutError(f"{Path(path).name}: unknown layout (keys found: {shown}); known layouts: {layouts}")
+
+
+def box_space(shape: Sequence[int], low: Any = None, high: Any = None, dtype: str = "float32") -> dict[str, Any]:
+    """A Box space description (edgerl.envs.describe_space form); None/inf bounds become null."""
+    n = int(np.prod(shape, dtype=np.int64))
+
+    def bound(v: Any) -> list | None:
+        if v is None:
+            return [None] * n
+        arr = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
+        return [float(x) if np.isfinite(x) else None for x in arr]
+
+    return {"kind": "box", "shape": [int(d) for d in shape], "dtype": dtype, "low": bound(low), "high": bound(high)}
