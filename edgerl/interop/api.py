@@ -7,7 +7,6 @@ chain stored as ``env["action_chain"]``) or ``discrete`` (argmax of the ``policy
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from edgerl.export.policy import policy_checkpoint_payload
 from edgerl.export.wrappers import ActionChainPolicy
 from edgerl.interop.common import ImportedPolicy, ImportLayoutError, box_space, normalizer_from
 from edgerl.interop.io import IODescription, check_widths, read_io
+from edgerl.interop.stats import read_obs_stats
 from edgerl.nets.mlp import ObsNormalizer
 from edgerl.runtime.fileio import sha256_file
 
@@ -40,31 +40,6 @@ def _reader(library: str) -> Callable[..., ImportedPolicy]:
         from edgerl.interop.skrl import read_skrl
         return read_skrl
     raise ConfigError(f"--from {library!r} is not known; known: {', '.join(LIBRARIES)}")
-
-
-def read_obs_stats(path: str | os.PathLike) -> dict[str, Any]:
-    """Normaliser statistics from ``.npz`` or ``.json`` (``mean``, ``var``; optional ``eps``,
-    ``clip``, ``formula``): what ``tools/export_vecnormalize.py`` writes."""
-    path = Path(path)
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        else:
-            data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--obs-stats {path}: no such file") from None
-    except (ValueError, OSError) as e:
-        raise ConfigError(f"--obs-stats {path}: unreadable ({str(e).splitlines()[0][:200]}); "
-                          "expected .npz or .json with mean and var") from None
-    if "mean" not in data or "var" not in data:
-        raise ConfigError(f"--obs-stats {path}: needs 'mean' and 'var' (has {sorted(data)})")
-    formula = str(np.asarray(data.get("formula", "var")))
-    if formula not in ("var", "std"):
-        raise ConfigError(f"--obs-stats {path}: formula must be var or std, got {formula!r}")
-    return {"mean": np.asarray(data["mean"], dtype=np.float64), "var": np.asarray(data["var"], dtype=np.float64),
-            "eps": float(np.asarray(data.get("eps", 1e-8))), "clip": float(np.asarray(data.get("clip", np.inf))),
-            "formula": formula}
 
 
 def _stats_normalizer(stats: dict[str, Any], obs_dim: int, where: str) -> ObsNormalizer:
