@@ -55,7 +55,9 @@ def load_tensors(path: str | os.PathLike, what: str) -> Any:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except Exception as e:  # unpickling refusal, truncation, not a torch file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        first = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
+        first = first.replace("WeightsUnpickler error: ", "").split(" was not an allowed global")[0][:200]
         raise ImportLayoutError(f"{path}: cannot read it as {what} with torch.load(weights_only=True) "
                                 f"({first}); edgerl never unpickles code: save the state dict "
                                 "(model.state_dict()) instead of the module") from None
