@@ -103,6 +103,7 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
     act_dtype = _dtype(act.get("dtype", "int64" if discrete else "float32"), "action.dtype", source)
     if discrete != (act_dtype.kind in "iu"):
         raise _fail(source, f"action.dtype {act_dtype} does not match action.discrete={discrete}")
+    parse_io_section(data.get("io"), obs_shape, act_shape, source)
     low = _bound(act.get("low"), act_shape, -np.inf, "action.low", source)
     high = _bound(act.get("high"), act_shape, np.inf, "action.high", source)
     if low is not None and high is not None and np.any(low > high):
@@ -118,6 +119,37 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
         act_high=None if discrete else high,
         raw=data,
     )
+
+
+def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, ...], source: str) -> None:
+    """Validate the optional ``io`` section (``edgerl import --io``): observation terms in order
+    (``name``, ``size``, ``unit``, ``scale`` already baked in), action ``joint_names`` in order,
+    ``control_rate_hz``. Sizes must add up to the observation and action shapes.
+
+    Raises:
+        BundleError: The section is malformed or disagrees with the shapes.
+    """
+    if io is None:
+        return
+    if not isinstance(io, dict) or set(io) - {"observation", "action", "control_rate_hz"}:
+        raise _fail(source, "io must be an object with observation, action and/or control_rate_hz")
+    terms = (io.get("observation") or {}).get("terms") if isinstance(io.get("observation"), dict) else None
+    if io.get("observation") is not None:
+        if not isinstance(terms, list) or not all(
+                isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("size"), int)
+                and not isinstance(t.get("size"), bool) and t["size"] > 0 for t in terms):
+            raise _fail(source, "io.observation.terms must be a list of {name, size > 0, unit, scale}")
+        total, need = sum(t["size"] for t in terms), int(np.prod(obs_shape, dtype=np.int64))
+        if total != need:
+            raise _fail(source, f"io.observation.terms sum to {total} entries but the observation has {need}")
+    if io.get("action") is not None:
+        names = io["action"].get("joint_names") if isinstance(io["action"], dict) else None
+        need = int(np.prod(act_shape, dtype=np.int64))
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) != need:
+            raise _fail(source, f"io.action.joint_names must name the {need} action elements in order")
+    rate = io.get("control_rate_hz")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
+        raise _fail(source, f"io.control_rate_hz must be a positive number, got {rate!r}")
 
 
 def read_contract(path: str | os.PathLike) -> Contract:
