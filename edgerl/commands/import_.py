@@ -50,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
         ["mean", *(["tanh"] if payload["env"]["action_chain"].get("squash") else []),
          *(k.removesuffix("_low") for k in ("clip_low", "scale", "offset") if k in payload["env"]["action_chain"])])
     print(f"imported {args.library} {imported.algo} policy {args.src} -> {args.output}")
-    print(f"  network    {net.spec()['in_dim']} -> {net.spec()['hidden']} -> {net.out_dim} ({net.activation})")
+    spec = net.spec()
+    if "encoder" in spec:
+        enc = spec["encoder"]["kwargs"]
+        print(f"  network    uint8 {enc['in_shape']} -> Nature CNN {enc['channels']} -> {enc['hidden']} -> "
+              f"{imported.out_dim}")
+    else:
+        print(f"  network    {spec['in_dim']} -> {spec['hidden']} -> {net.out_dim} ({net.activation})")
     print(f"  normaliser {'baked in (' + imported.normalizer.formula + ')' if imported.normalizer else 'none'}")
     print(f"  head       {head}")
     for note in imported.notes:

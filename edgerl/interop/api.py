@@ -70,9 +70,9 @@ def _env_info(env_id: str) -> dict[str, Any]:
 
 
 def _check_spaces(imported: ImportedPolicy, obs: dict[str, Any], act: dict[str, Any], where: str) -> None:
-    in_dim, out_dim = imported.net.in_dim, imported.net.out_dim
-    if obs.get("kind") != "box" or len(obs["shape"]) != 1 or obs["shape"][0] != in_dim:
-        raise ConfigError(f"{where} observes {obs.get('kind')} {obs.get('shape')} but the network takes {in_dim} inputs")
+    shape, out_dim = imported.obs_shape, imported.out_dim
+    if obs.get("kind") != "box" or list(obs["shape"]) != shape:
+        raise ConfigError(f"{where} observes {obs.get('kind')} {obs.get('shape')} but the network takes {shape}")
     if imported.discrete:
         if act.get("kind") != "discrete" or int(act["n"]) != out_dim:
             raise ConfigError(f"{where} has action space {act.get('kind')} n={act.get('n')} but the network "
@@ -83,7 +83,10 @@ def _check_spaces(imported: ImportedPolicy, obs: dict[str, Any], act: dict[str, 
 
 
 def _apply_io(imported: ImportedPolicy, io: IODescription, source: str) -> None:
-    check_widths(io, imported.net.in_dim, imported.net.out_dim, source)
+    if imported.image and (io.terms or io.normalizer is not None):
+        raise ConfigError(f"{source}: observation terms and normalisers describe vector observations; "
+                          f"the network takes images {imported.obs_shape}")
+    check_widths(io, imported.obs_dim, imported.out_dim, source)
     if imported.discrete and any(v is not None for v in (io.clip_low, io.scale, io.offset)):
         raise ConfigError(f"{source}: action clip/scale/offset do not apply to a discrete (argmax) policy")
     chain = imported.action_chain
@@ -137,17 +140,17 @@ def import_policy(src: str | os.PathLike, library: str, *, env_id: str | None = 
         imported.action_chain = chain_for_env(imported, act)
     if env is not None and library == "cleanrl" and imported.algo == "ppo_continuous_action":
         imported.action_chain = {"clip_low": act.get("low"), "clip_high": act.get("high")}
-    obs = obs or box_space([imported.net.in_dim])
+    obs = obs or (box_space(imported.obs_shape, 0, 255, "uint8") if imported.image else box_space(imported.obs_shape))
     if imported.discrete:
-        act = act or {"kind": "discrete", "n": imported.net.out_dim, "shape": [], "dtype": "int64", "start": 0}
-    _check_spaces(imported, obs, act or box_space([imported.net.out_dim]), env_id or str(src))
+        act = act or {"kind": "discrete", "n": imported.out_dim, "shape": [], "dtype": "int64", "start": 0}
+    _check_spaces(imported, obs, act or box_space([imported.out_dim]), env_id or str(src))
 
     # Normaliser: the file's, or statistics given here; refused when training used one we lack.
     given = read_obs_stats(obs_stats) if obs_stats is not None else (io.normalizer if io is not None else None)
     if given is not None:
         if imported.normalizer is not None:
             raise ConfigError(f"{src} already holds its observation normaliser; drop --obs-stats / io normalizer")
-        imported.normalizer = _stats_normalizer(given, imported.net.in_dim, str(obs_stats or io_path))
+        imported.normalizer = _stats_normalizer(given, imported.obs_dim, str(obs_stats or io_path))
         imported.notes.append("observation normaliser statistics given separately, baked in")
     elif imported.normalizer is None and not no_normalizer:
         _refuse_without_stats(imported, src, library)
@@ -163,18 +166,18 @@ def import_policy(src: str | os.PathLike, library: str, *, env_id: str | None = 
         env_entry["action_space"] = act
     else:
         chain = {k: v for k, v in imported.action_chain.items() if v is not None}
-        low, high = ActionChainPolicy(imported.net, None, act_dim=imported.net.out_dim,
+        low, high = ActionChainPolicy(imported.net, None, act_dim=imported.out_dim,
                                       squash=chain.get("squash") == "tanh",
                                       **{k: chain.get(k) for k in ("clip_low", "clip_high", "scale", "offset")}
                                       ).action_range()
-        env_entry["action_space"] = box_space([imported.net.out_dim], low, high)
+        env_entry["action_space"] = box_space([imported.out_dim], low, high)
         env_entry["action_chain"] = chain
     if io is not None and io.contract_section():
         env_entry["io"] = io.contract_section()
     deployed: dict[str, Any] = {"policy": imported.net}
     if imported.normalizer is not None:
         deployed["normalizer"] = imported.normalizer
-    config = {"import": {"library": library, "layout": imported.algo, "activation": imported.net.activation,
+    config = {"import": {"library": library, "layout": imported.algo, "activation": getattr(imported.net, "activation", "relu"),
                          "env": env_id, "io": None if io_path is None else str(io_path),
                          "obs_stats": None if obs_stats is None else str(obs_stats),
                          "no_normalizer": bool(no_normalizer)}}

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from edgerl.errors import CheckpointError, ConfigError
 from edgerl.nets.mlp import ACTIVATIONS, MLP, ObsNormalizer
@@ -30,8 +31,9 @@ class ImportLayoutError(CheckpointError):
 class ImportedPolicy:
     """A policy read from another library, before it becomes a policy checkpoint."""
 
-    net: MLP
-    """The network, observation (normalised) -> action scores or pre-squash action."""
+    net: nn.Module
+    """The network, observation (normalised) -> action scores or pre-squash action: an edgerl
+    ``mlp`` (vector observations) or ``q_cnn`` (uint8 images, SB3 CnnPolicy)."""
     discrete: bool
     """Argmax over the net's output (True) or the continuous action chain (False)."""
     library: str
@@ -46,6 +48,25 @@ class ImportedPolicy:
     action_space: dict[str, Any] | None = None
     """Action-space description when the file records it (SB3), else None."""
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def obs_shape(self) -> list[int]:
+        """Shape of one observation the network takes."""
+        encoder = getattr(self.net, "encoder", None)
+        return list(encoder.in_shape) if encoder is not None else [int(self.net.in_dim)]
+
+    @property
+    def obs_dim(self) -> int:
+        return int(np.prod(self.obs_shape, dtype=np.int64))
+
+    @property
+    def out_dim(self) -> int:
+        """Number of action scores (discrete) or action elements (continuous)."""
+        return int(getattr(self.net, "n_actions", None) or self.net.out_dim)
+
+    @property
+    def image(self) -> bool:
+        return len(self.obs_shape) == 3
 
 
 def load_tensors(path: str | os.PathLike, what: str) -> Any:
@@ -127,6 +148,35 @@ def build_mlp(state: Mapping[str, torch.Tensor], layers: Sequence[str], activati
     return net.eval()
 
 
+def build_nature_cnn(state: Mapping[str, torch.Tensor], prefix: str, head: str, in_shape: Sequence[int]) -> nn.Module:
+    """An edgerl ``q_cnn`` (Nature CNN encoder on uint8 frames / 255 -> Linear head) holding SB3's
+    ``NatureCNN`` (``<prefix>cnn.{0,2,4}``, ``<prefix>linear.0``) and the Linear ``head``."""
+    from edgerl.nets import build_net
+
+    convs = [f"{prefix}cnn.{i}" for i in (0, 2, 4)]
+    if not all(f"{c}.weight" in state for c in [*convs, f"{prefix}linear.0", head]):
+        raise ImportLayoutError(f"the CNN policy lacks layers of SB3's NatureCNN ({', '.join(convs)}, "
+                                f"{prefix}linear.0) or its head {head}; other feature extractors are not supported")
+    channels = [int(state[f"{c}.weight"].shape[0]) for c in convs]
+    hidden = [int(state[f"{prefix}linear.0.weight"].shape[0])]
+    n = int(state[f"{head}.weight"].shape[0])
+    spec = {"type": "q_cnn", "kwargs": {"encoder": {"type": "nature_cnn", "kwargs": {
+        "in_shape": [int(d) for d in in_shape], "channels": channels, "hidden": hidden}}, "n_actions": n}}
+    try:
+        net = build_net(spec)
+    except Exception as e:  # an input shape that does not match the convolutions
+        raise ImportLayoutError(f"cannot rebuild the Nature CNN for observations {list(in_shape)}: {e}") from None
+    mapping = {**{f"encoder.convs.{i}": c for i, c in zip((0, 2, 4), convs, strict=True)},
+               "encoder.fc.0": f"{prefix}linear.0", "q": head}
+    ours = {f"{k}.{p}": state[f"{v}.{p}"].float() for k, v in mapping.items() for p in ("weight", "bias")}
+    try:
+        net.load_state_dict(ours)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise ImportLayoutError(f"the CNN's layers do not fit observations {list(in_shape)} ({first})") from None
+    return net.eval()
+
+
 def normalizer_from(mean: Any, var: Any, *, eps: float, clip: float, formula: str,
                     count: float = 1.0) -> ObsNormalizer:
     """An :class:`ObsNormalizer` with the given statistics (flattened to one dimension)."""
@@ -156,6 +206,8 @@ def box_space(shape: Sequence[int], low: Any = None, high: Any = None, dtype: st
         if v is None:
             return [None] * n
         arr = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
+        if n > 4096 and np.all(arr == arr[0]):  # uniform image bounds: one value (edgerl.envs form)
+            return [float(arr[0])] if np.isfinite(arr[0]) else None
         return [float(x) if np.isfinite(x) else None for x in arr]
 
     return {"kind": "box", "shape": [int(d) for d in shape], "dtype": dtype, "low": bound(low), "high": bound(high)}

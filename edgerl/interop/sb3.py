@@ -33,6 +33,7 @@ from edgerl.interop.common import (
     ImportedPolicy,
     ImportLayoutError,
     build_mlp,
+    build_nature_cnn,
     linear_prefixes,
     load_tensors,
     read_zip_member,
@@ -99,6 +100,8 @@ def _space(entry: Any) -> dict[str, Any] | None:
         return [float(v) if np.isfinite(v) else None for v in arr] if arr.size == n else None
 
     lo, hi = bound(low), bound(high)
+    if (lo is None or hi is None) and str(entry.get("dtype")) == "uint8":  # images: numpy truncates the repr
+        lo, hi = [0.0], [255.0]
     if lo is None or hi is None:
         return None
     return {"kind": "box", "shape": [int(d) for d in shape], "dtype": str(entry.get("dtype", "float32")),
@@ -143,11 +146,10 @@ def read_sb3(path: str | os.PathLike, activation: str | None = None) -> Imported
     layout = _layout(state)
     if layout is None:
         raise unknown_layout(path, list(state), LAYOUTS)
-    if any(k.startswith(("features_extractor.cnn", "pi_features_extractor.cnn", "actor.features_extractor.cnn"))
-           for k in state):
-        raise ImportLayoutError(f"{path}: a CnnPolicy; edgerl imports SB3 MlpPolicies (CnnPolicy is not supported yet)")
-    act = _activation(data, layout, activation)
     obs_space, action_space = _space(data.get("observation_space")), _space(data.get("action_space"))
+    if any(".cnn." in k or k.startswith("features_extractor.cnn") for k in state):
+        return _read_cnn(path, data, state, layout, obs_space, action_space)
+    act = _activation(data, layout, activation)
     version = (read_zip_member(path, "_stable_baselines3_version") or b"?").decode(errors="replace").strip()
     notes = [f"Stable-Baselines3 {version} {layout} archive, activation {act}"]
     chain: dict[str, Any] = {}
@@ -170,6 +172,40 @@ def read_sb3(path: str | os.PathLike, activation: str | None = None) -> Imported
     net = build_mlp(state, layers, act)
     return ImportedPolicy(net=net, discrete=discrete, library="sb3", algo=layout, action_chain=chain,
                           obs_space=obs_space, action_space=action_space, notes=notes)
+
+
+def _read_cnn(path: str | os.PathLike, data: dict[str, Any], state: dict[str, Any], layout: str,
+              obs_space: dict[str, Any] | None, action_space: dict[str, Any] | None) -> ImportedPolicy:
+    """SB3 CnnPolicy (NatureCNN features): PPO/A2C (``features_extractor`` or ``pi_features_extractor``,
+    empty ``mlp_extractor.policy_net``, ``action_net``) and DQN (``q_net.features_extractor``, ``q_net.q_net.0``)."""
+    kwargs = data.get("policy_kwargs") if isinstance(data.get("policy_kwargs"), dict) else {}
+    if str(kwargs.get("normalize_images", True)) not in ("True", "true", "1"):
+        raise ImportLayoutError(f"{path}: a CnnPolicy with normalize_images=False; edgerl's image encoders "
+                                "scale uint8 frames by 1/255 as SB3 does by default")
+    if obs_space is None or obs_space.get("dtype") != "uint8" or len(obs_space["shape"]) != 3:
+        raise ImportLayoutError(f"{path}: a CnnPolicy whose observation space is not readable as uint8 [C, H, W] "
+                                f"({obs_space}); edgerl imports image policies on uint8 channel-first frames")
+    if layout == "dqn":
+        prefix, head = "q_net.features_extractor.", "q_net.q_net.0"
+        if linear_prefixes(state, "q_net.q_net.") != [head]:
+            raise ImportLayoutError(f"{path}: a CnnPolicy DQN with hidden layers after the CNN; not supported")
+        discrete, chain = True, {}
+    elif layout == "ppo/a2c":
+        prefix = "pi_features_extractor." if any(k.startswith("pi_features_extractor.") for k in state) \
+            else "features_extractor."
+        head = "action_net"
+        if linear_prefixes(state, "mlp_extractor.policy_net.") or linear_prefixes(state, "mlp_extractor.shared_net."):
+            raise ImportLayoutError(f"{path}: a CnnPolicy with an MLP after the CNN (net_arch); edgerl imports "
+                                    "CnnPolicies with the default empty net_arch")
+        discrete = "log_std" not in state
+        chain = {} if discrete else _clip(action_space)
+    else:
+        raise ImportLayoutError(f"{path}: a {layout} CnnPolicy; edgerl imports PPO/A2C and DQN CnnPolicies")
+    net = build_nature_cnn(state, prefix, head, obs_space["shape"])
+    version = (read_zip_member(path, "_stable_baselines3_version") or b"?").decode(errors="replace").strip()
+    return ImportedPolicy(net=net, discrete=discrete, library="sb3", algo=f"{layout} cnn", action_chain=chain,
+                          obs_space=obs_space, action_space=action_space,
+                          notes=[f"Stable-Baselines3 {version} {layout} CnnPolicy (NatureCNN), frames / 255 in the net"])
 
 
 def _box_bounds(space: dict[str, Any] | None) -> tuple[list, list] | None:

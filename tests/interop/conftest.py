@@ -27,7 +27,7 @@ def roundtrip(payload: dict[str, Any], tmp_path) -> dict[str, Any]:
 def edgerl_actions(ckpt: dict[str, Any], obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Actions of the imported policy: eager torch and exported ONNX (ORT)."""
     policy = policy_from_checkpoint(ckpt)
-    x = np.ascontiguousarray(obs, dtype=np.float32)
+    x = np.ascontiguousarray(obs, dtype=np.uint8 if obs.dtype == np.uint8 else np.float32)
     with torch.no_grad():
         torch_out = policy(torch.as_tensor(x)).numpy()
     model, _, _ = export_onnx(policy, torch.as_tensor(x[:2]), None, "legacy")

@@ -112,3 +112,45 @@ def test_sb3_refuses_pickled_module(tmp_path):
         z.write(tmp_path / "policy.pth", "policy.pth")
     with pytest.raises(ImportLayoutError, match="weights_only=True"):
         import_policy(tmp_path / "bad.zip", "sb3")
+
+
+class _Frames:
+    """A tiny image env (36x36 RGB, the Nature CNN's minimum): SB3 wraps it with VecTransposeImage."""
+
+    @staticmethod
+    def make(continuous: bool):
+        import gymnasium as gym
+
+        class Frames(gym.Env):
+            observation_space = gym.spaces.Box(0, 255, (36, 36, 3), np.uint8)
+            action_space = gym.spaces.Box(-1, 1, (2,), np.float32) if continuous else gym.spaces.Discrete(4)
+
+            def reset(self, seed=None, options=None):
+                return self.observation_space.sample(), {}
+
+            def step(self, action):
+                return self.observation_space.sample(), 0.0, False, False, {}
+
+        return Frames()
+
+
+@pytest.mark.parametrize("case", ["ppo", "dqn", "ppo_continuous"])
+def test_sb3_cnn_policy_parity(case, tmp_path):
+    env = _Frames.make(continuous=case == "ppo_continuous")
+    kwargs = {"features_extractor_kwargs": {"features_dim": 32}}
+    if case == "dqn":
+        model = sb3.DQN("CnnPolicy", env, policy_kwargs=kwargs, buffer_size=10, seed=0, device="cpu")
+        with torch.no_grad():  # spread the Q-values so the argmax varies across frames
+            model.policy.q_net.q_net[0].weight.mul_(100.0)
+    else:
+        model = sb3.PPO("CnnPolicy", env, policy_kwargs=kwargs, n_steps=8, batch_size=8, seed=0, device="cpu")
+        _scale_head(model, ["action_net.weight"])
+    model.save(tmp_path / "model.zip")
+    rng = np.random.default_rng(0)  # channel-first frames of varied brightness and contrast
+    obs = (rng.integers(0, 256, size=(200, 3, 36, 36)) * rng.uniform(0, 1, (200, 1, 1, 1))
+           + rng.uniform(0, 128, (200, 3, 1, 1))).clip(0, 255).astype(np.uint8)
+    reference, _ = model.predict(obs, deterministic=True)
+    payload, imported = import_policy(tmp_path / "model.zip", "sb3")
+    assert imported.obs_shape == [3, 36, 36] and payload["env"]["observation_space"]["dtype"] == "uint8"
+    gaps = assert_parity(roundtrip(payload, tmp_path), obs, reference, discrete=case != "ppo_continuous")
+    print(f"sb3 {case} CnnPolicy: max |diff| torch {gaps['torch']:.2e} onnx {gaps['onnx']:.2e}")
