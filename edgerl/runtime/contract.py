@@ -39,6 +39,9 @@ class Contract:
     raw: dict[str, Any]
     """The JSON document as read."""
 
+    def __post_init__(self) -> None:
+        parse_io_section(self.raw.get("io"), self.obs_shape, self.act_shape, "contract.json")
+
 
 def _fail(source: str, msg: str) -> BundleError:
     return BundleError(f"{source}: {msg}; re-export the policy (edgerl export) and re-run edgerl deploy")
@@ -103,7 +106,6 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
     act_dtype = _dtype(act.get("dtype", "int64" if discrete else "float32"), "action.dtype", source)
     if discrete != (act_dtype.kind in "iu"):
         raise _fail(source, f"action.dtype {act_dtype} does not match action.discrete={discrete}")
-    parse_io_section(data.get("io"), obs_shape, act_shape, source)
     low = _bound(act.get("low"), act_shape, -np.inf, "action.low", source)
     high = _bound(act.get("high"), act_shape, np.inf, "action.high", source)
     if low is not None and high is not None and np.any(low > high):
