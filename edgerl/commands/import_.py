@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
               f"{imported.out_dim}")
     else:
         print(f"  network    {spec['in_dim']} -> {spec['hidden']} -> {net.out_dim} ({net.activation})")
-    print(f"  normaliser {'baked in (' + imported.normalizer.formula + ')' if imported.normalizer else 'none'}")
+    print(f"  normaliser {'baked in' if imported.normalizer is not None else 'none'}")
     print(f"  head       {head}")
     for note in imported.notes:
         print(f"  note       {note}")

@@ -52,8 +52,6 @@ def normalizer_entry(normalizer: ObsNormalizer | None) -> dict[str, Any] | None:
         return None
     spec = {"shape": list(normalizer.shape), "clip": normalizer.clip, "eps": normalizer.eps,
             "enabled": normalizer.enabled}
-    if normalizer.formula != "var":  # older checkpoints lack the key and read as "var"
-        spec["formula"] = normalizer.formula
     return {"spec": spec, "state": _clone_state(normalizer)}
 
 
@@ -124,9 +122,8 @@ def _normalizer(ckpt: dict[str, Any], enabled_in_train: bool) -> ObsNormalizer |
     if ckpt["kind"] == POLICY_KIND:
         spec, state = entry.get("spec"), entry.get("state")
         try:
-            norm = ObsNormalizer(spec["shape"], clip=spec["clip"], eps=spec["eps"], enabled=spec["enabled"],
-                                 formula=spec.get("formula", "var"))
-        except (KeyError, TypeError, ValueError):
+            norm = ObsNormalizer(spec["shape"], clip=spec["clip"], eps=spec["eps"], enabled=spec["enabled"])
+        except (KeyError, TypeError):
             raise CheckpointError("policy checkpoint normalizer lacks its spec (shape, clip, eps, enabled); "
                                   "the file is damaged") from None
     else:

@@ -17,7 +17,13 @@ import numpy as np
 from edgerl.errors import ConfigError
 from edgerl.export.policy import policy_checkpoint_payload
 from edgerl.export.wrappers import ActionChainPolicy
-from edgerl.interop.common import ImportedPolicy, ImportLayoutError, box_space, normalizer_from
+from edgerl.interop.common import (
+    ImportedPolicy,
+    ImportLayoutError,
+    box_space,
+    normalizer_denominator,
+    normalizer_from,
+)
 from edgerl.interop.io import IODescription, check_widths, read_io
 from edgerl.interop.stats import read_obs_stats
 from edgerl.nets.mlp import ObsNormalizer
@@ -50,13 +56,13 @@ def _stats_normalizer(stats: dict[str, Any], obs_dim: int, where: str) -> ObsNor
 
 
 def fold_obs_scale(norm: ObsNormalizer | None, scale: np.ndarray) -> ObsNormalizer:
-    """A normaliser computing ``norm(scale * x)`` (``x * scale`` alone when there is none)."""
+    """A normaliser computing ``norm(scale * x)`` (``x * scale`` alone when there is none):
+    ``(scale * x - mean) / d == (x - mean / scale) / (d / scale)``."""
     if norm is None:
-        return normalizer_from(np.zeros(scale.size), (1.0 / scale) ** 2, eps=0.0, clip=float("inf"), formula="std")
-    var = norm.var.double().numpy()
-    denom = np.sqrt(var) + norm.eps if norm.formula == "std" else np.sqrt(var + norm.eps)
+        return normalizer_from(np.zeros(scale.size), (1.0 / scale) ** 2, eps=0.0, clip=float("inf"), formula="var")
+    denom = normalizer_denominator(norm)
     return normalizer_from(norm.mean.double().numpy() / scale, (denom / scale) ** 2, eps=0.0, clip=norm.clip,
-                           formula="std", count=float(norm.count))
+                           formula="var", count=float(norm.count))
 
 
 def _env_info(env_id: str) -> dict[str, Any]:

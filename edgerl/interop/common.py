@@ -177,18 +177,38 @@ def build_nature_cnn(state: Mapping[str, torch.Tensor], prefix: str, head: str, 
     return net.eval()
 
 
+NORMALIZER_FORMULAS = ("var", "std")
+"""Where libraries put eps: ``var``: ``(x - mean) / sqrt(var + eps)`` (SB3 VecNormalize, gymnasium,
+edgerl); ``std``: ``(x - mean) / (sqrt(var) + eps)`` (rsl_rl with eps 0.01, skrl with eps 1e-8)."""
+
+
 def normalizer_from(mean: Any, var: Any, *, eps: float, clip: float, formula: str,
                     count: float = 1.0) -> ObsNormalizer:
-    """An :class:`ObsNormalizer` with the given statistics (flattened to one dimension)."""
-    mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float64)).reshape(-1)
-    var_t = torch.as_tensor(np.asarray(var, dtype=np.float64)).reshape(-1)
-    if mean_t.shape != var_t.shape:
-        raise ImportLayoutError(f"normaliser mean has {mean_t.numel()} entries but its variance {var_t.numel()}")
-    norm = ObsNormalizer((mean_t.numel(),), clip=clip, eps=eps, formula=formula)
-    norm.mean.copy_(mean_t)
-    norm.var.copy_(var_t)
+    """An :class:`ObsNormalizer` computing the library's normalisation (flattened to one dimension).
+
+    A ``std`` formula is stored as ``var = (sqrt(var) + eps)^2`` with ``eps = 0``: edgerl's
+    ``sqrt(var + eps)`` then gives back exactly ``sqrt(var) + eps`` (the square root of a rounded
+    square is exact in float64), so the checkpoint layout stays the one every edgerl version reads.
+    The stored ``var`` is then the squared denominator, not the observed variance.
+    """
+    if formula not in NORMALIZER_FORMULAS:
+        raise ConfigError(f"unknown normaliser formula {formula!r}; known: {list(NORMALIZER_FORMULAS)}")
+    mean_a = np.asarray(mean, dtype=np.float64).reshape(-1)
+    var_a = np.asarray(var, dtype=np.float64).reshape(-1)
+    if mean_a.shape != var_a.shape:
+        raise ImportLayoutError(f"normaliser mean has {mean_a.size} entries but its variance {var_a.size}")
+    if formula == "std":
+        var_a, eps = (np.sqrt(var_a) + eps) ** 2, 0.0
+    norm = ObsNormalizer((mean_a.size,), clip=clip, eps=eps)
+    norm.mean.copy_(torch.as_tensor(mean_a))
+    norm.var.copy_(torch.as_tensor(var_a))
     norm.count.fill_(float(count))
     return norm
+
+
+def normalizer_denominator(norm: ObsNormalizer) -> np.ndarray:
+    """What ``norm`` divides by, per element (float64)."""
+    return np.sqrt(norm.var.double().numpy() + norm.eps)
 
 
 def unknown_layout(path: str | os.PathLike, keys: Sequence[str], known: Mapping[str, str]) -> ImportLayoutError:

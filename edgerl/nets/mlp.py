@@ -26,11 +26,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 """Hidden-layer activations by name (the names a net spec records; defaults: torch's)."""
 
-NORMALIZER_FORMULAS = ("var", "std")
-"""``var``: ``(x - mean) / sqrt(var + eps)`` (edgerl, SB3 VecNormalize, gymnasium);
-``std``: ``(x - mean) / (sqrt(var) + eps)`` (rsl_rl with eps 0.01, skrl with eps 1e-8)."""
-
-
 def activation_class(name: str) -> type[nn.Module]:
     """The activation module class called ``name`` (a key of :data:`ACTIVATIONS`)."""
     try:
@@ -57,21 +52,16 @@ class ObsNormalizer(nn.Module):
     """Running mean/variance observation normaliser (Welford/Chan merge), clipped to +-clip.
 
     The statistics are buffers, so they travel in the state dict and are baked into exports.
-    ``enabled=False`` makes it the identity while keeping the same interface. ``formula`` says
-    where ``eps`` goes (:data:`NORMALIZER_FORMULAS`; other libraries' normalisers imported by
-    ``edgerl import`` use ``std``); an infinite ``clip`` clips nothing.
+    ``enabled=False`` makes it the identity while keeping the same interface. An infinite
+    ``clip`` clips nothing (rsl_rl's normaliser, imported by ``edgerl import``).
     """
 
-    def __init__(self, shape: Sequence[int], clip: float = 10.0, eps: float = 1e-8, enabled: bool = True,
-                 formula: str = "var"):
+    def __init__(self, shape: Sequence[int], clip: float = 10.0, eps: float = 1e-8, enabled: bool = True):
         super().__init__()
-        if formula not in NORMALIZER_FORMULAS:
-            raise ValueError(f"unknown normaliser formula {formula!r}; known: {list(NORMALIZER_FORMULAS)}")
         self.shape = tuple(int(s) for s in shape)
         self.clip = float(clip)
         self.eps = float(eps)
         self.enabled = bool(enabled)
-        self.formula = formula
         self.register_buffer("mean", torch.zeros(self.shape, dtype=torch.float64))
         self.register_buffer("var", torch.ones(self.shape, dtype=torch.float64))
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
@@ -96,10 +86,7 @@ class ObsNormalizer(nn.Module):
         if not self.enabled:
             return obs
         mean = self.mean.to(obs.dtype)
-        if self.formula == "std":
-            std = (torch.sqrt(self.var) + self.eps).to(obs.dtype)
-        else:
-            std = torch.sqrt(self.var + self.eps).to(obs.dtype)
+        std = torch.sqrt(self.var + self.eps).to(obs.dtype)
         x = (obs - mean) / std
         return x if math.isinf(self.clip) else torch.clamp(x, -self.clip, self.clip)
 
