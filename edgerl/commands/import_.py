@@ -46,9 +46,11 @@ def run(args: argparse.Namespace) -> int:
                                       activation=args.activation, out_activation=args.out_activation)
     save_checkpoint(Path(args.output), payload)
     net = imported.net
-    head = "argmax" if imported.discrete else " -> ".join(
-        ["mean", *(["tanh"] if payload["env"]["action_chain"].get("squash") else []),
-         *(k.removesuffix("_low") for k in ("clip_low", "scale", "offset") if k in payload["env"]["action_chain"])])
+    chain = payload["env"].get("action_chain", {})
+    head = "argmax" if imported.discrete else "mean -> tanh -> rescale to the action bounds (as edgerl SAC)" \
+        if payload["algo"] == "sac" else " -> ".join(
+            ["mean", *(["tanh"] if chain.get("squash") else []),
+             *(k.removesuffix("_low") for k in ("clip_low", "scale", "offset") if k in chain)])
     print(f"imported {args.library} {imported.algo} policy {args.src} -> {args.output}")
     spec = net.spec()
     if "encoder" in spec:

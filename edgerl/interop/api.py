@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from edgerl.errors import ConfigError
 from edgerl.export.policy import policy_checkpoint_payload
@@ -26,7 +28,7 @@ from edgerl.interop.common import (
 )
 from edgerl.interop.io import IODescription, check_widths, read_io
 from edgerl.interop.stats import read_obs_stats
-from edgerl.nets.mlp import ObsNormalizer
+from edgerl.nets.mlp import MLP, ObsNormalizer, SquashedGaussianActor
 from edgerl.runtime.fileio import sha256_file
 
 LIBRARIES = ("sb3", "rsl_rl", "cleanrl", "skrl")
@@ -180,7 +182,12 @@ def import_policy(src: str | os.PathLike, library: str, *, env_id: str | None = 
         env_entry["action_chain"] = chain
     if io is not None and io.contract_section():
         env_entry["io"] = io.contract_section()
+    algo = "discrete" if imported.discrete else "continuous"
     deployed: dict[str, Any] = {"policy": imported.net}
+    actor = None if imported.discrete else sac_actor(imported.net, env_entry["action_chain"])
+    if actor is not None:  # tanh + unscale to finite bounds: exactly edgerl's SAC policy
+        algo, deployed = "sac", {"actor": actor}
+        del env_entry["action_chain"]
     if imported.normalizer is not None:
         deployed["normalizer"] = imported.normalizer
     config = {"import": {"library": library, "layout": imported.algo, "activation": getattr(imported.net, "activation", "relu"),
@@ -188,10 +195,33 @@ def import_policy(src: str | os.PathLike, library: str, *, env_id: str | None = 
                          "obs_stats": None if obs_stats is None else str(obs_stats),
                          "no_normalizer": bool(no_normalizer)}}
     payload = policy_checkpoint_payload(
-        "discrete" if imported.discrete else "continuous", env_entry, config, deployed,
+        algo, env_entry, config, deployed,
         source={"checkpoint": str(src), "sha256": sha256_file(src), "kind": f"import:{library}",
                 "library": library, "layout": imported.algo})
     return payload, imported
+
+
+def sac_actor(net: nn.Module, chain: dict[str, Any]) -> SquashedGaussianActor | None:
+    """The imported MLP as edgerl's SAC actor when its chain is tanh -> unscale to finite bounds
+    (SB3 SAC/TD3, CleanRL TD3/DDPG, skrl tanh outputs), else None. Such a policy is then an edgerl
+    SAC policy checkpoint: ``low + (tanh(mean) + 1) * (high - low) / 2``, which every command,
+    distillation included, already knows. The log-std head is zero (deployment does not use it)."""
+    if not isinstance(net, MLP) or net.out_activation or chain.get("squash") != "tanh" or \
+            chain.get("clip_low") is not None or chain.get("clip_high") is not None:
+        return None
+    scale = np.asarray(chain.get("scale", 1.0), dtype=np.float64)
+    if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        return None
+    spec = net.spec()
+    actor = SquashedGaussianActor(spec["in_dim"], net.out_dim, spec["hidden"], activation=net.activation)
+    with torch.no_grad():
+        for ours, theirs in zip([m for m in actor.trunk if isinstance(m, nn.Linear)],
+                                [m for m in net.trunk if isinstance(m, nn.Linear)], strict=True):
+            ours.load_state_dict(theirs.state_dict())
+        actor.mean.load_state_dict(net.head.state_dict())
+        actor.log_std.weight.zero_()
+        actor.log_std.bias.zero_()
+    return actor.eval()
 
 
 def _refuse_without_stats(imported: ImportedPolicy, src: str | os.PathLike, library: str) -> None:

@@ -99,10 +99,11 @@ class SquashedGaussianActor(nn.Module):
     agent and in the exported graph), so the same actor serves any action bounds.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str = "relu"):
         super().__init__()
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
-        self.trunk = mlp_trunk(self.obs_dim, hidden)
+        self.activation = str(activation)
+        self.trunk = mlp_trunk(self.obs_dim, hidden, activation_class(self.activation))
         last = int(hidden[-1]) if len(hidden) else self.obs_dim
         self.mean = nn.Linear(last, self.act_dim)
         self.log_std = nn.Linear(last, self.act_dim)
@@ -111,7 +112,14 @@ class SquashedGaussianActor(nn.Module):
         # The input width is read from the first layer: it shrinks when units of a feature
         # extractor feeding the actor (OFENet) are pruned.
         obs_dim = self.trunk[0].in_features if len(self.trunk) else self.mean.in_features
-        return {"obs_dim": obs_dim, "act_dim": self.act_dim, "hidden": trunk_widths(self.trunk)}
+        spec = {"obs_dim": obs_dim, "act_dim": self.act_dim, "hidden": trunk_widths(self.trunk)}
+        if self.activation != "relu":  # imported actors (edgerl import); edgerl's own SAC uses ReLU
+            spec["activation"] = self.activation
+        return spec
+
+    def unit_activation(self) -> nn.Module:
+        """The hidden activation, for folding the constant output of dead units."""
+        return activation_class(self.activation)()
 
     def heads(self) -> list[nn.Module]:
         """Layers whose output width is fixed by the action space (never pruned)."""

@@ -39,7 +39,7 @@ def test_cli_import_deploy_run(tmp_path):
             "--recorded-steps", "16")
     contract = json.loads((tmp_path / "bundle" / "contract.json").read_text())
     assert contract["action"]["low"] == [-2.0] and contract["action"]["high"] == [2.0]
-    assert contract["baked_in"] == ["deterministic_head", "tanh_squash", "action_scale"]
+    assert contract["baked_in"] == ["deterministic_head", "tanh_squash", "action_rescale"]  # as edgerl SAC
     res = run_cli("run", str(tmp_path / "bundle"), "--episodes", "1", "--max-steps", "20", "--checkpoint",
                   str(tmp_path / "p.pt"), "--json", str(tmp_path / "run.json"))
     assert "Pendulum-v1" in res.stdout
@@ -58,12 +58,30 @@ def test_cli_import_bad_input_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "p.pt").exists()
 
 
-def test_compact_imported_policy_is_itself(tmp_path):
-    payload, _ = import_policy(_model(tmp_path), "cleanrl")
+def _rsl_rl_model(tmp_path) -> str:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 16), nn.ELU(), nn.Linear(16, 1))
+    with torch.no_grad():  # a dead unit (zero row) whose constant ELU(bias) compaction must fold
+        net[0].weight[5].zero_()
+    path = tmp_path / "model.pt"
+    torch.save({"model_state_dict": {f"actor.{k}": v for k, v in net.state_dict().items()}}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("source", ["cleanrl", "rsl_rl"])
+def test_compact_imported_policy(tmp_path, source):
+    """Dense imports compact to themselves (CleanRL TD3 as edgerl SAC); a dead unit of an ELU
+    network is folded with the ELU constant, not ReLU's."""
     from edgerl.checkpoint import save_checkpoint
 
+    src = _model(tmp_path) if source == "cleanrl" else _rsl_rl_model(tmp_path)
+    payload, _ = import_policy(src, source)
+    assert payload["algo"] == ("sac" if source == "cleanrl" else "continuous")
     save_checkpoint(tmp_path / "p.pt", payload)
     compacted, report = compact_checkpoint(load_checkpoint(tmp_path / "p.pt"), recorded_steps=0)
-    assert report.params_after == report.params_before and report.max_abs_diff["random"] == 0.0
-    a = compacted["agent"]["nets"]["policy"]["state"]["trunk.0.weight"]
-    assert np.array_equal(a.numpy(), payload["agent"]["nets"]["policy"]["state"]["trunk.0.weight"].numpy())
+    assert report.max_abs_diff["random"] <= 1e-5  # compaction checks it too; fails on NaN
+    removed = report.params_before - report.params_after
+    assert removed == (0 if source == "cleanrl" else 3 + 1 + 1)  # one hidden unit: 3 in, 1 bias, 1 out
+    (name,) = payload["agent"]["nets"]
+    widths = compacted["agent"]["nets"][name]["spec"]["kwargs"]["hidden"]
+    assert widths == ([16, 16] if source == "cleanrl" else [15])

@@ -54,7 +54,7 @@ def test_sb3_parity(case, tmp_path):
     payload, imported = import_policy(tmp_path / "model.zip", "sb3")
     ckpt = roundtrip(payload, tmp_path)
     discrete = case in ("dqn", "ppo_discrete")
-    assert ckpt["algo"] == ("discrete" if discrete else "continuous")
+    assert ckpt["algo"] == ("discrete" if discrete else "sac" if case in ("sac", "td3") else "continuous")
     gaps = assert_parity(ckpt, obs, reference, discrete=discrete)
     print(f"sb3 {case}: max |diff| torch {gaps['torch']:.2e} onnx {gaps['onnx']:.2e}")
     high_a = getattr(model.action_space, "high", None)
