@@ -142,6 +142,8 @@ def import_policy(src: str | os.PathLike, library: str, *, env_id: str | None = 
 
     obs = env["observation_space"] if env else imported.obs_space
     act = env["action_space"] if env else imported.action_space
+    if env is not None:
+        _check_spaces(imported, obs, act, env_id)
     if env is not None and library == "sb3" and not imported.discrete:
         from edgerl.interop.sb3 import chain_for_env
 

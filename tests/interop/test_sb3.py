@@ -154,3 +154,10 @@ def test_sb3_cnn_policy_parity(case, tmp_path):
     assert imported.obs_shape == [3, 36, 36] and payload["env"]["observation_space"]["dtype"] == "uint8"
     gaps = assert_parity(roundtrip(payload, tmp_path), obs, reference, discrete=case != "ppo_continuous")
     print(f"sb3 {case} CnnPolicy: max |diff| torch {gaps['torch']:.2e} onnx {gaps['onnx']:.2e}")
+
+
+def test_sb3_env_mismatch_names_both(tmp_path):
+    model = sb3.SAC("MlpPolicy", "Pendulum-v1", policy_kwargs={"net_arch": [8]}, device="cpu")
+    model.save(tmp_path / "model.zip")
+    with pytest.raises(ConfigError, match=r"CartPole-v1 observes box \[4\] but the network takes \[3\]"):
+        import_policy(tmp_path / "model.zip", "sb3", env_id="CartPole-v1")
