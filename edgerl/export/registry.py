@@ -9,7 +9,9 @@ An algorithm plugs into ``edgerl export`` with one call::
 ``optional`` those it uses when present (SAC's OFENet state block); ``aliases`` maps the keys of
 the agent's ``deployed_nets()`` to those names where they differ; ``build`` wraps the rebuilt
 networks; ``make_env`` makes the environment the parity check rolls (with the preprocessing the
-agent trained with). SAC, PPO and DQN are registered here. Another algorithm may register in its
+agent trained with). SAC, PPO and DQN are registered here, and the two adapters of policies
+imported from other libraries (``edgerl import``): ``continuous`` (one ``policy`` net, then the
+action chain of ``env["action_chain"]``) and ``discrete`` (argmax of one ``policy`` net). Another algorithm may register in its
 own module ``edgerl/algos/<algo>.py``: :func:`export_adapter` imports that module before giving up.
 """
 

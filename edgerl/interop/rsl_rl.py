@@ -64,6 +64,7 @@ def read_rsl_rl(path: str | os.PathLike, activation: str | None = None) -> Impor
     if not isinstance(ckpt, dict):
         raise unknown_layout(path, [type(ckpt).__name__], LAYOUTS)
     act = activation or "elu"
+    notes: list[str] = []
     if isinstance(ckpt.get("actor_state_dict"), dict):
         state = ckpt["actor_state_dict"]
         _recurrent(state, path)
@@ -76,6 +77,9 @@ def read_rsl_rl(path: str | os.PathLike, activation: str | None = None) -> Impor
                                     f"{sorted(k for k in state if k.startswith('distribution.'))}; edgerl imports "
                                     "Gaussian actors (std_param / log_std_param)")
         norm = _normalizer(state, "obs_normalizer.")
+        if not any(k.startswith("distribution.") for k in state):
+            notes.append("no distribution parameters: a deterministic actor is assumed (a heteroscedastic or Beta "
+                         "actor outputs two values per action: give --env or --io to check the action width)")
     elif isinstance(ckpt.get("model_state_dict"), dict):
         state = ckpt["model_state_dict"]
         _recurrent(state, path)
@@ -92,4 +96,4 @@ def read_rsl_rl(path: str | os.PathLike, activation: str | None = None) -> Impor
     net = build_mlp(state, layers, act)
     return ImportedPolicy(net=net, discrete=False, library="rsl_rl", algo=layout, normalizer=norm,
                           notes=[f"rsl_rl {layout} checkpoint, activation {act}"
-                                 + (", observation normaliser baked in" if norm is not None else "")])
+                                 + (", observation normaliser baked in" if norm is not None else ""), *notes])
