@@ -16,6 +16,7 @@ from edgerl.errors import EdgerlError
 
 # name -> (module, one-line help). The order is the pipeline a policy travels.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "import": ("edgerl.commands.import_", "turn a policy trained by SB3, rsl_rl, CleanRL, skrl or ONNX into an edgerl policy"),
     "train": ("edgerl.commands.train", "train an agent (SAC/PPO/DQN), optionally pruning it while it learns"),
     "compact": ("edgerl.commands.compact", "make the smallest network that computes the same deployed function"),
     "export": ("edgerl.commands.export", "export a policy to one checked ONNX file plus contract.json"),

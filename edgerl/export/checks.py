@@ -197,8 +197,10 @@ def check_parity(policy: DeployedPolicy, session: Any, observations: Mapping[str
 def check_bounds(policy: SquashedGaussianPolicy, actions: np.ndarray, source: str) -> None:
     """Continuous actions lie within the env's bounds (up to float32 rounding)."""
     low = policy.low.numpy().astype(np.float64)
-    high = low + 2.0 * policy.half_range.numpy().astype(np.float64)
-    slack = 1e-6 * np.maximum(1.0, np.maximum(np.abs(low), np.abs(high)))
+    high = (policy.high.numpy().astype(np.float64) if hasattr(policy, "high")  # imported: may be infinite
+            else low + 2.0 * policy.half_range.numpy().astype(np.float64))
+    with np.errstate(invalid="ignore"):
+        slack = np.nan_to_num(1e-6 * np.maximum(1.0, np.maximum(np.abs(low), np.abs(high))), posinf=0.0)
     a = actions.astype(np.float64)
     if not np.all(np.isfinite(a)) or np.any(a < low - slack) or np.any(a > high + slack):
         raise ExportCheckError(f"ONNX actions on {source} observations leave the action bounds "

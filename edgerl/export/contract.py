@@ -12,7 +12,9 @@ Layout (version 1)::
      "precision": "fp32" | "fp16",
      "source": {"checkpoint": "ckpt.pt", "sha256": "...", "algo": "sac", "env_id": "Hopper-v5",
                 "kind": "train" | "policy", "steps": 1000000},
-     "versions": {"edgerl": "0.1.0", "torch": "...", "onnx": "...", "onnxruntime": "...", "opset": 18}}
+     "versions": {"edgerl": "0.1.0", "torch": "...", "onnx": "...", "onnxruntime": "...", "opset": 18},
+     "io": {"observation": {"terms": [{"name", "size", "unit", "scale"}, ...]},      (optional: imported
+            "action": {"joint_names": [...]}, "control_rate_hz": 50}}                 policies' --io)
 
 ``observation.dtype`` is the environment's dtype (the runtime casts to the graph's input dtype:
 float32, or uint8 for images). Bounds hold null for an infinite entry; an observation bound of one
@@ -45,6 +47,11 @@ def _action_section(policy: DeployedPolicy, env: dict[str, Any]) -> dict[str, An
     if policy.discrete:
         return {"name": "action", "shape": [], "dtype": "int64", "discrete": True, "n": int(space["n"]),
                 "low": None, "high": None}
+    if hasattr(policy, "action_range"):  # a policy that states its own output bounds (imported ones)
+        lo, hi = policy.action_range()
+        return {"name": "action", "shape": list(space["shape"]), "dtype": "float32", "discrete": False, "n": None,
+                "low": _bounds([float(v) if np.isfinite(v) else None for v in lo.tolist()]),
+                "high": _bounds([float(v) if np.isfinite(v) else None for v in hi.tolist()])}
     low, high = action_bounds(env)
     env_low, env_high = space.get("low") or [None] * low.size, space.get("high") or [None] * high.size
     return {
@@ -76,6 +83,8 @@ def build_contract(ckpt: dict[str, Any], policy: DeployedPolicy, *, checkpoint: 
         "versions": {**{k: versions[k] for k in ("edgerl", "torch", "onnx", "onnxruntime") if k in versions},
                      "opset": int(opset)},
     }
+    if env.get("io"):  # the I/O description of an imported policy (edgerl import --io)
+        contract["io"] = env["io"]
     try:
         parse_contract(contract, source="contract.json")
     except BundleError as e:

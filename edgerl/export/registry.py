@@ -9,7 +9,9 @@ An algorithm plugs into ``edgerl export`` with one call::
 ``optional`` those it uses when present (SAC's OFENet state block); ``aliases`` maps the keys of
 the agent's ``deployed_nets()`` to those names where they differ; ``build`` wraps the rebuilt
 networks; ``make_env`` makes the environment the parity check rolls (with the preprocessing the
-agent trained with). SAC, PPO and DQN are registered here. Another algorithm may register in its
+agent trained with). SAC, PPO and DQN are registered here, and the two adapters of policies
+imported from other libraries (``edgerl import``): ``continuous`` (one ``policy`` net, then the
+action chain of ``env["action_chain"]``) and ``discrete`` (argmax of one ``policy`` net). Another algorithm may register in its
 own module ``edgerl/algos/<algo>.py``: :func:`export_adapter` imports that module before giving up.
 """
 
@@ -20,12 +22,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 import edgerl
 from edgerl.envs import action_bounds, make_env
 from edgerl.errors import CheckpointError, ConfigError
-from edgerl.export.wrappers import ArgmaxPolicy, DeployedPolicy, SquashedGaussianPolicy
+from edgerl.export.wrappers import (
+    ActionChainPolicy,
+    ArgmaxPolicy,
+    DeployedPolicy,
+    SquashedGaussianPolicy,
+)
 from edgerl.nets.mlp import ObsNormalizer
 
 PolicyBuilder = Callable[[dict[str, nn.Module], "ObsNormalizer | None", dict[str, Any]], DeployedPolicy]
@@ -100,6 +108,30 @@ def argmax_policy(nets: dict[str, nn.Module], normalizer: ObsNormalizer | None,
     return ArgmaxPolicy(net, normalizer, select=0, start=int(space.get("start", 0)))
 
 
+ACTION_CHAIN_KEYS = ("squash", "clip_low", "clip_high", "scale", "offset")
+"""Keys of a checkpoint's ``env["action_chain"]`` (each optional; lists are per action element)."""
+
+
+def action_chain_policy(nets: dict[str, nn.Module], normalizer: ObsNormalizer | None,
+                        env: dict[str, Any]) -> DeployedPolicy:
+    """Imported continuous policies: normaliser -> net -> [tanh] -> [clip] -> [scale] -> [offset],
+    the steps read from ``env["action_chain"]`` (written by ``edgerl import``)."""
+    space = env["action_space"]
+    if space.get("kind") != "box":
+        raise CheckpointError(f"a continuous policy needs a Box action space, got {space}")
+    chain = env.get("action_chain") or {}
+    unknown = sorted(set(chain) - set(ACTION_CHAIN_KEYS))
+    if unknown or chain.get("squash") not in (None, "tanh"):
+        raise CheckpointError(f"env.action_chain holds {unknown or chain.get('squash')!r}; this edgerl knows "
+                              f"{list(ACTION_CHAIN_KEYS)} with squash null|'tanh'; use a newer edgerl")
+    act_dim = int(np.prod(space["shape"], dtype=np.int64))
+    try:
+        return ActionChainPolicy(nets["policy"], normalizer, act_dim=act_dim, squash=chain.get("squash") == "tanh",
+                                 **{k: chain.get(k) for k in ACTION_CHAIN_KEYS[1:]})
+    except ValueError as e:
+        raise CheckpointError(f"env.action_chain is inconsistent: {e}") from None
+
+
 _ADAPTERS: dict[str, ExportAdapter] = {}
 
 
@@ -135,3 +167,6 @@ register_export(ExportAdapter(algo="ppo", nets=("net",), aliases={"policy": "net
                               make_env=make_image_rollout_env))
 register_export(ExportAdapter(algo="dqn", nets=("q_network",), aliases={"policy": "q_network"},
                               build=argmax_policy, make_env=make_image_rollout_env))
+# Policies imported from other libraries (edgerl import): one "policy" net on vector observations.
+register_export(ExportAdapter(algo="continuous", nets=("policy",), build=action_chain_policy))
+register_export(ExportAdapter(algo="discrete", nets=("policy",), build=argmax_policy))

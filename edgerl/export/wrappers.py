@@ -140,6 +140,81 @@ class ArgmaxPolicy(DeployedPolicy):
         return action + self.start if self.start else action
 
 
+class ActionChainPolicy(DeployedPolicy):
+    """A continuous policy whose post-processing is data: ``offset + scale * clip([tanh](net(x)))``.
+
+    The deployed function of policies imported from other libraries (``edgerl import``): SB3
+    PPO/A2C clip the Gaussian mean to the action bounds, SB3 SAC/TD3 and CleanRL TD3 squash with
+    tanh and unscale, rsl_rl / Isaac Lab clip (``clip_actions``) then scale (``action_scale``) and
+    offset (default joint positions). Each step is optional and per action element; the chain is
+    described by :func:`action_chain_entry` (stored as ``env["action_chain"]`` of the checkpoint).
+    """
+
+    def __init__(self, net: nn.Module, normalizer: ObsNormalizer | None, *, act_dim: int, squash: bool = False,
+                 clip_low: Sequence[float] | None = None, clip_high: Sequence[float] | None = None,
+                 scale: Sequence[float] | None = None, offset: Sequence[float] | None = None) -> None:
+        super().__init__(net, normalizer)
+        self.squash = bool(squash)
+        lo = np.full(act_dim, -np.inf) if clip_low is None else _vector(clip_low, act_dim, "clip low", -np.inf)
+        hi = np.full(act_dim, np.inf) if clip_high is None else _vector(clip_high, act_dim, "clip high")
+        if np.any(lo > hi):
+            raise ValueError(f"action clip low {lo.tolist()} exceeds high {hi.tolist()}")
+        self.clips = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+        self.scales = scale is not None and not np.all(_vector(scale, act_dim, "scale") == 1.0)
+        self.offsets = offset is not None and not np.all(_vector(offset, act_dim, "offset") == 0.0)
+        sc = np.ones(act_dim) if scale is None else _vector(scale, act_dim, "scale")
+        off = np.zeros(act_dim) if offset is None else _vector(offset, act_dim, "offset")
+        self.register_buffer("clip_low", torch.as_tensor(lo.astype(np.float32)))
+        self.register_buffer("clip_high", torch.as_tensor(hi.astype(np.float32)))
+        self.register_buffer("scale", torch.as_tensor(sc.astype(np.float32)))
+        self.register_buffer("offset", torch.as_tensor(off.astype(np.float32)))
+        # Output bounds (for the contract and the export's bounds check): the chain applied to the
+        # range of the clipped (squashed) network output.
+        pre_lo = np.maximum(lo, -1.0) if self.squash else lo
+        pre_hi = np.minimum(hi, 1.0) if self.squash else hi
+        with np.errstate(invalid="ignore"):
+            a, b = pre_lo * sc + off, pre_hi * sc + off
+        a, b = np.where(sc == 0, off, a), np.where(sc == 0, off, b)
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        self.register_buffer("low", torch.as_tensor(low.astype(np.float32)))
+        self.register_buffer("high", torch.as_tensor(high.astype(np.float32)))
+        finite = np.isfinite(low) & np.isfinite(high)
+        self.register_buffer("half_range", torch.as_tensor(
+            np.where(finite, 0.5 * (high - low), np.maximum(1.0, np.abs(sc))).astype(np.float32)))
+
+    @property
+    def baked_in(self) -> list[str]:
+        steps = [*super().baked_in, "deterministic_head"]
+        steps += ["tanh_squash"] if self.squash else []
+        steps += ["action_clip"] if self.clips else []
+        steps += ["action_scale"] if self.scales else []
+        return [*steps, "action_offset"] if self.offsets else steps
+
+    def action_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the emitted actions (float64, infinite where the chain does not bound them)."""
+        return self.low.numpy().astype(np.float64), self.high.numpy().astype(np.float64)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        y = self._float32(self.net(self._normalized(obs)))
+        if self.squash:
+            y = torch.tanh(y)
+        if self.clips:
+            y = torch.clamp(y, self.clip_low, self.clip_high)
+        if self.scales:
+            y = y * self.scale
+        return y + self.offset if self.offsets else y
+
+
+def _vector(values: Sequence[float], n: int, what: str, fill: float = np.inf) -> np.ndarray:
+    arr = np.asarray([fill if v is None else v for v in np.ravel(np.asarray(values, dtype=object))],
+                     dtype=np.float64)
+    if arr.size == 1:
+        arr = np.full(n, float(arr[0]))
+    if arr.size != n:
+        raise ValueError(f"action {what} has {arr.size} entries; the action has {n}")
+    return arr
+
+
 def _cast_to_weights(module: nn.Module, args: tuple) -> tuple:
     """Forward pre-hook: cast floating inputs to the dtype of ``module``'s own weights."""
     dtype = next(module.parameters(recurse=False)).dtype

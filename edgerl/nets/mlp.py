@@ -19,6 +19,21 @@ LOG_STD_MIN = -5.0
 LOG_STD_MAX = 2.0
 
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "selu": nn.SELU, "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid, "mish": nn.Mish,
+    "celu": nn.CELU, "identity": nn.Identity,
+}
+"""Hidden-layer activations by name (the names a net spec records; defaults: torch's)."""
+
+def activation_class(name: str) -> type[nn.Module]:
+    """The activation module class called ``name`` (a key of :data:`ACTIVATIONS`)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}") from None
+
+
 def mlp_trunk(in_dim: int, hidden: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """Linear -> activation stack; ``hidden`` gives each layer's width."""
     layers: list[nn.Module] = []
@@ -37,7 +52,8 @@ class ObsNormalizer(nn.Module):
     """Running mean/variance observation normaliser (Welford/Chan merge), clipped to +-clip.
 
     The statistics are buffers, so they travel in the state dict and are baked into exports.
-    ``enabled=False`` makes it the identity while keeping the same interface.
+    ``enabled=False`` makes it the identity while keeping the same interface. An infinite
+    ``clip`` clips nothing (rsl_rl's normaliser, imported by ``edgerl import``).
     """
 
     def __init__(self, shape: Sequence[int], clip: float = 10.0, eps: float = 1e-8, enabled: bool = True):
@@ -71,7 +87,8 @@ class ObsNormalizer(nn.Module):
             return obs
         mean = self.mean.to(obs.dtype)
         std = torch.sqrt(self.var + self.eps).to(obs.dtype)
-        return torch.clamp((obs - mean) / std, -self.clip, self.clip)
+        x = (obs - mean) / std
+        return x if math.isinf(self.clip) else torch.clamp(x, -self.clip, self.clip)
 
 
 @register_net("sac_actor")
@@ -82,10 +99,11 @@ class SquashedGaussianActor(nn.Module):
     agent and in the exported graph), so the same actor serves any action bounds.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str = "relu"):
         super().__init__()
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
-        self.trunk = mlp_trunk(self.obs_dim, hidden)
+        self.activation = str(activation)
+        self.trunk = mlp_trunk(self.obs_dim, hidden, activation_class(self.activation))
         last = int(hidden[-1]) if len(hidden) else self.obs_dim
         self.mean = nn.Linear(last, self.act_dim)
         self.log_std = nn.Linear(last, self.act_dim)
@@ -94,7 +112,14 @@ class SquashedGaussianActor(nn.Module):
         # The input width is read from the first layer: it shrinks when units of a feature
         # extractor feeding the actor (OFENet) are pruned.
         obs_dim = self.trunk[0].in_features if len(self.trunk) else self.mean.in_features
-        return {"obs_dim": obs_dim, "act_dim": self.act_dim, "hidden": trunk_widths(self.trunk)}
+        spec = {"obs_dim": obs_dim, "act_dim": self.act_dim, "hidden": trunk_widths(self.trunk)}
+        if self.activation != "relu":  # imported actors (edgerl import); edgerl's own SAC uses ReLU
+            spec["activation"] = self.activation
+        return spec
+
+    def unit_activation(self) -> nn.Module:
+        """The hidden activation, for folding the constant output of dead units."""
+        return activation_class(self.activation)()
 
     def heads(self) -> list[nn.Module]:
         """Layers whose output width is fixed by the action space (never pruned)."""
@@ -158,3 +183,43 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.q(self.trunk(self.obs_in(obs) + self.act_in(act))).squeeze(-1)
+
+
+@register_net("mlp")
+class MLP(nn.Module):
+    """Plain MLP ``in_dim -> hidden... -> out_dim`` with a named hidden activation and an optional
+    output activation: the network of policies imported from other libraries (SB3, rsl_rl,
+    CleanRL, skrl), whose activations (Tanh, ELU, ...) edgerl's own nets do not use."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int], activation: str = "relu",
+                 out_activation: str | None = None):
+        super().__init__()
+        self.in_dim, self.out_dim = int(in_dim), int(out_dim)
+        self.activation, self.out_activation = str(activation), out_activation
+        self.trunk = mlp_trunk(self.in_dim, hidden, activation_class(self.activation))
+        last = int(hidden[-1]) if len(hidden) else self.in_dim
+        self.head = nn.Linear(last, self.out_dim)
+        self.out = activation_class(out_activation)() if out_activation else nn.Identity()
+
+    def spec(self) -> dict:
+        return {"in_dim": self.trunk[0].in_features if len(self.trunk) else self.head.in_features,
+                "out_dim": self.out_dim, "hidden": trunk_widths(self.trunk), "activation": self.activation,
+                "out_activation": self.out_activation}
+
+    def heads(self) -> list[nn.Module]:
+        """The output layer (its width is fixed by the action space)."""
+        return [self.head]
+
+    def unit_activation(self) -> nn.Module:
+        """The hidden activation, for folding the constant output of dead units."""
+        return activation_class(self.activation)()
+
+    def example_inputs(self, batch: int = 2) -> tuple[torch.Tensor, ...]:
+        return (torch.zeros(batch, self.spec()["in_dim"]),)
+
+    def linear_layers(self) -> list[nn.Linear]:
+        """Every Linear layer in order (trunk, then head): how imported weights are mapped."""
+        return [*(m for m in self.trunk if isinstance(m, nn.Linear)), self.head]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.out(self.head(self.trunk(obs)))

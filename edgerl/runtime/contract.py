@@ -39,6 +39,9 @@ class Contract:
     raw: dict[str, Any]
     """The JSON document as read."""
 
+    def __post_init__(self) -> None:
+        parse_io_section(self.raw.get("io"), self.obs_shape, self.act_shape, "contract.json")
+
 
 def _fail(source: str, msg: str) -> BundleError:
     return BundleError(f"{source}: {msg}; re-export the policy (edgerl export) and re-run edgerl deploy")
@@ -118,6 +121,37 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
         act_high=None if discrete else high,
         raw=data,
     )
+
+
+def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, ...], source: str) -> None:
+    """Validate the optional ``io`` section (``edgerl import --io``): observation terms in order
+    (``name``, ``size``, ``unit``, ``scale`` already baked in), action ``joint_names`` in order,
+    ``control_rate_hz``. Sizes must add up to the observation and action shapes.
+
+    Raises:
+        BundleError: The section is malformed or disagrees with the shapes.
+    """
+    if io is None:
+        return
+    if not isinstance(io, dict) or set(io) - {"observation", "action", "control_rate_hz"}:
+        raise _fail(source, "io must be an object with observation, action and/or control_rate_hz")
+    terms = (io.get("observation") or {}).get("terms") if isinstance(io.get("observation"), dict) else None
+    if io.get("observation") is not None:
+        if not isinstance(terms, list) or not all(
+                isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("size"), int)
+                and not isinstance(t.get("size"), bool) and t["size"] > 0 for t in terms):
+            raise _fail(source, "io.observation.terms must be a list of {name, size > 0, unit, scale}")
+        total, need = sum(t["size"] for t in terms), int(np.prod(obs_shape, dtype=np.int64))
+        if total != need:
+            raise _fail(source, f"io.observation.terms sum to {total} entries but the observation has {need}")
+    if io.get("action") is not None:
+        names = io["action"].get("joint_names") if isinstance(io["action"], dict) else None
+        need = int(np.prod(act_shape, dtype=np.int64))
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) != need:
+            raise _fail(source, f"io.action.joint_names must name the {need} action elements in order")
+    rate = io.get("control_rate_hz")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
+        raise _fail(source, f"io.control_rate_hz must be a positive number, got {rate!r}")
 
 
 def read_contract(path: str | os.PathLike) -> Contract:

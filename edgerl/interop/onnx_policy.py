@@ -1,0 +1,329 @@
+"""``--from onnx``: a policy exported by anyone, wrapped with a contract from ``--io`` / ``--env``.
+
+No torch policy can be rebuilt from an arbitrary graph, so the result is what ``edgerl export``
+writes (``policy.onnx`` + ``contract.json``, which ``edgerl bench`` takes) or, with a target, a
+deploy bundle (which ``edgerl run`` and the on-robot runtime take). Compaction and distillation
+need a torch policy: import the library's checkpoint instead.
+
+The graph must have one input ``[batch, *obs_shape]`` (float32 or uint8) and one output
+``[batch, *act_shape]`` (float32, or an integer index for a discrete policy). Its tensors are
+renamed ``obs``/``action`` (the contract's names); what ``--io`` describes and the graph lacks is
+appended as ONNX nodes: observation scale and normaliser before, action clip -> scale -> offset
+after. The result is checked with ``onnx.checker`` and against the original graph in ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgerl.errors import ConfigError
+from edgerl.interop.common import ImportLayoutError, box_space
+from edgerl.interop.io import IODescription, check_widths
+from edgerl.runtime.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+
+MIN_OPSET = 8
+"""Min/Max with broadcasting (the element-wise clip) need ai.onnx opset 8."""
+CHECK_OBS = 256
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError("--from onnx needs onnx: pip install 'edgerl[train]'") from None
+    return onnx
+
+
+def _rename(graph: Any, old: str, new: str) -> None:
+    if old == new:
+        return
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+    for vi in [*graph.input, *graph.output]:
+        if vi.name == old:
+            vi.name = new
+
+
+def _dims(vi: Any) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+
+
+class _Chain:
+    """The pre/post steps appended to the graph, also applied in numpy for the check."""
+
+    def __init__(self, io: IODescription | None, obs_dim: int, act_dim: int, discrete: bool):
+        self.pre: list[tuple[str, np.ndarray]] = []
+        self.post: list[tuple[str, np.ndarray]] = []
+        if io is None:
+            return
+        scale = io.obs_scale()
+        if scale is not None:
+            self.pre.append(("Mul", scale.astype(np.float32)))
+        if io.normalizer is not None:
+            n = io.normalizer
+            denom = np.sqrt(n["var"]) + n["eps"] if n["formula"] == "std" else np.sqrt(n["var"] + n["eps"])
+            self.pre += [("Sub", n["mean"].astype(np.float32)), ("Div", denom.astype(np.float32))]
+            if np.isfinite(n["clip"]):
+                self.pre += [("Max", np.full(obs_dim, -n["clip"], np.float32)),
+                             ("Min", np.full(obs_dim, n["clip"], np.float32))]
+        if discrete:
+            return
+        if io.clip_low is not None:
+            self.post += [("Max", np.broadcast_to(np.float32(io.clip_low), act_dim).astype(np.float32)),
+                          ("Min", np.broadcast_to(np.float32(io.clip_high), act_dim).astype(np.float32))]
+        if io.scale is not None:
+            self.post.append(("Mul", np.broadcast_to(np.float32(io.scale), act_dim).astype(np.float32)))
+        if io.offset is not None:
+            self.post.append(("Add", np.broadcast_to(np.float32(io.offset), act_dim).astype(np.float32)))
+
+    @staticmethod
+    def apply(steps: list[tuple[str, np.ndarray]], x: np.ndarray) -> np.ndarray:
+        ops = {"Mul": np.multiply, "Sub": np.subtract, "Div": np.divide, "Max": np.maximum, "Min": np.minimum,
+               "Add": np.add}
+        for op, value in steps:
+            x = ops[op](x, value).astype(np.float32)
+        return x
+
+    def bounds(self, act_dim: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = np.full(act_dim, -np.inf), np.full(act_dim, np.inf)
+        for op, v in self.post:
+            v = v.astype(np.float64)
+            if op == "Max":
+                lo = np.maximum(lo, v)
+            elif op == "Min":
+                hi = np.minimum(hi, v)
+            elif op == "Mul":
+                lo, hi = np.minimum(lo * v, hi * v), np.maximum(lo * v, hi * v)
+            elif op == "Add":
+                lo, hi = lo + v, hi + v
+        return np.nan_to_num(lo, nan=-np.inf), np.nan_to_num(hi, nan=np.inf)
+
+
+def _append(onnx: Any, graph: Any, steps: list[tuple[str, np.ndarray]], src: str, dst: str, tag: str) -> None:
+    """Nodes ``src -> op(., const) -> ... -> dst``; ``src`` is renamed to feed the first node."""
+    from onnx import helper, numpy_helper
+
+    names = [src, *(f"edgerl_{tag}_{i}" for i in range(len(steps) - 1)), dst]
+    for i, (op, value) in enumerate(steps):
+        const = f"edgerl_{tag}_const_{i}"
+        graph.initializer.append(numpy_helper.from_array(value, const))
+        graph.node.append(helper.make_node(op, [names[i], const], [names[i + 1]], name=f"edgerl_{tag}_{op}_{i}"))
+
+
+def _wrap(model: Any, chain: _Chain, in_name: str) -> Any:
+    """Rename the graph's tensors and append the chain's nodes (the model is modified in place)."""
+    onnx = _onnx()
+    graph = model.graph
+    in_vi, out_vi = next(vi for vi in graph.input if vi.name == in_name), graph.output[0]
+    _rename(graph, in_vi.name, "obs_raw_in" if chain.pre else "obs")
+    _rename(graph, out_vi.name, "action_raw_out" if chain.post else "action")
+    if chain.pre:  # a new graph input "obs" feeding the pre chain, whose end is the old input
+        new_in = onnx.helper.make_tensor_value_info("obs", in_vi.type.tensor_type.elem_type, None)
+        new_in.type.CopyFrom(in_vi.type)
+        _append(onnx, graph, chain.pre, "obs", "obs_raw_in", "pre")
+        nodes = list(graph.node)
+        pre = [n for n in nodes if n.name.startswith("edgerl_pre_")]
+        del graph.node[:]
+        graph.node.extend([*pre, *(n for n in nodes if not n.name.startswith("edgerl_pre_"))])
+        graph.input.remove(in_vi)
+        graph.input.insert(0, new_in)
+    if chain.post:
+        new_out = onnx.helper.make_tensor_value_info("action", out_vi.type.tensor_type.elem_type, None)
+        new_out.type.CopyFrom(out_vi.type)
+        _append(onnx, graph, chain.post, "action_raw_out", "action", "post")
+        graph.output.remove(out_vi)
+        graph.output.insert(0, new_out)
+    return model
+
+
+def _session(model_bytes: bytes) -> Any:
+    from edgerl.export.checks import ort_session
+
+    return ort_session(model_bytes)
+
+
+def import_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, *, io: IODescription | None = None,
+                env_id: str | None = None, target: str | None = None, force: bool = False,
+                seed: int = 0) -> dict[str, Any]:
+    """Wrap ``src`` as ``out_dir/policy.onnx`` + ``contract.json`` (a bundle when ``target`` is given).
+
+    Raises:
+        ImportLayoutError: Not a single-input single-output policy graph, or the checks failed.
+        ConfigError: ``--io``/``--env`` disagree with the graph's widths, or a needed fact is missing.
+    """
+    onnx = _onnx()
+    src = Path(src)
+    try:
+        model = onnx.load(str(src), load_external_data=False)
+    except FileNotFoundError:
+        raise ConfigError(f"{src}: no such file") from None
+    except Exception as e:  # protobuf decode errors
+        raise ImportLayoutError(f"{src}: not an ONNX model ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:
+        raise ImportLayoutError(f"{src}: onnx.checker rejects it ({str(e).strip().splitlines()[0][:200]})") from None
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise ImportLayoutError(f"{src}: weights in external data files; save it as one file")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    init_names = {t.name for t in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in init_names]
+    if len(inputs) != 1 or len(model.graph.output) != 1:
+        raise ImportLayoutError(f"{src}: edgerl wraps graphs with one input and one output; this one has inputs "
+                                f"{[vi.name for vi in inputs]} and outputs {[vo.name for vo in model.graph.output]} "
+                                "(recurrent policies with explicit state are not supported yet)")
+    in_vi, out_vi = inputs[0], model.graph.output[0]
+    in_dims, out_dims = _dims(in_vi), _dims(out_vi)
+    if len(in_dims) < 2 or any(d is None for d in in_dims[1:]):
+        raise ImportLayoutError(f"{src}: input {in_vi.name} has shape {in_dims}; expected [batch, *obs_shape] "
+                                "with fixed observation dims")
+    obs_shape = [int(d) for d in in_dims[1:]]
+    in_type = onnx.helper.tensor_dtype_to_np_dtype(in_vi.type.tensor_type.elem_type)
+    out_type = onnx.helper.tensor_dtype_to_np_dtype(out_vi.type.tensor_type.elem_type)
+    if in_type not in (np.float32, np.uint8):
+        raise ImportLayoutError(f"{src}: input {in_vi.name} is {in_type}; edgerl feeds float32 or uint8")
+    discrete = out_type.kind in "iu"
+    act_shape = [] if discrete else [int(d) for d in out_dims[1:] if d is not None]
+    if not discrete and (len(out_dims) != 2 or out_dims[1] is None or out_type != np.float32):
+        raise ImportLayoutError(f"{src}: output {out_vi.name} is {out_type}{out_dims}; expected float32 [batch, "
+                                "act_dim] or an integer index [batch]")
+    obs_dim, act_dim = int(np.prod(obs_shape)), int(np.prod(act_shape)) if act_shape else 1
+
+    env = None
+    if env_id:
+        from edgerl.envs import make_env, space_env_info
+
+        e = make_env(env_id)
+        try:
+            env = space_env_info(e)
+        finally:
+            e.close()
+        if env["observation_space"]["shape"] != obs_shape:
+            raise ConfigError(f"{env_id} observes {env['observation_space']['shape']} but the graph takes {obs_shape}")
+        act_space = env["action_space"]
+        if discrete != (act_space["kind"] == "discrete") or (not discrete and act_space["shape"] != act_shape):
+            raise ConfigError(f"{env_id} has action space {act_space['kind']} {act_space['shape']} but the graph "
+                              f"outputs {'an index' if discrete else act_shape}")
+    if io is not None:
+        if io.terms and len(obs_shape) != 1:
+            raise ConfigError("--io observation terms describe vector observations; the graph takes "
+                              f"{obs_shape}")
+        check_widths(io, obs_dim, act_dim, "--io")
+        if discrete and any(v is not None for v in (io.clip_low, io.scale, io.offset)):
+            raise ConfigError("--io action clip/scale/offset do not apply to a discrete (index) output")
+    if discrete and env is None:
+        raise ConfigError(f"{src} outputs a discrete action index; pass --env so the contract knows how many")
+    if opset < MIN_OPSET:
+        raise ImportLayoutError(f"{src}: opset {opset}; edgerl appends nodes that need opset >= {MIN_OPSET}")
+
+    chain = _Chain(io, obs_dim, act_dim, discrete)
+    original_bytes = model.SerializeToString()
+    wrapped = _wrap(model, chain, in_vi.name)
+    try:
+        onnx.checker.check_model(wrapped, full_check=True)
+    except Exception as e:
+        raise ImportLayoutError(f"{src}: the wrapped graph fails onnx.checker ({str(e).splitlines()[0][:200]}); "
+                                "please report it") from None
+    wrapped_bytes = wrapped.SerializeToString()
+
+    # Check in ONNX Runtime: wrapped graph == chain applied around the original graph.
+    from edgerl.envs import random_observations
+
+    obs_space = env["observation_space"] if env else box_space(obs_shape, dtype=str(np.dtype(in_type)))
+    rng = np.random.default_rng(seed)
+    obs = random_observations(obs_space, CHECK_OBS, rng).astype(in_type)
+    orig, new = _session(original_bytes), _session(wrapped_bytes)
+    orig_in, orig_out = orig.get_inputs()[0].name, orig.get_outputs()[0].name
+    batch_ok = in_dims[0] is None
+    rows = [obs[i:i + 1] for i in range(len(obs))] if not batch_ok else [obs]
+    got = np.concatenate([new.run(["action"], {"obs": r})[0] for r in rows])
+    ref = np.concatenate([chain.apply(chain.post, orig.run([orig_out], {orig_in: chain.apply(chain.pre, r)
+                                                                        if chain.pre else r})[0]) for r in rows])
+    if discrete:
+        ok = np.array_equal(got, ref)
+        gap = float((got != ref).mean())
+    else:
+        gap = float(np.abs(got.astype(np.float64) - ref).max(initial=0.0))
+        ok = bool(np.all(np.isfinite(got))) and gap <= 1e-5
+    if not ok:
+        raise ImportLayoutError(f"{src}: the wrapped graph differs from the original by {gap:.3g} in ONNX Runtime "
+                                "(or gives non-finite actions); please report it")
+
+    contract = _contract(src, obs_space, env, discrete, act_shape, chain, io, opset)
+    out = Path(out_dir)
+    if target is None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "policy.onnx", wrapped_bytes)
+        import json
+
+        atomic_write_text(out / "contract.json", json.dumps(contract, indent=2) + "\n")
+    else:
+        import tempfile
+
+        from edgerl.runtime.bundle import write_bundle
+        from edgerl.runtime.profile import load_profile
+
+        with tempfile.TemporaryDirectory(prefix="edgerl-import-") as tmp:
+            onnx_path = Path(tmp) / "policy.onnx"
+            atomic_write_bytes(onnx_path, wrapped_bytes)
+            write_bundle(out, onnx_path, contract, obs[:64], got[:64], load_profile(target), overwrite=force)
+    return {"output": str(out), "obs_shape": obs_shape, "action": "index" if discrete else act_shape,
+            "baked_in": contract["baked_in"], "max_abs_diff": gap, "checked_obs": len(obs), "opset": opset,
+            "bundle": target is not None}
+
+
+def _contract(src: Path, obs_space: dict[str, Any], env: dict[str, Any] | None, discrete: bool,
+              act_shape: list[int], chain: _Chain, io: IODescription | None, opset: int) -> dict[str, Any]:
+    from edgerl.checkpoint import library_versions
+    from edgerl.runtime.contract import CONTRACT_FORMAT, CONTRACT_VERSION, parse_contract
+
+    if discrete:
+        action = {"name": "action", "shape": [], "dtype": "int64", "discrete": True,
+                  "n": int(env["action_space"]["n"]), "low": None, "high": None}  # type: ignore[index]
+    else:
+        lo, hi = chain.bounds(int(np.prod(act_shape)))
+        if env is not None and not chain.post:
+            lo = np.array([-np.inf if v is None else v for v in env["action_space"]["low"]])
+            hi = np.array([np.inf if v is None else v for v in env["action_space"]["high"]])
+
+        def bound(v: np.ndarray) -> list | None:
+            return None if not np.isfinite(v).any() else [float(x) if np.isfinite(x) else None for x in v]
+
+        action = {"name": "action", "shape": act_shape, "dtype": "float32", "discrete": False, "n": None,
+                  "low": bound(lo), "high": bound(hi)}
+    pre = [op for op, _ in chain.pre]
+    baked = (["observation_scale"] if io is not None and io.obs_scale() is not None else []) + \
+        (["observation_normalizer"] if "Sub" in pre else []) + ["imported_onnx_graph"]
+    post = [op for op, _ in chain.post]
+    baked += (["action_clip"] if "Max" in post else []) + (["action_scale"] if "Mul" in post else []) + \
+        (["action_offset"] if "Add" in post else [])
+    versions = library_versions()
+    contract: dict[str, Any] = {
+        "format": CONTRACT_FORMAT, "version": CONTRACT_VERSION,
+        "observation": {"name": "obs", "shape": list(obs_space["shape"]), "dtype": str(np.dtype(obs_space["dtype"])),
+                        "low": _null_bounds(obs_space.get("low")), "high": _null_bounds(obs_space.get("high")),
+                        "names": None},
+        "action": action, "baked_in": baked, "precision": "fp32",
+        "source": {"checkpoint": str(src), "sha256": sha256_file(src), "algo": "onnx",
+                   "env_id": env["id"] if env else "unknown", "kind": "import:onnx", "steps": None},
+        "versions": {**{k: versions[k] for k in ("edgerl", "onnx", "onnxruntime") if k in versions}, "opset": opset},
+    }
+    if io is not None and io.contract_section():
+        contract["io"] = io.contract_section()
+    parse_contract(contract, source="contract of the imported ONNX policy")
+    return contract
+
+
+def _null_bounds(values: list | None) -> list | None:
+    if values is None or all(v is None for v in values):
+        return None
+    return list(values)
