@@ -58,15 +58,16 @@ _UNLISTED_HINTS = {
              "install.sh keeps the virtualenv outside the bundle (EDGERL_VENV)",
 }
 
-_INSTALL_SHIM = '''"""Install the bundled runtime into this Python: python -I -B runtime/install_runtime.py"""
+_INSTALL_SHIM = '''"""Verify this bundle and install its runtime into this Python: python -I -B runtime/install_runtime.py"""
 import sys
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # never leave __pycache__ inside the bundle
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+here = Path(__file__).resolve().parent
+sys.path.insert(0, str(here))
 from edgerl_runtime.install import main  # noqa: E402
 
-sys.exit(main())
+sys.exit(main(bundle=here.parent))
 '''
 
 
@@ -76,30 +77,36 @@ def _unlisted_hint(rel: PurePosixPath) -> str:
     return _UNLISTED_HINTS.get(rel.name, f"remove it, or {_REDEPLOY}")
 
 
-def _scan(root: Path, rel_dir: PurePosixPath = PurePosixPath()) -> Iterator[tuple[PurePosixPath, bool]]:
+def _scan(root: Path) -> Iterator[tuple[PurePosixPath, bool]]:
     """``(relative path, is_dir)`` of everything under ``root``, depth first, never following links.
 
     Raises:
         BundleError: A symbolic link or something that is neither a regular file nor a folder.
     """
-    try:
-        entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name)
-    except OSError as e:
-        raise _fail(root / rel_dir, f"cannot be read ({e.strerror})") from None
-    for entry in entries:
-        rel = rel_dir / entry.name
-        if entry.is_symlink():
-            raise _fail(root / rel, f"is a symbolic link (to {os.readlink(entry.path)}); a bundle holds regular "
-                                    "files only, so a link cannot bring unverified code or data into it",
-                        f"replace it by the file it points to or remove it, or {_REDEPLOY}")
-        if entry.is_dir(follow_symlinks=False):
-            yield rel, True
-            yield from _scan(root, rel)
-        elif entry.is_file(follow_symlinks=False):
-            yield rel, False
-        else:
-            raise _fail(root / rel, "is neither a regular file nor a folder (device, socket or pipe)",
-                        f"remove it, or {_REDEPLOY}")
+    stack = [PurePosixPath()]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = sorted(os.scandir(root / rel_dir), key=lambda e: e.name, reverse=True)
+        except OSError as e:
+            raise _fail(root / rel_dir, f"cannot be read ({e.strerror})") from None
+        found = []
+        for entry in entries:
+            rel = rel_dir / entry.name
+            if entry.is_symlink():
+                raise _fail(root / rel, f"is a symbolic link (to {os.readlink(entry.path)}); a bundle holds regular "
+                                        "files only, so a link cannot bring unverified code or data into it",
+                            f"replace it by the file it points to or remove it, or {_REDEPLOY}")
+            if entry.is_dir(follow_symlinks=False):
+                found.append((rel, True))
+            elif entry.is_file(follow_symlinks=False):
+                found.append((rel, False))
+            else:
+                raise _fail(root / rel, "is neither a regular file nor a folder (device, socket or pipe)",
+                            f"remove it, or {_REDEPLOY}")
+        for rel, is_dir in reversed(found):
+            yield rel, is_dir
+        stack.extend(rel for rel, is_dir in found if is_dir)
 
 
 def _check_device_local(root: Path, rel: PurePosixPath, is_dir: bool) -> None:
