@@ -28,7 +28,7 @@ def test_every_python_call_is_isolated(path):
         assert ".venv" not in ln, ln  # the virtualenv lives outside the bundle
         rest = ln.replace('"$VENV/bin/python" -I -B', "ISOLATED").replace('"${PY[@]}"', "ISOLATED")
         rest = re.sub(r'^PYTHON="\$\{PYTHON:-[^}]*\}"', "", rest.replace('"$PYTHON" -m venv', "MAKES_VENV"))
-        assert not re.search(r"\bpython3?\b|/bin/python", rest), f"{path}: python call without -I -B: {ln}"
+        assert not re.search(r"(?<![-\w])python3?\b(?!-)|/bin/python", rest), f"{path}: python call without -I -B: {ln}"
 
 
 @pytest.mark.parametrize("family", FAMILIES)
