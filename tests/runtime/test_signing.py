@@ -13,7 +13,13 @@ from edgerl.runtime.cli import main as runtime_main
 from edgerl.runtime.errors import BundleError
 from edgerl.runtime.fileio import sha256_file
 from edgerl.runtime.policy import Policy
-from edgerl.runtime.signing import TRUSTED_KEYS_ENV, generate_key, key_id, load_public_key, sign_bundle
+from edgerl.runtime.signing import (
+    TRUSTED_KEYS_ENV,
+    generate_key,
+    key_id,
+    load_public_key,
+    sign_bundle,
+)
 
 
 @pytest.fixture(scope="module")
