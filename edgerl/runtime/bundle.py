@@ -181,8 +181,10 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool) -> set[str]:
 
 
 def default_device_files_dir(family: str) -> Path:
-    """``deploy/<family>`` of the source checkout."""
-    return Path(__file__).resolve().parents[2] / "deploy" / family
+    """``deploy/<family>`` shipped with edgerl (the checkout's folder, or a wheel's package data)."""
+    from .resources import shipped_dir
+
+    return shipped_dir("deploy") / family
 
 
 def _versions(contract: Mapping[str, Any]) -> dict[str, str]:
