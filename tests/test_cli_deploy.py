@@ -123,3 +123,12 @@ def test_deploy_with_a_bad_signing_key_fails_before_any_work(trained, tmp_path):
                    str(tmp_path / "k"), check=False)
     assert proc.returncode == 2 and "is not an unencrypted PEM private key" in proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("args", [["--episodes", "0"], ["--episodes", "-2"], ["--max-steps", "0"]])
+def test_run_refuses_non_positive_counts(tmp_path, capsys, args):
+    from edgerl.cli import main
+
+    assert main(["run", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert "edgerl run: error:" in err and "must be >= 1" in err and len(err.strip().splitlines()) == 1
