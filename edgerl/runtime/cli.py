@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             signed = f", signed by trusted key {m['signed_by']}" if m["signed_by"] else ""
             print(f"OK: {len(m['files'])} files match {args.bundle / 'manifest.json'} (profile {m['profile']}){signed}")
         elif args.cmd == "check":
+            if args.no_verify and _keys(args):
+                raise EdgerlError("--no-verify is refused: this robot trusts signed bundles only "
+                                  "(EDGERL_TRUSTED_KEYS, /etc/edgerl/trusted_keys or --trusted-key)")
             r = check(args.bundle, _backends_arg(args.backends), args.iterations, not args.no_verify, _keys(args))
             if args.json:
                 print(json.dumps(r, indent=2))

@@ -130,3 +130,19 @@ def test_runtime_cli_trusted_key_keygen_and_sign(bundle, tmp_path, capsys):
     assert runtime_main(["sign", str(bundle), "--key", str(key)]) == 0
     assert runtime_main(["verify", str(bundle), "--trusted-key", f"{key}.pub"]) == 0
     assert "signed by trusted key" in capsys.readouterr().out
+
+
+def test_write_bundle_signs_and_an_unsigned_rewrite_drops_the_signature(make_bundle, keys, tmp_path):
+    (private, public), _ = keys
+    out = make_bundle(sign_key=private, out_dir=tmp_path / "b")
+    assert verify_bundle(out, [public])["signed_by"] == key_id(load_public_key(public))
+    make_bundle(out_dir=out, overwrite=True)
+    assert not (out / "manifest.sig").exists()
+    with pytest.raises(BundleError, match="manifest.sig: missing"):
+        verify_bundle(out, [public])
+
+
+def test_no_verify_is_refused_where_keys_are_trusted(bundle, keys, capsys):
+    (_, public), _ = keys
+    assert runtime_main(["check", str(bundle), "--no-verify", "--trusted-key", str(public), "-n", "1"]) == 1
+    assert "--no-verify is refused" in capsys.readouterr().err
