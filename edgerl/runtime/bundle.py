@@ -152,7 +152,7 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool) -> set[str]:
     """
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise BundleError(f"{out} exists and is not a folder; choose another output path")
+        raise BundleError(f"{out} exists and is not a folder (or is a symbolic link); choose another output path")
     if not out.is_dir() or not any(out.iterdir()):
         return set()
     owned = owned_files(out)
