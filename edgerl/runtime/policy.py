@@ -184,7 +184,7 @@ class Policy:
             worst = np.unravel_index(int(np.argmax(np.where(np.isnan(excess), np.inf, excess))), excess.shape)
             diff = float(abs(float(got[worst]) - ref[worst]))
             raise BundleError(f"{src}: reference check failed on backend {self.backend.name} ({self.backend.precision}): "
-                              f"action {list(worst[1:])} of sample {worst[0]} is {float(got[worst]):.6g}, reference "
+                              f"action {[int(i) for i in worst[1:]]} of sample {int(worst[0])} is {float(got[worst]):.6g}, reference "
                               f"{ref[worst]:.6g} (|diff| {diff:.3g} > atol {atol:g} + rtol {rtol:g}*|ref|); {todo}")
 
     # ------------------------------------------------------------------ acting
