@@ -95,7 +95,7 @@ def _bound(v: Any, shape: tuple[int, ...], fill: float, key: str, source: str) -
     return np.asarray([fill if x is None else float(x) for x in flat], dtype=np.float64).reshape(shape)
 
 
-def _check_bounds(low: np.ndarray | None, high: np.ndarray | None, baked_in: Any, source: str) -> None:
+def _check_bounds(low: np.ndarray | None, high: np.ndarray | None, baked_in: list[str], source: str) -> None:
     """Continuous bounds: ordered, and finite everywhere if the graph rescales actions into them."""
     if low is not None and high is not None:
         bad = np.flatnonzero(~(low < high).reshape(-1))
@@ -103,7 +103,7 @@ def _check_bounds(low: np.ndarray | None, high: np.ndarray | None, baked_in: Any
             i = int(bad[0])
             raise _fail(source, f"action.low[{i}] = {low.reshape(-1)[i]:g} is not below action.high[{i}] = "
                                 f"{high.reshape(-1)[i]:g}")
-    if isinstance(baked_in, list) and "action_rescale" in baked_in:
+    if "action_rescale" in baked_in:
         for key, b in (("action.low", low), ("action.high", high)):
             if b is None or not np.isfinite(b).all():
                 raise _fail(source, f"{key} must give a number for every entry: the graph rescales actions into "
@@ -142,8 +142,11 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
                        f"action.dtype (discrete={str(discrete).lower()})", source, ACT_DTYPES[discrete])
     low = _bound(act.get("low"), act_shape, -np.inf, "action.low", source)
     high = _bound(act.get("high"), act_shape, np.inf, "action.high", source)
+    baked_in = data.get("baked_in", [])
+    if not isinstance(baked_in, list) or not all(isinstance(b, str) for b in baked_in):
+        raise _fail(source, f"baked_in must be a list of step names, got {_short(baked_in)}")
     if not discrete:
-        _check_bounds(low, high, data.get("baked_in"), source)
+        _check_bounds(low, high, baked_in, source)
     return Contract(
         obs_shape=obs_shape,
         obs_dtype=_dtype(obs.get("dtype", "float32"), "observation.dtype", source, OBS_DTYPES),

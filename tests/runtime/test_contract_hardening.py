@@ -45,6 +45,7 @@ BAD_CONTRACTS = {
     "ragged bounds": (_with_action(low=[[-1.0], [-2.0, 0.0]]), r"action.low"),
     "huge shape": (_with_action(shape=[1 << 20, 1 << 20], low=None, high=None), r"has more than"),
     "version true": ({**contract(), "version": True}, r"'version' is True"),
+    "baked_in not a list": ({**contract(), "baked_in": True}, r"baked_in must be a list of step names"),
     "n bool": (contract(act_shape=(), discrete=True, n=True, low=None, high=None), r"action.n must be an integer"),
 }
 

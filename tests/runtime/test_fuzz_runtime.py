@@ -97,7 +97,8 @@ def test_contract_parser_accepts_only_sane_contracts(doc):
             assert np.all((np.abs(b) <= MAX_ABS_BOUND) | np.isinf(b))
     if c.act_low is not None and c.act_high is not None:
         assert np.all(c.act_low < c.act_high)
-    if "action_rescale" in (doc.get("baked_in") or []):
+    assert isinstance(doc.get("baked_in", []), list)
+    if "action_rescale" in doc.get("baked_in", []):
         assert np.isfinite(c.act_low).all() and np.isfinite(c.act_high).all()
 
 
