@@ -172,8 +172,10 @@ def load_recipe(path: str | Path, env_id: str, allowed: set[str]) -> dict[str, A
 
 
 def default_recipe(algo: str) -> Path:
-    """The recipe file shipped for ``algo`` (profiles/recipes/<algo>.yaml)."""
-    return REPO_PROFILES / "recipes" / f"{algo}.yaml"
+    """The recipe file shipped for ``algo`` (profiles/recipes/<algo>.yaml, checkout or wheel)."""
+    from edgerl.runtime.resources import shipped_dir
+
+    return shipped_dir("profiles") / "recipes" / f"{algo}.yaml"
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

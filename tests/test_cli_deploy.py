@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,3 +72,63 @@ def test_tampered_bundle_is_refused(trained, tmp_path):
 def test_deploy_unknown_target_is_an_error(trained, tmp_path):
     proc = run_cli("deploy", str(trained), "--target", "raspberry-pi-9", "-o", str(tmp_path / "x"), check=False)
     assert proc.returncode == 2 and "raspberry-pi-9" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _export_into(run, real: bool) -> None:
+    if real:
+        run_cli("export", str(run / "ckpt.pt"), "--recorded-steps", "0")
+    else:  # what `edgerl export RUN/ckpt.pt` leaves there, without its 15 s
+        (run / "policy.onnx").write_bytes(b"onnx")
+        (run / "contract.json").write_text(json.dumps({"format": "edgerl-contract", "version": 1}))
+
+
+@pytest.mark.parametrize("real_export", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_force_never_replaces_a_run_folder(trained, tmp_path, real_export):
+    """Issue 12 probe (item 5): export's contract.json fooled the 'not a bundle' guard of --force."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    _export_into(run, real_export)
+    assert (run / "contract.json").exists()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    proc = run_cli("deploy", str(run / "ckpt.pt"), "--target", "x86-cpu", "-o", str(run), "--force", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "is not an edgerl bundle" in proc.stderr and "ckpt.pt" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing lost
+
+
+@pytest.mark.slow
+def test_signed_deploy_is_checked_by_the_robot(trained, tmp_path):
+    key = tmp_path / "keys" / "k"
+    key.parent.mkdir()
+    run_cli("deploy", "--gen-key", str(key))
+    bundle = tmp_path / "b"
+    proc = run_cli("deploy", str(trained), "--target", "x86-cpu", "-o", str(bundle), "--recorded-steps", "0",
+                   "--sign", str(key))
+    assert "signed by key" in proc.stdout and (bundle / "manifest.sig").is_file()
+    ok = subprocess.run([sys.executable, "-m", "edgerl.runtime", "verify", str(bundle), "--trusted-key", f"{key}.pub"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "signed by trusted key" in ok.stdout, ok.stderr
+    # redeploying unsigned over it removes the old signature: the robot refuses the new bundle
+    run_cli("deploy", str(trained), "--target", "x86-cpu", "-o", str(bundle), "--recorded-steps", "0", "--force")
+    assert not (bundle / "manifest.sig").exists()
+    bad = subprocess.run([sys.executable, "-m", "edgerl.runtime", "verify", str(bundle), "--trusted-key", f"{key}.pub"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "manifest.sig: missing" in bad.stderr
+
+
+def test_deploy_with_a_bad_signing_key_fails_before_any_work(trained, tmp_path):
+    (tmp_path / "k").write_text("not a key")
+    proc = run_cli("deploy", str(trained), "--target", "x86-cpu", "-o", str(tmp_path / "b"), "--sign",
+                   str(tmp_path / "k"), check=False)
+    assert proc.returncode == 2 and "is not an unencrypted PEM private key" in proc.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("args", [["--episodes", "0"], ["--episodes", "-2"], ["--max-steps", "0"]])
+def test_run_refuses_non_positive_counts(tmp_path, capsys, args):
+    from edgerl.cli import main
+
+    assert main(["run", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert "edgerl run: error:" in err and "must be >= 1" in err and len(err.strip().splitlines()) == 1

@@ -7,8 +7,8 @@
 set -euo pipefail
 
 BUNDLE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV="${EDGERL_VENV:-$BUNDLE/.venv}"
-PY="$VENV/bin/python"
+VENV="${EDGERL_VENV:-$(dirname "$BUNDLE")/edgerl-venv}"
+PY=("$VENV/bin/python" -I -B)   # the installed runtime; the bundle is never on the import path
 mkdir -p "$BUNDLE/cache"
 
 state="$BUNDLE/cache/device_state.txt"
@@ -18,12 +18,12 @@ state="$BUNDLE/cache/device_state.txt"
   nvidia-smi --query-gpu=name,driver_version,compute_cap,pstate,clocks.max.sm --format=csv 2>&1 \
     || echo "nvidia-smi unavailable"
   echo "--- tensorrt"
-  "$PY" -c 'import tensorrt; print(tensorrt.__version__)' 2>&1 || echo "not importable"
+  "${PY[@]}" -c 'import tensorrt; print(tensorrt.__version__)' 2>&1 || echo "not importable"
 } >"$state"
 echo "==> device state recorded in $state"
 
 echo "==> building engine (minutes for large conv nets)"
-PYTHONPATH="$BUNDLE/runtime${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m edgerl_runtime.build_engine "$BUNDLE" "$@"
+"${PY[@]}" -m edgerl_runtime.build_engine "$BUNDLE" "$@"
 
 echo "==> check on TensorRT"
-PYTHONPATH="$BUNDLE/runtime${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m edgerl_runtime check "$BUNDLE" --backends trt
+"${PY[@]}" -m edgerl_runtime check "$BUNDLE" --backends trt

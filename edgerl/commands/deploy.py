@@ -5,6 +5,10 @@ The bundle is what goes onto the robot: ``policy.onnx``, ``contract.json``, ``re
 runtime, the target family's device files, and ``manifest.json`` with the sha256 of every file.
 TensorRT engines are not built here: they are built and cached on the device
 (``build_engine.sh``), since an engine only runs on the GPU and TensorRT version that built it.
+
+``--sign KEY`` signs the manifest with an Ed25519 key (``--gen-key KEY`` makes one); a robot that
+trusts the public key refuses bundles without that signature. ``--force`` replaces only a
+previous edgerl bundle (recognised by its ``manifest.json``), never a run folder or other files.
 """
 
 from __future__ import annotations
@@ -19,33 +23,44 @@ REFERENCE_OBS = 64
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a train or compact checkpoint (ckpt.pt / compact.pt or a run folder)")
-    p.add_argument("--target", required=True,
+    p.add_argument("checkpoint", nargs="?", help="a train or compact checkpoint (ckpt.pt / compact.pt or a run folder)")
+    p.add_argument("--target",
                    help="target profile name (x86-cpu, desktop-gpu, jetson, jetson-orin-nano, jetson-agx-orin, "
                         "jetson-xavier-nx, mcu-cortex-m4) or a profile YAML path")
     p.add_argument("-o", "--output", default=None, help="bundle folder (default: <ckpt dir>/bundle-<target>)")
-    p.add_argument("--force", action="store_true", help="replace an existing bundle (its engine cache is kept)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a previous edgerl bundle in the output folder (its cache/ and logs/ are kept); "
+                        "a folder holding anything else is refused")
+    p.add_argument("--sign", default=None, metavar="KEY",
+                   help="sign the manifest with this Ed25519 private key (needs: pip install 'edgerl[sign]')")
+    p.add_argument("--gen-key", default=None, metavar="KEY",
+                   help="write a new Ed25519 key pair KEY (private, mode 0600) and KEY.pub, then exit")
     p.add_argument("--recorded-steps", type=int, default=256,
                    help="env steps recorded for the compaction/export checks and reference observations (0: random only)")
     p.add_argument("--json", default=None, metavar="FILE", help="write a summary of the deployment as JSON")
 
 
 def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None, force: bool = False,
-           recorded_steps: int = 256) -> dict[str, Any]:
+           recorded_steps: int = 256, sign: str | Path | None = None) -> dict[str, Any]:
     """Build the bundle; returns a summary (paths, sizes, checks)."""
     from edgerl.checkpoint import load_checkpoint, save_checkpoint
     from edgerl.compact import compact_checkpoint
     from edgerl.export.api import export_policy
     from edgerl.export.observations import reference_observations
-    from edgerl.runtime.bundle import write_bundle
+    from edgerl.runtime.bundle import check_output_dir, write_bundle
     from edgerl.runtime.fileio import sha256_file
     from edgerl.runtime.profile import load_profile
 
     src = Path(checkpoint)
     src = src / "ckpt.pt" if src.is_dir() else src
     profile = load_profile(target)
-    ckpt = load_checkpoint(src)
+    if sign is not None:
+        from edgerl.runtime.signing import load_private_key
+
+        load_private_key(sign)  # before the work: a bad key is a one-line error
     out = Path(output) if output else src.parent / f"bundle-{profile.name}"
+    check_output_dir(out, force)  # before the work, and again (atomically with the write) in write_bundle
+    ckpt = load_checkpoint(src)
     summary: dict[str, Any] = {"checkpoint": str(src), "target": profile.name, "bundle": str(out)}
     with tempfile.TemporaryDirectory(prefix="edgerl-deploy-") as tmp_dir:
         tmp = Path(tmp_dir)
@@ -71,12 +86,16 @@ def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None
         contract["source"]["sha256"] = sha256_file(src)
         ref = reference_observations(load_checkpoint(policy_ckpt), REFERENCE_OBS, recorded=recorded_steps > 0)
         manifest = write_bundle(out, onnx_path, contract, ref["obs"], ref["action"], profile, overwrite=force,
-                                extra_files=extra)
+                                extra_files=extra, sign_key=sign)
     summary.update({
         "onnx_bytes": export.size_bytes, "opset": export.opset, "precision": export.precision,
         "parity_worst": export.parity.worst, "files": sorted(manifest["files"]),
         "backends": list(profile.backends),
     })
+    if sign is not None:
+        from edgerl.runtime.signing import key_id, public_key_of
+
+        summary["signed_by"] = key_id(public_key_of(sign))
     return summary
 
 
@@ -95,7 +114,18 @@ def _native_files(policy_ckpt: Path, src: Path, profile: Any, out: Path, summary
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = deploy(args.checkpoint, args.target, args.output, args.force, args.recorded_steps)
+    from edgerl.errors import ConfigError
+
+    if args.gen_key:
+        from edgerl.runtime.signing import generate_key
+
+        private, public = generate_key(args.gen_key)
+        print(f"wrote {private} (private: keep it here, pass it to --sign) and {public} (copy it to "
+              "/etc/edgerl/trusted_keys/ on each robot)")
+        return 0
+    if not args.checkpoint or not args.target:
+        raise ConfigError("deploy needs a CHECKPOINT and --target NAME (or --gen-key KEY alone)")
+    summary = deploy(args.checkpoint, args.target, args.output, args.force, args.recorded_steps, args.sign)
     print(f"deployed {summary['checkpoint']} for {summary['target']} -> {summary['bundle']}")
     if "compact" in summary:
         c = summary["compact"]
@@ -107,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  policy.c    {n['params']:,} constants, {n['macs']:,} MACs; flash {fp['flash'] / 1024:.1f} KiB, "
               f"RAM {fp['ram'] / 1024:.1f} KiB ({fp['method']})")
     print(f"  backends    {' > '.join(summary['backends'])} (first available on the device is used)")
-    print(f"  files       {len(summary['files'])} listed in manifest.json (sha256 of each)")
+    print(f"  files       {len(summary['files'])} listed in manifest.json (sha256 of each)"
+          + (f", signed by key {summary['signed_by']} (manifest.sig)" if "signed_by" in summary else ""))
     print(f"  on device   see {summary['bundle']}/README.md; check with: python -m edgerl_runtime check {summary['bundle']}")
     if args.json:
         from edgerl.runtime.fileio import atomic_write_text

@@ -14,6 +14,17 @@ from .errors import BundleError
 
 CONTRACT_FORMAT = "edgerl-contract"
 CONTRACT_VERSION = 1
+MAX_ABS_BOUND = 1e6
+"""Largest magnitude of a finite action bound: beyond it a bound is a mistake, not a limit
+(use null for an unbounded side where the graph does not rescale to it)."""
+MAX_ELEMENTS = 1 << 24
+"""Largest number of entries of one observation or action."""
+MAX_DISCRETE_N = 1 << 31
+OBS_DTYPES = ("float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64", "uint16", "bool")
+"""Observation dtypes a contract may name (what environments return)."""
+ACT_DTYPES = {False: ("float16", "float32", "float64"), True: ("int32", "int64", "uint8", "int8", "int16", "uint16",
+                                                              "uint32", "uint64")}
+"""Action dtypes by ``action.discrete``: real floats for continuous actions, integers for discrete ones."""
 
 
 @dataclass(frozen=True)
@@ -48,31 +59,58 @@ def _fail(source: str, msg: str) -> BundleError:
 
 
 def _shape(v: Any, key: str, source: str) -> tuple[int, ...]:
-    if not isinstance(v, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v):
-        raise _fail(source, f"{key} must be a list of positive integers, got {v!r}")
+    if not isinstance(v, list) or len(v) > 8 or not all(type(d) is int and d > 0 for d in v):
+        raise _fail(source, f"{key} must be a list of at most 8 positive integers, got {_short(v)}")
+    if int(np.prod(v, dtype=object)) > MAX_ELEMENTS:
+        raise _fail(source, f"{key} {v} has more than {MAX_ELEMENTS} entries")
     return tuple(v)
 
 
-def _dtype(v: Any, key: str, source: str) -> np.dtype:
-    try:
-        return np.dtype(v)
-    except TypeError:
-        raise _fail(source, f"{key} {v!r} is not a numpy dtype name") from None
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _dtype(v: Any, key: str, source: str, allowed: tuple[str, ...]) -> np.dtype:
+    if not isinstance(v, str) or v not in allowed:
+        raise _fail(source, f"{key} is {_short(v)}; expected one of {list(allowed)}")
+    return np.dtype(v)
 
 
 def _bound(v: Any, shape: tuple[int, ...], fill: float, key: str, source: str) -> np.ndarray | None:
     """Bounds as float64 in ``shape``; null entries mean unbounded."""
     if v is None:
         return None
-    arr = np.asarray(v, dtype=object)
+    try:
+        arr = np.asarray(v, dtype=object)
+    except (ValueError, RecursionError):
+        raise _fail(source, f"{key} must be a list of numbers or null, got {_short(v)}") from None
     if arr.size != int(np.prod(shape, dtype=np.int64)):
         raise _fail(source, f"{key} has {arr.size} entries but the shape {list(shape)} needs "
                             f"{int(np.prod(shape, dtype=np.int64))}")
-    try:
-        flat = [fill if x is None else float(x) for x in arr.reshape(-1)]
-    except (TypeError, ValueError):
-        raise _fail(source, f"{key} must hold numbers or null, got {v!r}") from None
-    return np.asarray(flat, dtype=np.float64).reshape(shape)
+    flat = arr.reshape(-1).tolist()
+    if not all(x is None or (type(x) in (int, float)) for x in flat):
+        raise _fail(source, f"{key} must hold numbers or null, got {_short(v)}")
+    for i, x in enumerate(flat):
+        if x is not None and not (abs(x) <= MAX_ABS_BOUND):  # NaN and infinity fail too
+            raise _fail(source, f"{key}[{i}] is {x!r}; a bound must be a finite number of magnitude at most "
+                                f"{MAX_ABS_BOUND:g} (null for an unbounded side)")
+    return np.asarray([fill if x is None else float(x) for x in flat], dtype=np.float64).reshape(shape)
+
+
+def _check_bounds(low: np.ndarray | None, high: np.ndarray | None, baked_in: list[str], source: str) -> None:
+    """Continuous bounds: ordered, and finite everywhere if the graph rescales actions into them."""
+    if low is not None and high is not None:
+        bad = np.flatnonzero(~(low < high).reshape(-1))
+        if bad.size:
+            i = int(bad[0])
+            raise _fail(source, f"action.low[{i}] = {low.reshape(-1)[i]:g} is not below action.high[{i}] = "
+                                f"{high.reshape(-1)[i]:g}")
+    if "action_rescale" in baked_in:
+        for key, b in (("action.low", low), ("action.high", high)):
+            if b is None or not np.isfinite(b).all():
+                raise _fail(source, f"{key} must give a number for every entry: the graph rescales actions into "
+                                    "the bounds (baked_in has action_rescale)")
 
 
 def parse_contract(data: Any, source: str = "contract.json") -> Contract:
@@ -84,35 +122,37 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
     if not isinstance(data, dict):
         raise _fail(source, "must be a JSON object")
     if data.get("format") != CONTRACT_FORMAT:
-        raise _fail(source, f"'format' is {data.get('format')!r}, expected {CONTRACT_FORMAT!r}")
-    if data.get("version") != CONTRACT_VERSION:
-        raise _fail(source, f"'version' is {data.get('version')!r}; this runtime reads version {CONTRACT_VERSION}")
+        raise _fail(source, f"'format' is {_short(data.get('format'))}, expected {CONTRACT_FORMAT!r}")
+    if type(data.get("version")) is not int or data.get("version") != CONTRACT_VERSION:
+        raise _fail(source, f"'version' is {_short(data.get('version'))}; this runtime reads version {CONTRACT_VERSION}")
     obs, act = data.get("observation"), data.get("action")
     if not isinstance(obs, dict) or not isinstance(act, dict):
         raise _fail(source, "needs 'observation' and 'action' objects")
     for sect, name, expected in ((obs, "observation", "obs"), (act, "action", "action")):
         if sect.get("name", expected) != expected:
-            raise _fail(source, f"{name}.name is {sect.get('name')!r}; the ONNX tensor must be named {expected!r}")
+            raise _fail(source, f"{name}.name is {_short(sect.get('name'))}; the ONNX tensor must be named {expected!r}")
     obs_shape = _shape(obs.get("shape"), "observation.shape", source)
     discrete = act.get("discrete", False)
     if not isinstance(discrete, bool):
-        raise _fail(source, f"action.discrete must be true or false, got {discrete!r}")
+        raise _fail(source, f"action.discrete must be true or false, got {_short(discrete)}")
     act_shape = _shape(act.get("shape"), "action.shape", source)
     n = act.get("n")
-    if discrete and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise _fail(source, f"action.n must be a positive integer for a discrete action, got {n!r}")
+    if discrete and (type(n) is not int or not 1 <= n <= MAX_DISCRETE_N):
+        raise _fail(source, f"action.n must be an integer in [1, {MAX_DISCRETE_N}] for a discrete action, got {_short(n)}")
     if discrete and act_shape != ():
         raise _fail(source, f"action.shape must be [] for a discrete action (one index), got {list(act_shape)}")
-    act_dtype = _dtype(act.get("dtype", "int64" if discrete else "float32"), "action.dtype", source)
-    if discrete != (act_dtype.kind in "iu"):
-        raise _fail(source, f"action.dtype {act_dtype} does not match action.discrete={discrete}")
+    act_dtype = _dtype(act.get("dtype", "int64" if discrete else "float32"),
+                       f"action.dtype (discrete={str(discrete).lower()})", source, ACT_DTYPES[discrete])
     low = _bound(act.get("low"), act_shape, -np.inf, "action.low", source)
     high = _bound(act.get("high"), act_shape, np.inf, "action.high", source)
-    if low is not None and high is not None and np.any(low > high):
-        raise _fail(source, "action.low exceeds action.high")
+    baked_in = data.get("baked_in", [])
+    if not isinstance(baked_in, list) or not all(isinstance(b, str) for b in baked_in):
+        raise _fail(source, f"baked_in must be a list of step names, got {_short(baked_in)}")
+    if not discrete:
+        _check_bounds(low, high, baked_in, source)
     return Contract(
         obs_shape=obs_shape,
-        obs_dtype=_dtype(obs.get("dtype", "float32"), "observation.dtype", source),
+        obs_dtype=_dtype(obs.get("dtype", "float32"), "observation.dtype", source, OBS_DTYPES),
         act_shape=act_shape,
         act_dtype=act_dtype,
         discrete=discrete,
@@ -161,6 +201,7 @@ def read_contract(path: str | os.PathLike) -> Contract:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{path} is missing; re-run edgerl deploy") from None
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{path}: malformed JSON ({e}); re-run edgerl deploy") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+        raise BundleError(f"{path}: malformed JSON ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                          "re-run edgerl deploy") from None
     return parse_contract(data, source=str(path))

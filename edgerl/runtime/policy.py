@@ -3,9 +3,12 @@
 Safety contract of :meth:`Policy.act`:
   * the observation's shape, dtype kind and finiteness are checked (``ObservationError``);
   * a NaN/inf network output raises ``ActionError`` instead of reaching the actuators;
-  * continuous actions are clipped to the contract's bounds. The exported graph already squashes
-    and rescales into the bounds, so clipping only removes float rounding past a bound (or guards
-    a graph exported without a squash); discrete actions outside ``[0, n)`` raise ``ActionError``.
+  * continuous actions are clipped to the contract's bounds (validated finite and ordered by
+    :mod:`.contract`, rounded inwards to the action dtype), and the finiteness test runs on the
+    clipped action, so nothing non-finite or out of bounds is ever returned. The exported graph
+    already squashes and rescales into the bounds, so clipping only removes float rounding past a
+    bound (or guards a graph exported without a squash); discrete actions outside ``[0, n)`` raise
+    ``ActionError``.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class Policy:
         # (0.7 us, against 2 us for isfinite().all() and 3.7 us for sum(dtype=float64)).
         self._flat_in = backend.single_input.reshape(-1)
         self._zero_in = np.zeros_like(self._flat_in)
-        self._zero_out = np.zeros(int(np.prod(contract.act_shape, dtype=np.int64)), backend.output_dtype)
+        self._zero_act = np.zeros(int(np.prod(contract.act_shape, dtype=np.int64)), contract.act_dtype)
         self._act_shape, self._act_dtype = contract.act_shape, contract.act_dtype
         self._discrete, self._n = contract.discrete, contract.n
         lo, hi = contract.act_low, contract.act_high
@@ -91,7 +94,7 @@ class Policy:
         self._low = np.full(self._act_shape, -np.inf) if lo is None else lo
         self._high = np.full(self._act_shape, np.inf) if hi is None else hi
         if not self._discrete:
-            self._low, self._high = self._low.astype(self._act_dtype), self._high.astype(self._act_dtype)
+            self._low, self._high = _inward(self._low, self._high, self._act_dtype)
         self._out_1d = len(self._act_shape) == 1
         self._same_dtype = np.dtype(backend.output_dtype) == np.dtype(self._act_dtype)
         self._latency = LatencyRecorder(profile.latency_budget_us, latency_window)
@@ -99,7 +102,8 @@ class Policy:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, backends: list[str] | None = None, verify: bool = True,
-             cache_dir: str | os.PathLike | None = None, latency_window: int = 4096) -> Policy:
+             cache_dir: str | os.PathLike | None = None, latency_window: int = 4096,
+             trusted_keys: list[Any] | None = None) -> Policy:
         """Verify a bundle, pick a backend, check the reference actions, warm up.
 
         Args:
@@ -108,6 +112,8 @@ class Policy:
             verify: Check every file's sha256 against ``manifest.json`` first.
             cache_dir: Where engines are cached; default ``bundle_dir/cache``.
             latency_window: Number of recent ``act`` calls kept for percentiles.
+            trusted_keys: Public keys whose signature the bundle needs (see :func:`.bundle.verify_bundle`;
+                None: the keys this machine trusts).
 
         Raises:
             BundleError: Tampered/incomplete bundle, or actions that disagree with ``reference.npz``.
@@ -115,7 +121,7 @@ class Policy:
         """
         root = Path(bundle_dir)
         if verify:
-            verify_bundle(root)
+            verify_bundle(root, trusted_keys)
         else:
             read_manifest(root)
         contract = read_contract(root / "contract.json")
@@ -149,18 +155,22 @@ class Policy:
                               f"contract.json says action.shape {list(c.act_shape)}; {todo}")
         if b.input_dtype.kind not in "fu":
             raise BundleError(f"{path}: input dtype {b.input_dtype} is neither float nor uint8; {todo}")
-        if c.discrete != (b.output_dtype.kind in "iu"):
+        if not (b.output_dtype.kind in "iu" if c.discrete else b.output_dtype.kind == "f"):
             raise BundleError(f"{path}: output dtype {b.output_dtype} does not fit action.discrete={c.discrete}; {todo}")
 
     def check_reference(self, obs: np.ndarray, expected: np.ndarray) -> None:
         """Compare this backend's actions with the training framework's; raise on mismatch."""
         p, src = self.profile, self.bundle_dir / "reference.npz"
-        got = self.act_batch(obs)
+        try:
+            got = self.act_batch(obs)
+        except (ObservationError, ActionError) as e:
+            raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {e}; re-run edgerl "
+                              "deploy") from None
         todo = ("policy.onnx and reference.npz disagree; re-export the policy and re-run edgerl deploy "
                 "(for fp16 targets, loosen parity_atol_fp16 in the profile only if episodic return is unaffected)")
         if self.contract.discrete:
             frac = float(np.mean(got != expected))
-            if frac > p.parity_discrete_mismatch:
+            if not frac <= p.parity_discrete_mismatch:
                 first = int(np.flatnonzero(got != expected)[0])
                 raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {frac:.1%} of "
                                   f"discrete actions differ (allowed {p.parity_discrete_mismatch:.1%}), first at "
@@ -169,11 +179,12 @@ class Policy:
         atol, rtol = p.effective_atol, p.parity_rtol
         ref = expected.astype(np.float64)
         excess = np.abs(got.astype(np.float64) - ref) - (atol + rtol * np.abs(ref))
-        if np.any(excess > 0):
-            worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        bad = ~(excess <= 0)  # NaN in the reference (or the output) fails
+        if bad.any():
+            worst = np.unravel_index(int(np.argmax(np.where(np.isnan(excess), np.inf, excess))), excess.shape)
             diff = float(abs(float(got[worst]) - ref[worst]))
             raise BundleError(f"{src}: reference check failed on backend {self.backend.name} ({self.backend.precision}): "
-                              f"action {list(worst[1:])} of sample {worst[0]} is {float(got[worst]):.6g}, reference "
+                              f"action {[int(i) for i in worst[1:]]} of sample {int(worst[0])} is {float(got[worst]):.6g}, reference "
                               f"{ref[worst]:.6g} (|diff| {diff:.3g} > atol {atol:g} + rtol {rtol:g}*|ref|); {todo}")
 
     # ------------------------------------------------------------------ acting
@@ -189,7 +200,7 @@ class Policy:
         0.7 us finiteness test) before the ObservationError.
         """
         t0 = time.perf_counter_ns()
-        x = obs if type(obs) is np.ndarray else np.asarray(obs)
+        x = obs if type(obs) is np.ndarray else _as_array(obs)
         if x.shape != self._obs_shape:
             raise self._shape_error(x, batched=False)
         if x.dtype != self._env_dtype and not (self._float_in and x.dtype.kind == "f"):
@@ -204,9 +215,6 @@ class Policy:
                 raise ActionError(f"policy returned discrete action {a}, outside [0, {self._n}) (contract action.n)")
             result: np.ndarray | int = a
         else:
-            if (out if self._out_1d else out.reshape(-1)).dot(self._zero_out) != 0:
-                raise ActionError(f"policy returned a non-finite action {out.tolist()}; not sent. Check the "
-                                  "observation scale against the training data (normaliser in contract.json)")
             if self._bounded and self._same_dtype:
                 result = np.maximum(out, self._low)  # a fresh array: the backend may reuse `out`
                 np.minimum(result, self._high, out=result)
@@ -216,12 +224,16 @@ class Policy:
                     np.minimum(np.maximum(out, self._low, out=result, casting="unsafe"), self._high, out=result)
                 else:
                     np.copyto(result, out, casting="unsafe")
+            # after the clip: a NaN passes np.maximum/np.minimum, and nothing else may reach the actuators
+            if (result if self._out_1d else result.reshape(-1)).dot(self._zero_act) != 0:
+                raise ActionError(f"policy returned a non-finite action {out.tolist()}; not sent. Check the "
+                                  "observation scale against the training data (normaliser in contract.json)")
         self._latency.add(time.perf_counter_ns() - t0)
         return result
 
     def act_batch(self, obs: Any) -> np.ndarray:
         """``[B, *obs_shape]`` -> ``[B, *act_shape]`` actions (same checks as :meth:`act`; not timed)."""
-        x = np.asarray(obs)
+        x = _as_array(obs)
         if x.ndim != len(self._obs_shape) + 1 or x.shape[1:] != self._obs_shape:
             raise self._shape_error(x, batched=True)
         if x.dtype != self._env_dtype and not (self._float_in and x.dtype.kind == "f"):
@@ -241,10 +253,11 @@ class Policy:
                 i = int(np.flatnonzero(bad)[0])
                 raise ActionError(f"policy returned discrete action {int(out[i])} for sample {i}, outside [0, {self._n})")
             return out.astype(self._act_dtype)
-        finite = np.isfinite(out).reshape(len(out), -1).all(axis=1)
+        acts = np.clip(out, self._low, self._high).astype(self._act_dtype)
+        finite = np.isfinite(acts).reshape(len(acts), -1).all(axis=1)
         if not finite.all():
             raise ActionError(f"policy returned a non-finite action for sample {int(np.flatnonzero(~finite)[0])}; not sent")
-        return np.clip(out, self._low, self._high).astype(self._act_dtype)
+        return acts
 
     # ------------------------------------------------------------------ errors (slow path)
     def _shape_error(self, x: np.ndarray, batched: bool) -> ObservationError:
@@ -304,6 +317,25 @@ class Policy:
         self.close()
 
 
+def _as_array(obs: Any) -> np.ndarray:
+    """``np.asarray`` whose failures (ragged lists, odd objects) are an ObservationError."""
+    try:
+        return np.asarray(obs)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ObservationError(f"observation of type {type(obs).__name__} is not an array ({msg}); pass a numpy "
+                               "array (or equal-length nested lists) of the contract's shape") from None
+
+
+def _inward(low: np.ndarray, high: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds in the action dtype, rounded towards the inside, so a clipped action never lies outside
+    the contract's float64 bounds."""
+    lo, hi = low.astype(dtype), high.astype(dtype)
+    lo = np.where(lo.astype(np.float64) < low, np.nextafter(lo, dtype.type(np.inf)), lo).astype(dtype)
+    hi = np.where(hi.astype(np.float64) > high, np.nextafter(hi, dtype.type(-np.inf)), hi).astype(dtype)
+    return lo, hi
+
+
 def _read_reference(path: Path, contract: Contract) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -312,7 +344,9 @@ def _read_reference(path: Path, contract: Contract) -> tuple[np.ndarray, np.ndar
         raise BundleError(f"{path} is missing; re-run edgerl deploy") from None
     except (KeyError, ValueError, OSError) as e:
         raise BundleError(f"{path}: unreadable or lacks arrays 'obs' and 'action' ({e}); re-run edgerl deploy") from None
-    if len(obs) < 1 or obs.shape[1:] != contract.obs_shape or act.shape != (len(obs), *contract.act_shape):
+    if obs.dtype.kind not in "fiub" or act.dtype.kind not in "fiu":
+        raise BundleError(f"{path}: obs {obs.dtype} / action {act.dtype} are not real numbers; re-run edgerl deploy")
+    if obs.ndim < 1 or len(obs) < 1 or obs.shape[1:] != contract.obs_shape or act.shape != (len(obs), *contract.act_shape):
         raise BundleError(f"{path}: obs {obs.shape} / action {act.shape} do not match the contract shapes "
                           f"{list(contract.obs_shape)} / {list(contract.act_shape)}; re-run edgerl deploy")
     return obs, act

@@ -282,11 +282,13 @@ def _check_consistency(p: TargetProfile, source: str) -> None:
 
 
 def default_profiles_dir() -> Path:
-    """``profiles/targets`` of the source checkout this module lives in (may not exist in a bundle)."""
+    """``profiles/targets`` shipped with edgerl (checkout or wheel; may not exist in a bundle)."""
     env = os.environ.get("EDGERL_PROFILES_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "profiles" / "targets"
+    from .resources import shipped_dir
+
+    return shipped_dir("profiles") / "targets"
 
 
 def load_profile(name_or_path: str | os.PathLike, profiles_dir: str | os.PathLike | None = None) -> TargetProfile:

@@ -121,7 +121,9 @@ def contract(obs_shape: tuple[int, ...] = (OBS_DIM,), obs_dtype: str = "float64"
                    "discrete": discrete, "n": n,
                    "low": None if low is None else np.asarray(low).tolist(),
                    "high": None if high is None else np.asarray(high).tolist()},
-        "baked_in": ["observation_normalizer", "deterministic_head", "tanh_squash", "action_rescale"],
+        # an unbounded contract comes from a graph that does not rescale (the parser requires bounds otherwise)
+        "baked_in": ["observation_normalizer", "deterministic_head", "tanh_squash"]
+        + ([] if discrete or low is None or high is None else ["action_rescale"]),
         "source": {"checkpoint": "ckpt.pt", "sha256": "0" * 64, "algo": "sac", "env_id": "Test-v0"},
         "versions": {"edgerl": "0.1.0", "torch": "none", "onnx": onnx.__version__, "opset": 18},
     }

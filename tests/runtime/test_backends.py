@@ -64,3 +64,23 @@ def test_no_usable_backend_lists_every_reason(bundle):
 def test_explicit_backend_list_overrides_profile(make_bundle):
     with Policy.load(make_bundle(profile="desktop-gpu"), backends=["ort-cpu"]) as p:
         assert p.backend_name == "ort-cpu" and p.skipped_backends == {}
+
+
+def test_cached_engine_is_used_only_if_it_matches_its_record(tmp_path):
+    """The engine cache is device-local, outside the manifest: each engine is checked by its own sha256."""
+    import json
+
+    from edgerl.runtime.backends.tensorrt import cached_engine_ok
+    from edgerl.runtime.fileio import sha256_file
+
+    engine = tmp_path / "policy-abc.engine"
+    engine.write_bytes(b"plan")
+    assert not cached_engine_ok(engine, "abc")  # no record
+    record = {"onnx_sha256": "abc", "engine_sha256": sha256_file(engine)}
+    engine.with_suffix(".json").write_text(json.dumps(record))
+    assert cached_engine_ok(engine, "abc")
+    assert not cached_engine_ok(engine, "other-onnx")
+    engine.write_bytes(b"plan with a planted plugin")
+    assert not cached_engine_ok(engine, "abc")
+    engine.with_suffix(".json").write_text("{oops")
+    assert not cached_engine_ok(engine, "abc")

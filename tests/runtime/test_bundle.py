@@ -70,9 +70,9 @@ def test_extra_file_is_detected(bundle, rel):
         verify_bundle(bundle)
 
 
-@pytest.mark.parametrize("rel", ["cache/policy.engine", "logs/run.log", ".venv/bin/python",
-                                 "runtime/edgerl_runtime/__pycache__/policy.cpython-311.pyc"])
-def test_device_local_files_are_ignored(bundle, rel):
+@pytest.mark.parametrize("rel", ["cache/policy.engine", "cache/policy.json", "cache/device_state.txt",
+                                 "logs/run.log", "logs/2026/summary.json"])
+def test_device_local_data_files_are_allowed(bundle, rel):
     (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
     (bundle / rel).write_text("x")
     verify_bundle(bundle)
@@ -103,11 +103,11 @@ def test_not_a_directory(tmp_path):
 
 
 def test_output_folder_rules(make_bundle, bundle, tmp_path):
-    with pytest.raises(BundleError, match="is not empty; choose a new folder or overwrite"):
+    with pytest.raises(BundleError, match=r"is not empty \(.*\); choose a new folder or overwrite"):
         make_bundle(out_dir=bundle)
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "thesis.tex").write_text("precious")
-    with pytest.raises(BundleError, match="not an edgerl bundle; refusing to overwrite"):
+    with pytest.raises(BundleError, match=r"not an edgerl bundle \(no manifest.json .*\); refusing to replace it, which would delete thesis.tex"):
         make_bundle(out_dir=tmp_path / "home", overwrite=True)
     assert (tmp_path / "home" / "thesis.tex").read_text() == "precious"
 

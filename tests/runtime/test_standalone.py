@@ -13,6 +13,7 @@ import pytest
 
 from edgerl.runtime.backends import BACKENDS
 from edgerl.runtime.bundle import verify_bundle
+from edgerl.runtime.errors import BundleError
 
 RUNTIME_SRC = Path(__file__).resolve().parents[2] / "edgerl" / "runtime"
 
@@ -40,46 +41,121 @@ def test_import_load_and_act_never_import_torch(bundle, tmp_path):
     assert r.stdout.strip() == "ok (3,)"
 
 
-def test_bundled_copy_runs_standalone(bundle, tmp_path):
+_RUN_INSTALLED = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+                  "runpy.run_module('edgerl_runtime', run_name='__main__', alter_sys=True)")
+
+
+def installed(bundle: Path, tmp_path: Path) -> Path:
+    """Install the bundle's runtime into a fresh site folder, as install.sh does (python -I -B)."""
+    site = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-I", "-B", str(bundle / "runtime" / "install_runtime.py"),
+                        "--site-packages", str(site)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return site
+
+
+@pytest.fixture(scope="module")
+def site(_master_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runtime installed from a bundle (shared: the installed copy is the same for every bundle)."""
+    return installed(_master_bundle, tmp_path_factory.mktemp("installed"))
+
+
+def run_installed(site: Path, args: list[str], cwd: Path, env: dict[str, str] | None = None,
+                  timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -I -B -m edgerl_runtime ARGS`` with ``site`` standing in for the venv's site-packages."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "EDGERL_"))}
+    return subprocess.run([sys.executable, "-I", "-B", "-c", _RUN_INSTALLED, str(site), *args], cwd=cwd,
+                          env={**base, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+def test_installed_runtime_runs_standalone(bundle, tmp_path, site):
     code = (
         "import sys, numpy as np\n"
+        "sys.path.insert(0, sys.argv[2])\n"
         "import edgerl_runtime as rt\n"
-        "p = rt.Policy.load(sys.argv[1])\n"  # verifies the manifest after __pycache__ was written
+        "p = rt.Policy.load(sys.argv[1])\n"
         "a = p.act(np.zeros(11))\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('edgerl', 'torch'))\n"
         "assert not bad, bad\n"
         "print(rt.__file__)\n"
     )
-    r = run_py(["-c", code, str(bundle)], cwd=tmp_path, pythonpath=bundle / "runtime")
+    r = subprocess.run([sys.executable, "-I", "-B", "-c", code, str(bundle), str(site)], cwd=bundle,
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert Path(r.stdout.strip()) == bundle / "runtime" / "edgerl_runtime" / "__init__.py"
-    assert (bundle / "runtime" / "edgerl_runtime" / "__pycache__").is_dir()
+    assert Path(r.stdout.strip()) == site / "edgerl_runtime" / "__init__.py"  # not the bundle's copy
+    assert not list(bundle.rglob("__pycache__")) and not list(site.rglob("__pycache__"))
     verify_bundle(bundle)
 
 
-def test_cli_check_reports_reference_and_latency(bundle, tmp_path):
-    r = run_py(["-m", "edgerl_runtime", "check", str(bundle), "--json", "-n", "200"], cwd=tmp_path,
-               pythonpath=bundle / "runtime")
+def test_install_copies_exactly_the_verified_runtime(bundle, tmp_path):
+    site = installed(bundle, tmp_path)
+    listed = {rel[len("runtime/edgerl_runtime/"):] for rel in verify_bundle(bundle)["files"]
+              if rel.startswith("runtime/edgerl_runtime/")}
+    got = {p.relative_to(site / "edgerl_runtime").as_posix() for p in (site / "edgerl_runtime").rglob("*") if p.is_file()}
+    assert got == listed
+    assert not (site / "edgerl_runtime.pth").exists()
+    for rel in listed:
+        assert (site / "edgerl_runtime" / rel).read_bytes() == (bundle / "runtime" / "edgerl_runtime" / rel).read_bytes()
+
+
+def test_install_refuses_an_unverified_bundle_and_keeps_the_installed_runtime(bundle, tmp_path):
+    site = installed(bundle, tmp_path)
+    before = (site / "edgerl_runtime" / "policy.py").read_bytes()
+    (bundle / "runtime" / "edgerl_runtime" / "policy.py").write_text("raise SystemExit('pwned')\n")
+    r = run_installed(site, ["install", str(bundle), "--site-packages", str(site)], cwd=tmp_path)
+    assert r.returncode == 1 and "policy.py: was modified after deployment" in r.stderr
+    assert (site / "edgerl_runtime" / "policy.py").read_bytes() == before
+
+
+def test_planted_bytecode_never_runs_and_is_refused(bundle, tmp_path, site):
+    """Issue 12 probe 1: a planted __pycache__/*.pyc made `check` print result OK and ran its code."""
+    mark = tmp_path / "pwned"
+    pyc = bundle / "runtime" / "edgerl_runtime" / "__pycache__" / f"cli.{sys.implementation.cache_tag}.pyc"
+    pyc.parent.mkdir()
+    src = tmp_path / "evil.py"
+    src.write_text(f"open({str(mark)!r}, 'w').write('ran')\n")
+    import py_compile
+
+    py_compile.compile(str(src), cfile=str(pyc))
+    r = run_installed(site, ["check", str(bundle), "-n", "10"], cwd=bundle)  # cwd = the bundle, as systemd had it
+    assert r.returncode == 1 and "__pycache__: is a folder that manifest.json does not list" in r.stderr
+    assert "result     OK" not in r.stdout and not mark.exists()
+
+
+def test_running_the_bundle_copy_in_place_is_caught_by_the_next_verify(bundle, tmp_path):
+    # What the old device scripts did (bundle/runtime on the import path, bytecode on): the bytecode
+    # it leaves is unverified code, so the next verification refuses the bundle and says why.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+    env["PYTHONPATH"] = str(bundle / "runtime")
+    subprocess.run([sys.executable, "-c", "import edgerl_runtime"], env=env, cwd=tmp_path, check=True, timeout=60)
+    with pytest.raises(BundleError, match=r"__pycache__: .*Python bytecode.*python -I -B"):
+        verify_bundle(bundle)
+
+
+def test_cli_check_reports_reference_and_latency(bundle, tmp_path, site):
+    r = run_installed(site, ["check", str(bundle), "--json", "-n", "200"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["profile"] == "x86-cpu" and report["backend"].startswith("ort-cpu")
-    assert report["verified_files"] == len(verify_bundle(bundle)["files"])
+    assert report["verified_files"] == len(verify_bundle(bundle)["files"]) and report["signed_by"] is None
     assert report["latency"]["count"] == 200 and report["latency"]["p99_us"] > 0
-    human = run_py(["-m", "edgerl_runtime", "check", str(bundle), "-n", "50"], cwd=tmp_path, pythonpath=bundle / "runtime")
+    human = run_installed(site, ["check", str(bundle), "-n", "50"], cwd=tmp_path)
     assert "reference  32 observations match (atol 1e-05)" in human.stdout
     assert "result     OK" in human.stdout
 
 
-def test_cli_refuses_a_tampered_bundle(bundle, tmp_path):
+def test_cli_refuses_a_tampered_bundle(bundle, tmp_path, site):
     (bundle / "policy.onnx").write_bytes((bundle / "policy.onnx").read_bytes() + b"\0")
     for cmd in ("verify", "check"):
-        r = run_py(["-m", "edgerl_runtime", cmd, str(bundle)], cwd=tmp_path, pythonpath=bundle / "runtime")
+        r = run_installed(site, [cmd, str(bundle)], cwd=tmp_path)
         assert r.returncode == 1
         assert "error:" in r.stderr and "policy.onnx: was modified after deployment" in r.stderr
 
 
-def test_cli_run_drives_the_loop_with_user_io(bundle, tmp_path):
-    (tmp_path / "robot_io.py").write_text(
+def test_cli_run_drives_the_loop_with_user_io(bundle, tmp_path, site):
+    io_dir = tmp_path / "io"
+    io_dir.mkdir()
+    (io_dir / "robot_io.py").write_text(
         "import numpy as np\n"
         "def make_io(policy):\n"
         "    sent = []\n"
@@ -90,8 +166,9 @@ def test_cli_run_drives_the_loop_with_user_io(bundle, tmp_path):
         "        assert a.shape == (3,)\n"
         "    return read_obs, write_action\n"
     )
-    r = run_py(["-m", "edgerl_runtime", "run", str(bundle), "--io", str(tmp_path / "robot_io.py") + ":make_io",
-                "--max-steps", "20", "--rate", "500"], cwd=tmp_path, pythonpath=bundle / "runtime")
+    # as launch.sh and the systemd unit run it: python -I, robot I/O from EDGERL_IO / EDGERL_IO_PATH
+    r = run_installed(site, ["run", str(bundle), "--max-steps", "20", "--rate", "500"], cwd=tmp_path,
+                      env={"EDGERL_IO": "robot_io:make_io", "EDGERL_IO_PATH": str(io_dir)})
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["loop"]["steps"] == 20 and out["loop"]["actions"] + out["loop"]["fallbacks"] == 20
@@ -99,20 +176,21 @@ def test_cli_run_drives_the_loop_with_user_io(bundle, tmp_path):
     assert out["loop"]["duration_s"] >= 19 / 500
 
 
-def test_install_helper_writes_pth(bundle, tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    r = run_py([str(bundle / "runtime" / "install_runtime.py"), "--site-packages", str(site)], cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert (site / "edgerl_runtime.pth").read_text().strip() == str(bundle / "runtime")
-    r = run_py(["-c", f"import site; site.addsitedir({str(site)!r}); import edgerl_runtime as m; print(m.__file__)"],
-               cwd=tmp_path)
-    assert r.returncode == 0 and str(bundle / "runtime") in r.stdout
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "no robot I/O: pass --io"),
+    (["--io", "nosuchmod:f"], "cannot import nosuchmod"),
+    (["--io", "json:nosuchfunc"], "has no function 'nosuchfunc'"),
+    (["--io", "x.py:f", "--io-path", "{bundle}/runtime"], "lies inside the bundle"),
+])
+def test_cli_run_io_errors_are_one_line(bundle, tmp_path, site, args, message):
+    r = run_installed(site, ["run", str(bundle), *[a.format(bundle=bundle) for a in args]], cwd=tmp_path)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.skipif(BACKENDS["trt"].available()[0], reason="TensorRT is installed here")
-def test_build_engine_entry_point_explains_missing_tensorrt(bundle, tmp_path):
-    r = run_py(["-m", "edgerl_runtime.build_engine", str(bundle)], cwd=tmp_path, pythonpath=bundle / "runtime")
+def test_build_engine_entry_point_explains_missing_tensorrt(bundle, tmp_path, site):
+    r = subprocess.run([sys.executable, "-I", "-B", "-c", _RUN_INSTALLED.replace("'edgerl_runtime'", "'edgerl_runtime.build_engine'"),
+                        str(site), str(bundle)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "TensorRT not installed" in r.stderr and "python3-libnvinfer" in r.stderr
 
 

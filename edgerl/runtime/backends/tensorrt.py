@@ -2,7 +2,8 @@
 
 Engines are not portable across GPUs or TensorRT versions, so the bundle ships the ONNX file and
 the engine is built on the device and cached under ``cache/``, keyed by ONNX sha256, TensorRT
-version, GPU name and SM, precision and max batch.
+version, GPU name and SM, precision and max batch. The ``.json`` record next to each engine holds
+the engine's own sha256: a cached engine is deserialized only if it matches (else it is rebuilt).
 
 Precision: TensorRT < 11 builds FP16 kernels when ``BuilderFlag.FP16`` is set (fp16 profiles).
 TensorRT >= 11 is strongly typed and has no such flag: the precision is the ONNX graph's, so an fp16
@@ -106,6 +107,19 @@ def engine_path(cache_dir: str | os.PathLike, onnx_sha256: str, trt_version: str
     )
 
 
+def cached_engine_ok(path: str | os.PathLike, onnx_sha256: str) -> bool:
+    """Whether ``path`` is a regular file recorded (``.json``) as built from this ONNX, with its sha256."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(meta, dict) and meta.get("onnx_sha256") == onnx_sha256
+            and meta.get("engine_sha256") == sha256_file(path))
+
+
 def _has_half_tensors(trt: Any, network: Any) -> bool:
     for i in range(network.num_layers):
         layer = network.get_layer(i)
@@ -141,8 +155,10 @@ def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir
     onnx_sha = sha256_file(onnx_path)
     path = engine_path(cache_dir, onnx_sha, trt.__version__, gpu, (major, minor), profile.precision, profile.max_batch)
     if path.is_file() and not force:
-        log.info("using cached TensorRT engine %s", path)
-        return path
+        if cached_engine_ok(path, onnx_sha):
+            log.info("using cached TensorRT engine %s", path)
+            return path
+        log.warning("cached TensorRT engine %s does not match its .json record (sha256); rebuilding it", path)
     _expect_versions(trt, profile, gpu, (major, minor))
     log.info("building TensorRT %s engine for %s (%s, SM %d.%d); this can take minutes on a Jetson",
              trt.__version__, onnx_path, gpu, major, minor)
@@ -181,7 +197,7 @@ def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir
             f.write(plan)
 
     atomic_write(path, _write)
-    meta = {"onnx_sha256": onnx_sha, "tensorrt": trt.__version__, "gpu": gpu, "sm": f"{major}.{minor}",
+    meta = {"onnx_sha256": onnx_sha, "engine_sha256": sha256_file(path), "tensorrt": trt.__version__, "gpu": gpu, "sm": f"{major}.{minor}",
             "precision": profile.precision, "max_batch": profile.max_batch,
             "workspace_mb": profile.trt_workspace_mb, "profile": profile.name,
             "built": datetime.now(timezone.utc).isoformat(timespec="seconds")}
