@@ -14,6 +14,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _native_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Built C policy libraries go to a per-session folder, not the user's ~/.cache (and CLI subprocesses
+    inherit it)."""
+    old = os.environ.get("EDGERL_NATIVE_CACHE")
+    os.environ["EDGERL_NATIVE_CACHE"] = str(tmp_path_factory.mktemp("native-cache"))
+    yield
+    if old is None:
+        os.environ.pop("EDGERL_NATIVE_CACHE", None)
+    else:
+        os.environ["EDGERL_NATIVE_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     try:

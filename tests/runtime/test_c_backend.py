@@ -1,8 +1,9 @@
-"""Backend ``c``: chosen by a profile, built once into ``cache/``, reference-checked like the others;
+"""Backend ``c``: chosen by a profile, built once into the native cache (outside the bundle), reference-checked like the others;
 ``deploy`` bundles ``policy.c``/``policy.h`` and checks a microcontroller profile's budgets."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 
 from edgerl.commands.deploy import deploy
 from edgerl.runtime import Policy
-from edgerl.runtime.backends.c import find_compiler
+from edgerl.runtime.backends.c import find_compiler, native_cache_dir
 from edgerl.runtime.errors import BundleError, ObservationError, ProfileError
 from tests.export.c_policies import make_policy
 from tests.runtime.conftest import contract
@@ -52,13 +53,20 @@ def test_profile_picks_c_and_it_matches_ort(c_bundle: Path) -> None:
         bad[4] = np.nan
         with pytest.raises(ObservationError, match="index \\[4\\]"):
             pol.act(bad)
-    libs = sorted((c_bundle / "cache").glob("policy-c-*.so"))
+    assert not list((c_bundle / "cache").glob("*.so")), "loadable code must never land inside the bundle"
+    libs = sorted(native_cache_dir().glob("policy-c-*.so"))
     assert len(libs) == 1
     meta = json.loads(libs[0].with_suffix(".json").read_text())
     assert meta["flags"] == ["-std=c99", "-O3", "-fPIC", "-shared"] and meta["compiler_id"]
     mtime = libs[0].stat().st_mtime_ns
     Policy.load(c_bundle).close()  # cached: not rebuilt
     assert libs[0].stat().st_mtime_ns == mtime
+    tampered = libs[0].with_suffix(".tmp")  # replaced, not rewritten in place: this process has it mapped
+    tampered.write_bytes(libs[0].read_bytes() + b"\0")
+    tampered.replace(libs[0])  # a changed library is rebuilt, never loaded
+    Policy.load(c_bundle).close()
+    assert json.loads(libs[0].with_suffix(".json").read_text())["library_sha256"] == \
+        hashlib.sha256(libs[0].read_bytes()).hexdigest()
 
 
 @needs_cc

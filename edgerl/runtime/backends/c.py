@@ -1,9 +1,12 @@
 """Native backend ``c``: the bundle's ``policy.c`` (``edgerl export --format c``) compiled with the
 system C compiler into a shared library and called through ctypes.
 
-The library is built on the device at first load and cached under ``cache/`` like a TensorRT
-engine, keyed by the sha256 of ``policy.c`` + ``policy.h``, the compiler's version and target,
-and the flags (recorded in a ``.json`` beside it). A compact MLP policy computes in well under a
+The library is built on the device at first load and cached like a TensorRT engine, keyed by the
+sha256 of ``policy.c`` + ``policy.h``, the compiler's version and target, and the flags (recorded,
+with the library's own sha256, in a ``.json`` beside it). The cache lives OUTSIDE the bundle
+(:func:`native_cache_dir`): a verified bundle holds no loadable code it does not list, so its
+``cache/`` may hold data only (see ``edgerl_runtime.bundle``), and a library is loaded only when its
+sha256 matches its record. A compact MLP policy computes in well under a
 microsecond, so a call costs what ctypes costs: no session, no graph, no allocation.
 
 Generated-code ABI (see ``policy.h``): ``int edgerl_act(const float *obs, edgerl_action_t *action,
@@ -96,6 +99,35 @@ def compile_c(sources: list[Path], out: Path, flags: tuple[str, ...] | list[str]
                                       "writable or pass another cache_dir") from None
 
 
+def native_cache_dir() -> Path:
+    """Where built policy libraries live: ``$EDGERL_NATIVE_CACHE``, else
+    ``$XDG_CACHE_HOME/edgerl/native``, else ``~/.cache/edgerl/native`` (the device user's own cache,
+    as trusted as the installed runtime; never inside a bundle)."""
+    env = os.environ.get("EDGERL_NATIVE_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "edgerl" / "native"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cached(path: Path, sha: str) -> bool:
+    """Whether ``path`` is a library built from sources ``sha`` and unchanged since (its record says so)."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(meta, dict) and meta.get("sources_sha256") == sha and path.is_file()
+            and meta.get("library_sha256") == _file_sha256(path))
+
+
 def library_path(cache_dir: str | os.PathLike, source_sha: str, cc_id: str, flags: tuple[str, ...]) -> Path:
     """Cache file of a built policy library; every input that changes the binary is in the key."""
     key = hashlib.sha256(f"{cc_id}\n{' '.join(flags)}".encode()).hexdigest()[:12]
@@ -122,12 +154,17 @@ def build_library(src_dir: str | os.PathLike, cache_dir: str | os.PathLike, flag
         raise BackendUnavailableError(f"no C compiler found; {CC_HINT}")
     cc_id, sha = compiler_id(cc), sources_sha256(src)
     path = library_path(cache_dir, sha, cc_id, flags)
-    if path.is_file() and not force:
+    if not force and _cached(path, sha):
         log.info("using cached C policy library %s", path)
         return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BackendUnavailableError(f"cannot create the C library cache {path.parent} ({e}); "
+                                      "set EDGERL_NATIVE_CACHE to a writable folder") from None
     compile_c([src / SOURCE], path, flags, cc)
-    meta = {"sources_sha256": sha, "compiler": cc, "compiler_id": cc_id, "flags": list(flags), "libs": ["-lm"],
-            "built": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    meta = {"sources_sha256": sha, "library_sha256": _file_sha256(path), "compiler": cc, "compiler_id": cc_id,
+            "flags": list(flags), "libs": ["-lm"], "built": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
     log.info("built C policy library %s (%s %s)", path, cc_id, " ".join(flags))
     return path
@@ -181,8 +218,9 @@ class CBackend(Backend):
     def __init__(self, onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir: str | os.PathLike) -> None:
         self.require()
         # The C sources sit beside policy.onnx in the bundle (written when the profile lists c).
+        # ``cache_dir`` (the bundle's cache/) is for data only: the library goes to native_cache_dir().
         src_dir = Path(onnx_path).parent
-        self.library = NativePolicy(build_library(src_dir, cache_dir))
+        self.library = NativePolicy(build_library(src_dir, native_cache_dir()))
         lib = self.library
         self.input_name, self.output_name = "obs", "action"
         self.input_dtype, self.output_dtype = np.dtype(np.float32), lib.action_dtype
