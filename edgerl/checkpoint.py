@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import edgerl
+from edgerl.envs import check_env_info
 from edgerl.errors import CheckpointError
 from edgerl.runtime.fileio import atomic_write_bytes
 
@@ -158,6 +159,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(data[key], tp):
             raise CheckpointError(f"{path}: checkpoint entry '{key}' is a {type(data[key]).__name__}, "
                                   f"not a {tp.__name__}; the file is damaged")
+    try:
+        check_env_info(data["env"])
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return data
 
 

@@ -134,7 +134,11 @@ def compact_checkpoint(ckpt: dict[str, Any], recorded_steps: int = 256, random_o
     for kind, obs in checks.items():
         report.max_abs_diff[kind] = _max_diff(original, compacted, obs, dtype)
     worst = max(report.max_abs_diff.values())
-    if worst > TOLERANCE:
+    if not worst <= TOLERANCE:  # NaN fails too
+        if not np.isfinite(worst):
+            raise CompactCheckError(
+                "the policy's actions are not finite (NaN or inf) before or after compaction; the checkpoint's "
+                "weights or normaliser statistics are not finite: use an earlier checkpoint")
         raise CompactCheckError(
             f"compacted policy differs from the original by {worst:.3g} (> {TOLERANCE}) on "
             f"{max(report.max_abs_diff, key=report.max_abs_diff.get)} observations; this is a bug in "
