@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import edgerl
-from edgerl.checkpoint import library_versions, load_checkpoint
+from edgerl.checkpoint import check_output_path, library_versions, load_checkpoint
 from edgerl.errors import ConfigError
 from edgerl.export.checks import (
     FP16_ATOL,
@@ -196,6 +196,8 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
     if len({ckpt_file.resolve(), out.resolve(), contract_out.resolve()}) < 3:
         raise ConfigError(f"output {out} and contract {contract_out} must differ from each other and from the "
                           f"checkpoint {ckpt_file}; choose another -o/--contract")
+    check_output_path(out, "-o", inputs=(ckpt_file,))
+    check_output_path(contract_out, "--contract", inputs=(ckpt_file,))
     sha = sha256_file(ckpt_file)
     steps = baked_in_steps(ckpt)
     space = obs_space(ckpt)
