@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import types
+import typing
 from typing import Any
 
 import torch
@@ -57,7 +60,45 @@ def _net_class(spec: Any, name: str) -> type[nn.Module]:
             part for part in (f"lacks {missing}" if missing else "", f"has unknown {[str(e)[:40] for e in extra[:5]]}"
                               if extra else "") if part) + "; the checkpoint is damaged")
     _check_plain(spec["kwargs"], name, 0)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: the meta build below still checks
+        hints = {}
+    for key, value in spec["kwargs"].items():
+        if key in hints and not _matches(value, hints[key]):
+            raise CheckpointError(f"{name}: {spec['type']} spec has {key}={str(value)[:60]}, expected "
+                                  f"{_hint_name(hints[key])}; the checkpoint is damaged")
     return cls
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """``value`` fits a constructor annotation (int, float, bool, str, Sequence[...], dict, Any)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, collections.abc.Sequence):
+        return isinstance(value, (list, tuple)) and (not args or all(_matches(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True  # an annotation this check does not know: the meta build decides
+
+
+def _hint_name(hint: Any) -> str:
+    if typing.get_args(hint):
+        return str(hint).replace("typing.", "").replace("collections.abc.", "")
+    return getattr(hint, "__name__", str(hint))
 
 
 def _check_plain(value: Any, name: str, depth: int) -> None:
