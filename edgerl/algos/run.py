@@ -205,7 +205,13 @@ def attach_hooks(make_hooks: Callable[..., list[TrainHook]] | None, agent: Any, 
     hook's state from ``ckpt``."""
     from edgerl.errors import CheckpointError
 
-    hooks = make_hooks(agent, run, algo_cfg, prune) if make_hooks else []
+    if ckpt is None:
+        hooks = make_hooks(agent, run, algo_cfg, prune) if make_hooks else []
+    else:  # the RNG states were just restored: building hooks (tracing graphs) must not advance them
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            hooks = make_hooks(agent, run, algo_cfg, prune) if make_hooks else []
     for h in hooks if ckpt is not None else ():
         if h.name not in ckpt.get("hooks", {}):
             raise CheckpointError(f"the checkpoint has no state for the {h.name!r} pruner this run uses")
