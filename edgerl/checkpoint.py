@@ -159,6 +159,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(data[key], tp):
             raise CheckpointError(f"{path}: checkpoint entry '{key}' is a {type(data[key]).__name__}, "
                                   f"not a {tp.__name__}; the file is damaged")
+    for parent, keys in (("config", ("run", "algo", "prune")), ("agent", ("nets",))):
+        for key in keys:
+            if key in data[parent] and not isinstance(data[parent][key], dict):
+                raise CheckpointError(f"{path}: checkpoint entry '{parent}.{key}' is a "
+                                      f"{type(data[parent][key]).__name__}, not a mapping; the file is damaged")
+    if not isinstance(data["agent"].get("normalizer", {}), (dict, type(None))):
+        raise CheckpointError(f"{path}: checkpoint entry 'agent.normalizer' is not a mapping; the file is damaged")
     try:
         check_env_info(data["env"])
     except CheckpointError as e:

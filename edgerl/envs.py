@@ -101,7 +101,7 @@ def check_space(space: Any, what: str) -> None:
         raise bad(f"has {size} elements (at most {MAX_SPACE_SIZE})")
     try:
         dtype = np.dtype(space.get("dtype"))
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):  # np.dtype parses strings and dicts in many ways
         raise bad(f"has dtype {str(space.get('dtype'))[:40]!r}; expected a numeric dtype name") from None
     if dtype.kind not in "fiu":
         raise bad(f"has dtype {dtype}; expected a float or integer dtype")
@@ -141,8 +141,9 @@ def space_env_info(env) -> dict[str, Any]:
 def action_bounds(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Finite low/high of a Box action space description."""
     space = info["action_space"]
-    low = np.array([v if v is not None else -1.0 for v in space["low"]], dtype=np.float32)
-    high = np.array([v if v is not None else 1.0 for v in space["high"]], dtype=np.float32)
+    shape = tuple(int(d) for d in space["shape"])
+    low = expand_bound(space.get("low"), shape, -1.0).astype(np.float32).reshape(-1)
+    high = expand_bound(space.get("high"), shape, 1.0).astype(np.float32).reshape(-1)
     return low, high
 
 

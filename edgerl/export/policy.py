@@ -138,7 +138,9 @@ def _normalizer(ckpt: dict[str, Any], enabled_in_train: bool) -> ObsNormalizer |
     try:
         norm.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"checkpoint observation normaliser is unreadable ({e}); the file is damaged") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"checkpoint observation normaliser is unreadable ({first[:200]}); "
+                              "the file is damaged") from None
     if not all(bool(v.isfinite().all()) for v in norm.state_dict().values() if v.is_floating_point()):
         raise CheckpointError("checkpoint observation normaliser holds non-finite statistics (NaN or inf): the run "
                               "diverged or the file is damaged; use an earlier checkpoint")
