@@ -52,3 +52,13 @@ def test_recipe_values_are_range_checked_like_flags(tmp_path):
     path.write_text("default:\n  batch_size: 64\nHopper-v5:\n  hidden: [64, 64]\n  seed: 3\n")
     values = load_recipe(path, "Hopper-v5", ALLOWED)
     assert from_sources(SACConfig, values).hidden == [64, 64] and from_sources(RunConfig, values).seed == 3
+
+
+@pytest.mark.parametrize(("flags", "match"), [(["--episodes", "0"], "--episodes must be >= 1"),
+                                              (["--max-steps", "-1"], "--max-steps must be >= 1")])
+def test_run_command_counts_are_validated(tmp_path, capsys, flags, match):
+    from edgerl.cli import main
+
+    assert main(["run", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and "\n" not in err
