@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"edgerl bench: {msg}", file=sys.stderr, flush=True)
 
-    from edgerl.checkpoint import check_output_path
+    from edgerl.outputs import check_output_path
 
     for flag, path in (("--json", args.json), ("--markdown", None if args.markdown == "-" else args.markdown)):
         if path:

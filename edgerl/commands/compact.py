@@ -24,8 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgerl.checkpoint import check_output_path, load_checkpoint, save_checkpoint
+    from edgerl.checkpoint import load_checkpoint, save_checkpoint
     from edgerl.compact import compact_checkpoint
+    from edgerl.outputs import check_output_path
 
     src = Path(args.checkpoint)
     src = src / "ckpt.pt" if src.is_dir() else src

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import edgerl
-from edgerl.checkpoint import check_output_path, library_versions, load_checkpoint
+from edgerl.checkpoint import library_versions, load_checkpoint
 from edgerl.errors import ConfigError
 from edgerl.export.checks import (
     FP16_ATOL,
@@ -36,6 +36,7 @@ from edgerl.export.observations import (
 from edgerl.export.onnx_io import export_onnx, import_onnx, read_opset, set_metadata
 from edgerl.export.policy import baked_in_steps, policy_from_checkpoint
 from edgerl.export.wrappers import DeployedPolicy
+from edgerl.outputs import check_output_path
 from edgerl.runtime.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 
 RECORDED_STEPS = 256
