@@ -76,6 +76,9 @@ def _digest(h: Any, obj: Any) -> None:
         h.update(f"T{t.dtype}{list(t.shape)}:".encode())
         if t.numel():
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, (np.ndarray, np.generic)):  # in case a payload carries numpy values
+        arr = np.ascontiguousarray(obj)
+        h.update(f"A{arr.dtype.str}{list(arr.shape)}:".encode() + arr.tobytes())
     elif isinstance(obj, torch.dtype):
         h.update(f"d{obj};".encode())
     elif isinstance(obj, (list, tuple)):  # torch.Size is a tuple
