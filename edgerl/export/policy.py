@@ -4,7 +4,7 @@ A ``kind: "train"`` checkpoint (``edgerl train``) holds the whole agent; a ``kin
 checkpoint holds only what the deployed policy runs. Both use the checkpoint format of
 :mod:`edgerl.checkpoint` (one ``torch.save`` dict of tensors and plain data); the policy layout::
 
-    format, format_version, versions     (added by save_checkpoint)
+    format, format_version, versions, content_sha256   (added by save_checkpoint)
     kind        "policy"
     algo        "sac" | ...               (picks the export adapter, edgerl.export.registry)
     env         {id, observation_space, action_space}          (copied from the source)
