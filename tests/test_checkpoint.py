@@ -132,6 +132,8 @@ def test_torch_load_alone_misreads_a_flipped_directory_byte(tmp_path):
     import io
     import zipfile
 
+    from edgerl.checkpoint import content_digest
+
     raw = _small_ckpt(tmp_path / "ckpt.pt")
     ref = torch.load(io.BytesIO(raw), weights_only=True)
     changed = 0
@@ -145,11 +147,16 @@ def test_torch_load_alone_misreads_a_flipped_directory_byte(tmp_path):
         except Exception:
             continue
         a, b = ref["agent"]["nets"]["actor"]["state"], data["agent"]["nets"]["actor"]["state"]
-        if any(not torch.equal(a[k], b[k]) for k in a):
-            changed += 1
-            (tmp_path / "f.pt").write_bytes(bytes(flipped))
-            with pytest.raises(CheckpointError, match="sha256"):
-                load_checkpoint(tmp_path / "f.pt")
+        changed += any(not torch.equal(a[k], b[k]) for k in a)
+        # What torch reads then is memory it never filled: load_checkpoint refuses it, or (if that
+        # memory happens to hold the right bytes) returns exactly the saved content.
+        (tmp_path / "f.pt").write_bytes(bytes(flipped))
+        try:
+            got = load_checkpoint(tmp_path / "f.pt")
+        except CheckpointError as e:
+            assert "\n" not in str(e)
+            continue
+        assert content_digest(got) == content_digest(load_checkpoint(tmp_path / "ckpt.pt"))
     assert changed > 0
 
 
