@@ -3,6 +3,7 @@ and contracts."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -60,6 +61,74 @@ def _finite_or_none(arr: np.ndarray) -> list | None:
     return [None if not np.isfinite(v) else float(v) for v in flat.reshape(-1)]
 
 
+MAX_SPACE_SIZE = 1 << 28
+"""Elements of one observation or action, at most (a 4096x4096x16 image); more is damage."""
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_space(space: Any, what: str) -> None:
+    """A space description as :func:`describe_space` writes it: known kind, a shape of
+    non-negative integers, a numeric dtype, finite bounds (or None) of the right length with
+    ``low <= high``.
+
+    Raises:
+        CheckpointError: naming the field that is wrong.
+    """
+    def bad(detail: str) -> CheckpointError:
+        return CheckpointError(f"{what} {detail}; the checkpoint is damaged")
+
+    if not isinstance(space, dict):
+        raise bad(f"is a {type(space).__name__}, not a mapping")
+    kind = space.get("kind")
+    if kind == "discrete":
+        n, start = space.get("n"), space.get("start", 0)
+        if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_SPACE_SIZE):
+            raise bad(f"has n={str(n)[:40]!r}; expected a positive integer")
+        if not (isinstance(start, int) and not isinstance(start, bool) and abs(start) < 2**31):
+            raise bad(f"has start={str(start)[:40]!r}; expected an integer")
+        return
+    if kind != "box":
+        raise bad(f"has kind {str(kind)[:40]!r}; expected 'box' or 'discrete'")
+    shape = space.get("shape")
+    if not isinstance(shape, list) or len(shape) > 8 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_SPACE_SIZE for d in shape):
+        raise bad(f"has shape {str(shape)[:60]}; expected a list of non-negative integers")
+    size = math.prod(shape)
+    if size > MAX_SPACE_SIZE:
+        raise bad(f"has {size} elements (at most {MAX_SPACE_SIZE})")
+    try:
+        dtype = np.dtype(space.get("dtype"))
+    except (TypeError, ValueError, SyntaxError):  # np.dtype parses strings and dicts in many ways
+        raise bad(f"has dtype {str(space.get('dtype'))[:40]!r}; expected a numeric dtype name") from None
+    if dtype.kind not in "fiu":
+        raise bad(f"has dtype {dtype}; expected a float or integer dtype")
+    bounds = {}
+    for key in ("low", "high"):
+        b = space.get(key)
+        if b is None:
+            continue
+        if not isinstance(b, list) or len(b) not in (1, size) or not all(v is None or _number(v) for v in b):
+            raise bad(f"has {key} {str(b)[:60]}; expected None or a list of {size} finite numbers (None: unbounded)")
+        bounds[key] = b
+    if len(bounds) == 2:
+        lo, hi = (np.broadcast_to(np.array([np.nan if v is None else v for v in bounds[k]], dtype=np.float64),
+                                  (size,)) for k in ("low", "high"))
+        if np.any(lo > hi):
+            raise bad("has low > high")
+
+
+def check_env_info(info: Any) -> None:
+    """The ``env`` entry of a checkpoint: ``{id, observation_space, action_space}``, each valid."""
+    if not isinstance(info, dict) or not isinstance(info.get("id"), str):
+        raise CheckpointError("checkpoint env entry must be a mapping with a string 'id'; the checkpoint is damaged")
+    for key in ("observation_space", "action_space"):
+        if key in info:
+            check_space(info[key], f"checkpoint env {key}")
+
+
 def space_env_info(env) -> dict[str, Any]:
     """Env id and spaces, as stored in checkpoints."""
     return {
@@ -72,8 +141,9 @@ def space_env_info(env) -> dict[str, Any]:
 def action_bounds(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Finite low/high of a Box action space description."""
     space = info["action_space"]
-    low = np.array([v if v is not None else -1.0 for v in space["low"]], dtype=np.float32)
-    high = np.array([v if v is not None else 1.0 for v in space["high"]], dtype=np.float32)
+    shape = tuple(int(d) for d in space["shape"])
+    low = expand_bound(space.get("low"), shape, -1.0).astype(np.float32).reshape(-1)
+    high = expand_bound(space.get("high"), shape, 1.0).astype(np.float32).reshape(-1)
     return low, high
 
 

@@ -41,15 +41,15 @@ from edgerl.errors import ConfigError
 class ImageEnvConfig:
     """Preprocessing of image envs (shared by PPO and DQN; stored with the checkpoint)."""
 
-    frame_stack: int = doc("Frames stacked into one observation.", 4)
-    frame_size: int = doc("Observation height and width after resizing (pixels).", 84)
-    frame_skip: int = doc("Agent step = this many emulator frames (max-pooled over the last two).", 4)
-    noop_max: int = doc("Up to this many no-op actions after each reset (random starts).", 30)
-    sticky_actions: float = doc("ALE repeat-action probability (0.25 in v5 envs).", 0.25)
+    frame_stack: int = doc("Frames stacked into one observation.", 4, min=1)
+    frame_size: int = doc("Observation height and width after resizing (pixels).", 84, min=1)
+    frame_skip: int = doc("Agent step = this many emulator frames (max-pooled over the last two).", 4, min=1)
+    noop_max: int = doc("Up to this many no-op actions after each reset (random starts).", 30, min=0)
+    sticky_actions: float = doc("ALE repeat-action probability (0.25 in v5 envs).", 0.25, min=0, max=1)
     episodic_life: bool = doc("Training: a lost life ends the episode (the game goes on).", True)
     fire_reset: bool = doc("Press FIRE after reset in games that need it (Breakout, ...).", True)
     clip_rewards: bool = doc("Training: clip rewards to their sign (-1, 0, 1).", True)
-    max_episode_steps: int = doc("Truncate episodes after N agent steps; 0 = the env's limit (27k for ALE v5).", 0)
+    max_episode_steps: int = doc("Truncate episodes after N agent steps; 0 = the env's limit (27k for ALE v5).", 0, min=0)
 
 
 class EpisodicLifeEnv(gym.Wrapper):

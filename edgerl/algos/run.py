@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -132,13 +133,69 @@ def resume_agent(out: Path, algo: str, env_id: str, agent: Any, np_rng: np.rando
     from edgerl.checkpoint import load_checkpoint, restore_rng
     from edgerl.errors import CheckpointError
 
-    ckpt = load_checkpoint(out / "ckpt.pt")
+    path = out / "ckpt.pt"
+    ckpt = load_checkpoint(path)
+    check_resumable(ckpt, path)
     if ckpt["env"]["id"] != env_id or ckpt["algo"] != algo:
-        raise CheckpointError(f"{out / 'ckpt.pt'} is a {ckpt['algo']} run on {ckpt['env']['id']}, "
+        raise CheckpointError(f"{path} is a {ckpt['algo']} run on {ckpt['env']['id']}, "
                               f"not {algo} on {env_id}; resume it with its own settings or start a new --out")
-    agent.load_state(ckpt["agent"])
-    restore_rng(ckpt["rng"], np_rng)
+    remove_stale_temp_files(out)
+    for what, restore in (("agent state", lambda: agent.load_state(ckpt["agent"])),
+                          ("RNG state", lambda: restore_rng(ckpt["rng"], np_rng))):
+        try:
+            restore()
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+            detail = (str(e).strip().splitlines() or [""])[0][:160]
+            raise CheckpointError(f"{path}: cannot restore its {what} ({type(e).__name__}: {detail}); the checkpoint "
+                                  f"is damaged or is not a {algo} run: start a new --out") from None
     return ckpt
+
+
+REPLAY_NAME = re.compile(r"replay-\d+\.npz")
+"""The only replay file names a checkpoint may point to (a file in its own run folder)."""
+
+
+def check_resumable(ckpt: dict[str, Any], path: Path) -> None:
+    """A train checkpoint with the entries a resumed run reads: counters, RNG states, agent
+    state, a replay name inside the run folder. One-line :class:`CheckpointError` otherwise."""
+    from edgerl.errors import CheckpointError
+
+    if ckpt.get("kind") != "train":
+        raise CheckpointError(f"{path} is a {str(ckpt.get('kind'))[:40]!r} checkpoint, not a training one; "
+                              "only a run folder written by edgerl train can be resumed")
+    counters = ckpt.get("counters")
+    if not isinstance(counters, dict) or not all(
+            isinstance(counters.get(k), int) and not isinstance(counters.get(k), bool) and counters[k] >= 0
+            for k in ("global_step", "episodes")):
+        raise CheckpointError(f"{path}: checkpoint lacks valid counters (global_step, episodes); "
+                              "the file is damaged: start a new --out")
+    if not isinstance(ckpt.get("rng"), dict):
+        raise CheckpointError(f"{path}: checkpoint lacks its RNG states; the file is damaged: start a new --out")
+    config = ckpt.get("config")
+    if not all(isinstance(config.get(k), dict) for k in ("run", "algo", "prune")):
+        raise CheckpointError(f"{path}: checkpoint lacks its resolved config (run, algo, prune); "
+                              "the file is damaged: start a new --out")
+    replay = ckpt.get("replay")
+    if replay is not None and not (isinstance(replay, str) and REPLAY_NAME.fullmatch(replay)):
+        raise CheckpointError(f"{path}: checkpoint names replay file {str(replay)[:80]!r}; edgerl only reads "
+                              "replay-<step>.npz inside the run folder: the file is damaged or was edited")
+
+
+def remove_stale_temp_files(out: Path) -> list[str]:
+    """Delete temp files an interrupted atomic write left in the run folder (``.NAME.*.tmp``
+    beside ckpt.pt, metrics.csv and the replay buffer); returns their names."""
+    removed = []
+    for tmp in out.glob(".*.tmp"):
+        if tmp.is_file() and (tmp.name.startswith((".ckpt.pt.", ".replay-")) or tmp.name.startswith(".metrics.csv")):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    metrics_tmp = out / "metrics.csv.tmp"
+    if metrics_tmp.is_file():
+        metrics_tmp.unlink()
+        removed.append(metrics_tmp.name)
+    return removed
 
 
 def attach_hooks(make_hooks: Callable[..., list[TrainHook]] | None, agent: Any, run: Any, algo_cfg: Any,
@@ -148,7 +205,13 @@ def attach_hooks(make_hooks: Callable[..., list[TrainHook]] | None, agent: Any, 
     hook's state from ``ckpt``."""
     from edgerl.errors import CheckpointError
 
-    hooks = make_hooks(agent, run, algo_cfg, prune) if make_hooks else []
+    if ckpt is None:
+        hooks = make_hooks(agent, run, algo_cfg, prune) if make_hooks else []
+    else:  # the RNG states were just restored: building hooks (tracing graphs) must not advance them
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            hooks = make_hooks(agent, run, algo_cfg, prune) if make_hooks else []
     for h in hooks if ckpt is not None else ():
         if h.name not in ckpt.get("hooks", {}):
             raise CheckpointError(f"the checkpoint has no state for the {h.name!r} pruner this run uses")

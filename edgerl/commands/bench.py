@@ -62,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"edgerl bench: {msg}", file=sys.stderr, flush=True)
 
+    from edgerl.outputs import check_output_path
+
+    for flag, path in (("--json", args.json), ("--markdown", None if args.markdown == "-" else args.markdown)):
+        if path:
+            check_output_path(path, flag, inputs=tuple(args.models))
     report = run_bench(args.models, args.baseline, _names(args.backends), _ints(args.batch, "--batch"), args.threads,
                        min_queries=args.min_queries, min_seconds=args.min_seconds, warmup=args.warmup,
                        rounds=args.rounds, seed=args.seed, overhead=not args.no_overhead, profile=args.profile,

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgerl.errors import ConfigError
 from edgerl.runtime.fileio import atomic_write_text, sha256_file
 
 
@@ -16,19 +17,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recorded-steps", type=int, default=256,
                    help="env steps recorded with the policy to compare on (0: random observations only)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--round-gates", action="store_true",
+                   help="a --prune gates checkpoint taken inside the pruning window: round each gate as the window's "
+                        "end does (theta <= 0.5 removed, the rest fully open) and report how much the actions change; "
+                        "without it such a checkpoint is refused")
 
 
 def run(args: argparse.Namespace) -> int:
     from edgerl.checkpoint import load_checkpoint, save_checkpoint
     from edgerl.compact import compact_checkpoint
+    from edgerl.outputs import check_output_path
 
     src = Path(args.checkpoint)
     src = src / "ckpt.pt" if src.is_dir() else src
+    out = check_output_path(args.output if args.output else src.with_name("compact.pt"), "-o", inputs=(src,),
+                            replaces_policy=True)
+    if args.json:
+        check_output_path(args.json, "--json", inputs=(src, out))
+    if args.recorded_steps < 0:
+        raise ConfigError(f"--recorded-steps must be >= 0, got {args.recorded_steps}")
     ckpt = load_checkpoint(src)
     payload, report = compact_checkpoint(
-        ckpt, recorded_steps=args.recorded_steps, seed=args.seed,
+        ckpt, recorded_steps=args.recorded_steps, seed=args.seed, round_gates=args.round_gates,
         source={"checkpoint": str(src), "sha256": sha256_file(src), "kind": ckpt["kind"]})
-    out = Path(args.output) if args.output else src.with_name("compact.pt")
     save_checkpoint(out, payload)
     print(format_report(report, src, out))
     if args.json:
@@ -51,6 +62,11 @@ def format_report(report, src: Path, out: Path) -> str:
     for net, removed in report.removed_units.items():
         if removed:
             lines.append(f"  {net}: dead units removed: " + ", ".join(f"{k} -{v}" for k, v in removed.items()))
+    if report.gate_rounding:
+        removed = report.gate_rounding["units_removed"]
+        lines.append(f"  --round-gates: removed {sum(removed.values())} unit(s) with theta <= 0.5 "
+                     f"({', '.join(f'{k} -{v}' for k, v in removed.items()) or 'none'}); actions changed by up to "
+                     f"{report.gate_rounding['max_abs_diff_vs_open']:.3g} against deploying every gate open")
     lines.append("  max |action difference|: " + ", ".join(f"{k} {v:.2e}" for k, v in report.max_abs_diff.items())
                  + " (limit 1e-05)")
     return "\n".join(lines)

@@ -89,8 +89,9 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
 def run(args: argparse.Namespace) -> int:
     from edgerl.errors import ConfigError
 
-    if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 1):
-        raise ConfigError(f"--episodes {args.episodes} and --max-steps {args.max_steps} must be >= 1")
+    for flag, value, low in (("--episodes", args.episodes, 1), ("--max-steps", args.max_steps, 1), ("--seed", args.seed, 0)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag} must be >= {low}, got {value}")
     backends = args.backends.split(",") if args.backends else None
     res = run_bundle(args.bundle, args.env, args.episodes, args.seed, backends, args.checkpoint,
                      not args.no_compare, args.max_steps)

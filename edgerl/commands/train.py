@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from edgerl.config import (
     load_recipe,
     to_dict,
 )
-from edgerl.errors import ConfigError
+from edgerl.errors import CheckpointError, ConfigError
 
 ALGOS = ("sac", "ppo", "dqn")
 
@@ -42,10 +43,14 @@ def algo_config_class(algo: str) -> type:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR from its ckpt.pt (flags given override only total-steps/progress)")
+                   help="continue the run in DIR from its ckpt.pt (only --total-steps/--progress may change; other "
+                        "flags that disagree with the run are refused)")
     p.add_argument("--recipe", metavar="YAML", default=None,
                    help="per-env hyperparameter file (default: profiles/recipes/<algo>.yaml)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out folder that holds a run: deletes its ckpt.pt, metrics.csv and "
+                        "replay-*.npz first (other files stay); without it such a folder is refused")
     add_dataclass_args(p, RunConfig, "run")
     add_dataclass_args(p, PruneConfig, "pruning")
     add_algo_arguments(p)
@@ -81,7 +86,7 @@ def add_algo_arguments(p: argparse.ArgumentParser) -> None:
                 shown = ", ".join(f"{a} {v}" for a, v in per_algo.items())
             texts = helps.get(f.name, {f.metadata.get("help", ""): []})
             help_text = " ".join(t if i == 0 else f"{', '.join(a)}: {t}" for i, (t, a) in enumerate(texts.items()))
-            field = dataclasses.field(default_factory=lambda v=shown: v, metadata={"help": help_text})
+            field = dataclasses.field(default_factory=lambda v=shown: v, metadata={**f.metadata, "help": help_text})
             spec.append((f.name, hints[f.name], field))
         before = {a.dest for a in p._actions}
         shown_cls = dataclasses.make_dataclass(cls.__name__, spec, namespace={"__doc__": cls.__doc__})
@@ -123,24 +128,100 @@ def validate(run: RunConfig, prune: PruneConfig) -> None:
         raise ConfigError(f"need 0 <= --prune-start <= --prune-end <= 1, got {prune.prune_start}, {prune.prune_end}")
 
 
+RESUME_OVERRIDES = ("total_steps", "progress")
+"""What ``--resume`` lets a flag change; every other setting is the run's own."""
+RUN_FILES = ("ckpt.pt", "metrics.csv", "replay-*.npz")
+"""What ``edgerl train`` writes into ``--out`` (and ``--overwrite`` deletes)."""
+
+
 def resolve_resume(args: argparse.Namespace) -> tuple[RunConfig, Any, PruneConfig]:
-    """The config stored in the run's checkpoint; only total-steps and progress may change."""
+    """The config stored in the run's checkpoint; only total-steps and progress may change.
+
+    Other flags are refused when they disagree with the stored config (they would be ignored)."""
+    from edgerl.algos.run import check_resumable
     from edgerl.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(Path(args.resume) / "ckpt.pt")
+    path = Path(args.resume) / "ckpt.pt"
+    ckpt = load_checkpoint(path)
+    check_resumable(ckpt, path)
     stored = ckpt["config"]
-    override = {k: getattr(args, k) for k in ("total_steps", "progress") if getattr(args, k, None) is not None}
-    run = from_sources(RunConfig, stored["run"], {"out": args.resume}, override)
-    algo_cfg = from_sources(algo_config_class(run.algo), stored["algo"])
-    prune = from_sources(PruneConfig, stored["prune"])
+    algo = ckpt["algo"]
+    if algo not in ALGOS or stored["run"].get("algo", algo) != algo:
+        raise CheckpointError(f"{path}: checkpoint says algo {str(algo)[:20]!r} but its config says "
+                              f"{str(stored['run'].get('algo'))[:20]!r}; the file is damaged or relabelled")
+    algo_cls = algo_config_class(algo)
+    unknown = sorted(set(stored["algo"]) - set(algo_cls.__dataclass_fields__))
+    if unknown:
+        raise CheckpointError(f"{path}: the stored {algo} config has settings {unknown[:5]} that {algo_cls.__name__} "
+                              "does not know; the checkpoint is damaged, relabelled or from another edgerl version")
+    override = {k: getattr(args, k) for k in RESUME_OVERRIDES if getattr(args, k, None) is not None}
+    try:
+        run = from_sources(RunConfig, stored["run"], {"out": args.resume, "algo": algo}, override)
+        algo_cfg = from_sources(algo_cls, stored["algo"])
+        prune = from_sources(PruneConfig, stored["prune"])
+    except ConfigError as e:
+        if set(override) & {"total_steps"} and "--total-steps" in str(e):
+            raise
+        raise CheckpointError(f"{path}: its stored config is invalid ({e}); the file is damaged") from None
+    done = ckpt["counters"]["global_step"]
+    if run.total_steps < done:
+        raise ConfigError(f"--total-steps {run.total_steps} is below the {done} steps the run in {args.resume} has "
+                          f"done; pass --total-steps >= {done}")
+    _refuse_ignored_flags(args, (run, algo_cfg, prune))
     return run, algo_cfg, prune
 
 
+def _refuse_ignored_flags(args: argparse.Namespace, configs: tuple[Any, ...]) -> None:
+    """A flag given with ``--resume`` that disagrees with the stored config is an error."""
+    given = {k: v for k, v in vars(args).items()
+             if v is not None and k not in (*RESUME_OVERRIDES, "resume", "recipe", "print_config", "overwrite", "command",
+                                            "func")}
+    differ = []
+    for key, value in given.items():
+        for cfg in configs:
+            if key in cfg.__dataclass_fields__:
+                if key == "out":
+                    same = Path(value).resolve() == Path(args.resume).resolve()
+                else:
+                    same = from_sources(type(cfg), {key: value}).__dict__[key] == getattr(cfg, key)
+                if not same:
+                    differ.append(f"--{key.replace('_', '-')} {value if not isinstance(value, list) else ','.join(map(str, value))}"
+                                  f" (the run has {getattr(cfg, key) if key != 'out' else args.resume})")
+                break
+    if args.recipe is not None:
+        differ.append(f"--recipe {args.recipe} (the run's settings were resolved when it started)")
+    if differ:
+        raise ConfigError(f"--resume continues {args.resume} with its stored settings; only --total-steps and --progress "
+                          f"may change, but got {'; '.join(differ)[:300]}: drop them or start a new --out")
+
+
+def check_out(run_cfg: RunConfig, overwrite: bool) -> None:
+    """``--out`` is a folder that holds no run, or ``--overwrite`` deletes the run's files."""
+    out = Path(run_cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; pass a run folder (it is created if missing)")
+    if not out.is_dir():
+        return
+    found = sorted({p.name for pattern in RUN_FILES for p in out.glob(pattern)})
+    if not found:
+        return
+    if not overwrite:
+        raise ConfigError(f"--out {out} already holds a run ({', '.join(found[:4])}); continue it with --resume {out}, "
+                          f"choose a new --out, or pass --overwrite to delete {', '.join(RUN_FILES)} there")
+    for name in found:
+        (out / name).unlink(missing_ok=True)
+    print(f"edgerl train: --overwrite: deleted {', '.join(found)} in {out}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.resume and args.overwrite:
+        raise ConfigError("--overwrite starts a new run and --resume continues one; pass one of them")
     run_cfg, algo_cfg, prune = resolve_resume(args) if args.resume else resolve(args)
     if args.print_config:
         print(json.dumps({"run": to_dict(run_cfg), "algo": to_dict(algo_cfg), "prune": to_dict(prune)}, indent=2))
         return 0
+    if not args.resume:
+        check_out(run_cfg, args.overwrite)
     from edgerl.prune.hooks import make_hooks
 
     if run_cfg.algo == "sac":

@@ -38,6 +38,53 @@ class CompactCheckError(EdgerlError):
     """The compacted policy does not compute the same actions as the original."""
 
 
+class OpenGatesError(EdgerlError):
+    """A gates checkpoint taken inside the pruning window: its deployed function is not decided yet."""
+
+
+DEPLOYED_GATES = ("actor.", "ofenet.state_block.")
+"""Gate keys (agent-relative) of the networks a SAC policy deploys."""
+
+
+def pending_gates(ckpt: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """Gate probabilities of a ``--prune gates`` train checkpoint taken inside the pruning window,
+    where a deployed unit has ``0 < theta < 1`` (None when the deployed function is decided: no
+    gates, the window is over and every gate was rounded, or every deployed gate is fully open).
+
+    Inside the window a unit at theta = 0.02 was present in 2% of the training samples; compacting
+    as is would deploy it fully open (``xi = 1``), a different function from the one trained."""
+    from edgerl.prune.gates import checkpoint_gates
+
+    state = (ckpt.get("hooks") or {}).get("gates") if ckpt.get("kind") != POLICY_KIND else None
+    if not isinstance(state, dict) or state.get("finished"):
+        return None
+    try:
+        theta = checkpoint_gates(ckpt)
+    except (KeyError, TypeError) as e:
+        raise EdgerlError(f"the checkpoint's gate state is unreadable ({type(e).__name__}: {e}); the file is damaged") from None
+    deployed = {k: t for k, t in (theta or {}).items() if k.startswith(DEPLOYED_GATES)}
+    if not deployed or all(bool((t >= 1).all()) for t in deployed.values()):
+        return None
+    return theta
+
+
+def round_gates_payload(ckpt: dict[str, Any], theta: dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, int]]:
+    """A policy checkpoint of ``ckpt``'s deployed function with every gate rounded as the end of
+    the pruning window rounds it (theta <= 0.5 removed, the rest open); returns it and the units
+    removed per gated layer."""
+    from edgerl.prune.gate_hook import ROUND_AT_END
+    from edgerl.prune.gates import fold_gates
+
+    policy = policy_from_checkpoint(ckpt)
+    deployed = {**policy.nets(), **({"normalizer": policy.normalizer} if policy.normalizer is not None else {})}
+    folded = fold_gates(deployed, theta, threshold=ROUND_AT_END)
+    widths = {n: layer_widths(m) for n, m in policy.nets().items()}
+    removed = {f"{n}/{k}": w - layer_widths(folded[n]).get(k, w) for n, ws in widths.items() for k, w in ws.items()}
+    payload = policy_checkpoint_payload(ckpt["algo"], ckpt["env"], ckpt["config"], folded,
+                                        counters=ckpt.get("counters"), source=None)
+    return payload, {k: v for k, v in removed.items() if v}
+
+
 @dataclass
 class CompactReport:
     """What compaction did, and the evidence that it changed nothing the robot would see."""
@@ -52,6 +99,8 @@ class CompactReport:
     dropped: list[str]
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     training_params: int | None = None
+    gate_rounding: dict[str, Any] | None = None
+    """``--round-gates``: units removed by rounding and the max |action change| it caused."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,12 +129,36 @@ def _max_diff(a: DeployedPolicy, b: DeployedPolicy, obs: np.ndarray, dtype: np.d
 
 
 def compact_checkpoint(ckpt: dict[str, Any], recorded_steps: int = 256, random_obs: int = 1024,
-                       seed: int = 0, source: dict[str, Any] | None = None) -> tuple[dict[str, Any], CompactReport]:
+                       seed: int = 0, source: dict[str, Any] | None = None,
+                       round_gates: bool = False) -> tuple[dict[str, Any], CompactReport]:
     """Compact a loaded checkpoint; returns the policy-checkpoint payload and the report.
 
+    Args:
+        round_gates: a gates checkpoint taken inside the pruning window (:func:`pending_gates`) is
+            refused unless this is set; then its gates are rounded at 0.5 first (the deployed
+            function changes, by the amount the report's ``gate_rounding`` gives).
+
     Raises:
-        CompactCheckError: the compacted policy's actions differ by more than 1e-5.
+        CompactCheckError: the compacted policy's actions differ by more than 1e-5 (or are not finite).
+        OpenGatesError: a checkpoint inside the gates' pruning window without ``round_gates``.
     """
+    src_ckpt, rounding = ckpt, None
+    theta = pending_gates(ckpt)
+    if theta is not None:
+        if not round_gates:
+            step = (ckpt.get("counters") or {}).get("global_step")
+            raise OpenGatesError(
+                f"this --prune gates checkpoint (step {step}) is inside the pruning window: some deployed units "
+                "are open in only part of the training samples and would be deployed fully open; compact the "
+                "checkpoint of a finished run, or pass --round-gates to round them (theta <= 0.5 removed) and "
+                "report the change")
+        rounded, removed_by_rounding = round_gates_payload(ckpt, theta)
+        as_open = policy_from_checkpoint(ckpt)
+        space = obs_space(ckpt)
+        obs = random_observations(space, random_obs, np.random.default_rng(seed + 1), *_stats(as_open))
+        change = _max_diff(as_open, policy_from_checkpoint(rounded), obs, input_dtype(space))
+        rounding = {"units_removed": removed_by_rounding, "max_abs_diff_vs_open": change}
+        ckpt = rounded  # the policy checkpoint of the rounded function: what is compacted and checked
     adapter = export_adapter(ckpt["algo"])
     original = policy_from_checkpoint(ckpt)
     work = policy_from_checkpoint(ckpt)  # rebuilt copy that is compacted in place
@@ -111,8 +184,8 @@ def compact_checkpoint(ckpt: dict[str, Any], recorded_steps: int = 256, random_o
         counters=ckpt.get("counters"), source=source)
     compacted = policy_from_checkpoint(payload)
     training_params = None
-    if ckpt["kind"] != POLICY_KIND:
-        training_params = sum(v.numel() for e in ckpt["agent"]["nets"].values() for v in e["state"].values()
+    if src_ckpt["kind"] != POLICY_KIND:
+        training_params = sum(v.numel() for e in src_ckpt["agent"]["nets"].values() for v in e["state"].values()
                               if isinstance(v, torch.Tensor) and v.is_floating_point())
     kept = set(nets)
     report = CompactReport(
@@ -121,9 +194,9 @@ def compact_checkpoint(ckpt: dict[str, Any], recorded_steps: int = 256, random_o
         widths_before=widths_before,
         widths_after={n: layer_widths(m) for n, m in _nets_by_name(compacted, adapter.nets).items()},
         removed_units=removed,
-        dropped=sorted(set(ckpt["agent"].get("nets", {})) - kept) + (
-            ["optimizers"] if "optim" in ckpt["agent"] else []) + (["replay buffer"] if ckpt.get("replay") else []),
-        training_params=training_params,
+        dropped=sorted(set(src_ckpt["agent"].get("nets", {})) - kept) + (
+            ["optimizers"] if "optim" in src_ckpt["agent"] else []) + (["replay buffer"] if src_ckpt.get("replay") else []),
+        training_params=training_params, gate_rounding=rounding,
     )
     space = obs_space(ckpt)
     dtype = input_dtype(space)
@@ -134,7 +207,11 @@ def compact_checkpoint(ckpt: dict[str, Any], recorded_steps: int = 256, random_o
     for kind, obs in checks.items():
         report.max_abs_diff[kind] = _max_diff(original, compacted, obs, dtype)
     worst = max(report.max_abs_diff.values())
-    if worst > TOLERANCE:
+    if not worst <= TOLERANCE:  # NaN fails too
+        if not np.isfinite(worst):
+            raise CompactCheckError(
+                "the policy's actions are not finite (NaN or inf) before or after compaction; the checkpoint's "
+                "weights or normaliser statistics are not finite: use an earlier checkpoint")
         raise CompactCheckError(
             f"compacted policy differs from the original by {worst:.3g} (> {TOLERANCE}) on "
             f"{max(report.max_abs_diff, key=report.max_abs_diff.get)} observations; this is a bug in "

@@ -36,6 +36,7 @@ from edgerl.export.observations import (
 from edgerl.export.onnx_io import export_onnx, import_onnx, read_opset, set_metadata
 from edgerl.export.policy import baked_in_steps, policy_from_checkpoint
 from edgerl.export.wrappers import DeployedPolicy
+from edgerl.outputs import check_output_path
 from edgerl.runtime.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 
 RECORDED_STEPS = 256
@@ -196,6 +197,8 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
     if len({ckpt_file.resolve(), out.resolve(), contract_out.resolve()}) < 3:
         raise ConfigError(f"output {out} and contract {contract_out} must differ from each other and from the "
                           f"checkpoint {ckpt_file}; choose another -o/--contract")
+    check_output_path(out, "-o", inputs=(ckpt_file,))
+    check_output_path(contract_out, "--contract", inputs=(ckpt_file,))
     sha = sha256_file(ckpt_file)
     steps = baked_in_steps(ckpt)
     space = obs_space(ckpt)

@@ -4,7 +4,7 @@ A ``kind: "train"`` checkpoint (``edgerl train``) holds the whole agent; a ``kin
 checkpoint holds only what the deployed policy runs. Both use the checkpoint format of
 :mod:`edgerl.checkpoint` (one ``torch.save`` dict of tensors and plain data); the policy layout::
 
-    format, format_version, versions     (added by save_checkpoint)
+    format, format_version, versions, content_sha256   (added by save_checkpoint)
     kind        "policy"
     algo        "sac" | ...               (picks the export adapter, edgerl.export.registry)
     env         {id, observation_space, action_space}          (copied from the source)
@@ -105,13 +105,11 @@ def policy_checkpoint_payload(algo: str, env: dict[str, Any], config: dict[str, 
 def _rebuild(name: str, entry: Any) -> nn.Module:
     if not isinstance(entry, dict) or "spec" not in entry or "state" not in entry:
         raise CheckpointError(f"checkpoint net {name!r} lacks its spec or state; the file is damaged")
-    net = build_net(entry["spec"])
-    try:
-        net.load_state_dict(entry["state"])
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint net {name!r} does not match its spec ({first[:200]}); "
-                              "the file is damaged or was written by another edgerl version") from None
+    net = build_net(entry["spec"], entry["state"], name=f"checkpoint net {name!r}")
+    bad = next((k for k, v in net.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())), None)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint net {name!r} holds non-finite values in {bad} (NaN or inf): the run "
+                              "diverged or the file is damaged; use an earlier checkpoint")
     return net
 
 
@@ -121,9 +119,13 @@ def _normalizer(ckpt: dict[str, Any], enabled_in_train: bool) -> ObsNormalizer |
         return None
     if ckpt["kind"] == POLICY_KIND:
         spec, state = entry.get("spec"), entry.get("state")
+        mean = state.get("mean") if isinstance(state, dict) else None
+        if not isinstance(spec, dict) or not isinstance(mean, torch.Tensor) or spec.get("shape") != list(mean.shape):
+            raise CheckpointError("policy checkpoint normalizer spec shape does not match its stored mean "
+                                  f"({str(spec.get('shape') if isinstance(spec, dict) else spec)[:60]}); the file is damaged")
         try:
             norm = ObsNormalizer(spec["shape"], clip=spec["clip"], eps=spec["eps"], enabled=spec["enabled"])
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError, RuntimeError):
             raise CheckpointError("policy checkpoint normalizer lacks its spec (shape, clip, eps, enabled); "
                                   "the file is damaged") from None
     else:
@@ -136,7 +138,12 @@ def _normalizer(ckpt: dict[str, Any], enabled_in_train: bool) -> ObsNormalizer |
     try:
         norm.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"checkpoint observation normaliser is unreadable ({e}); the file is damaged") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"checkpoint observation normaliser is unreadable ({first[:200]}); "
+                              "the file is damaged") from None
+    if not all(bool(v.isfinite().all()) for v in norm.state_dict().values() if v.is_floating_point()):
+        raise CheckpointError("checkpoint observation normaliser holds non-finite statistics (NaN or inf): the run "
+                              "diverged or the file is damaged; use an earlier checkpoint")
     return norm if norm.enabled else None
 
 
