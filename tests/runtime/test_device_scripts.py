@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-FAMILIES = sorted(p.name for p in DEPLOY.iterdir() if p.is_dir())
+FAMILIES = sorted(p.parent.name for p in DEPLOY.glob("*/install.sh"))
+"""Families that run the Python runtime (``native`` is C/C++ only: no venv, no service)."""
 SCRIPTS = sorted(DEPLOY.glob("*/*.sh"))
 
 
