@@ -14,6 +14,8 @@ from .errors import BundleError
 
 CONTRACT_FORMAT = "edgerl-contract"
 CONTRACT_VERSION = 1
+PRECISIONS = ("fp32", "fp16", "int8")
+"""What a graph may compute in (``precision`` in the contract)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Contract:
     """Upper action bounds in ``act_shape`` (+inf where unbounded), None if unbounded."""
     raw: dict[str, Any]
     """The JSON document as read."""
+    precision: str = "fp32"
+    """What the exported graph computes in: ``fp32``, ``fp16`` or ``int8`` (Q/DQ nodes)."""
 
 
 def _fail(source: str, msg: str) -> BundleError:
@@ -107,6 +111,9 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
     high = _bound(act.get("high"), act_shape, np.inf, "action.high", source)
     if low is not None and high is not None and np.any(low > high):
         raise _fail(source, "action.low exceeds action.high")
+    precision = data.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise _fail(source, f"precision {precision!r} is not one of {list(PRECISIONS)}")
     return Contract(
         obs_shape=obs_shape,
         obs_dtype=_dtype(obs.get("dtype", "float32"), "observation.dtype", source),
@@ -117,6 +124,7 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
         act_low=None if discrete else low,
         act_high=None if discrete else high,
         raw=data,
+        precision=precision,
     )
 
 

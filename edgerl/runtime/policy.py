@@ -160,10 +160,10 @@ class Policy:
                 "(for fp16 targets, loosen parity_atol_fp16 in the profile only if episodic return is unaffected)")
         if self.contract.discrete:
             frac = float(np.mean(got != expected))
-            if frac > p.parity_discrete_mismatch:
+            if frac > p.effective_discrete_mismatch:
                 first = int(np.flatnonzero(got != expected)[0])
                 raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {frac:.1%} of "
-                                  f"discrete actions differ (allowed {p.parity_discrete_mismatch:.1%}), first at "
+                                  f"discrete actions differ (allowed {p.effective_discrete_mismatch:.1%}), first at "
                                   f"sample {first} ({int(got[first])} vs {int(expected[first])}); {todo}")
             return
         atol, rtol = p.effective_atol, p.parity_rtol
