@@ -101,8 +101,9 @@ def error_stats(ref: np.ndarray, got: np.ndarray, scale: np.ndarray | None) -> E
     diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
     diff = np.where(np.isfinite(diff), diff, np.inf)  # a NaN action is an infinite error
     scaled = (diff / scale).reshape(len(diff), -1)
-    return ErrorStats(n=len(ref), max=float(scaled.max(initial=0.0)), median=float(np.median(scaled)),
-                      p99=float(np.percentile(scaled, 99)),
+    with np.errstate(invalid="ignore"):  # percentiles of inf entries: inf or NaN, both fail the bars
+        median, p99 = float(np.median(scaled)), float(np.percentile(scaled, 99))
+    return ErrorStats(n=len(ref), max=float(scaled.max(initial=0.0)), median=median, p99=p99,
                       per_action_max=[float(v) for v in diff.reshape(len(diff), -1).max(0)])
 
 
