@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from edgerl.bench.device import device_info
+from edgerl.bench.report import device_line
 from edgerl.bench.latency import Series, measure, percentiles
 from edgerl.bench.precision import plot_return_vs_p99, precision_bench, precision_markdown
 from edgerl.bench.runners import bare_ort_runner
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
     if args.markdown:
-        text = [f"`{command}`", "", f"Device: {out['device'].get('cpu', '')}", ""]
+        text = [f"`{command}`", "", f"Device: {device_line(out['device'])}", ""]
         if "image" in out:
             text += ["## Image policies (Impala-CNN, batch 1, 1 thread, ORT CPU)", "", image_markdown(out["image"])]
         if "mlp" in out:

@@ -75,7 +75,8 @@ def onnx_returns(folder: Path, env_id: str, episodes: int, seed: int, max_steps:
 def precision_bench(models: Sequence[tuple[str, str | os.PathLike]], precisions: Sequence[str] = PRECISIONS,
                     backends: Sequence[str] = ("ort-cpu",), env: str | None = None, episodes: int = 5,
                     seed: int = 0, workdir: Path | None = None, calibration_obs: str | os.PathLike | None = None,
-                    recorded_steps: int = 256, log: Log | None = None, **bench_kw: Any) -> dict[str, Any]:
+                    recorded_steps: int = 256, exporter: str = "auto", log: Log | None = None,
+                    **bench_kw: Any) -> dict[str, Any]:
     """Time every (model, precision) variant interleaved; add returns on ``env`` if given.
 
     The first model's fp32 variant is the baseline of the ratios. Returns :func:`run_bench`'s report
@@ -88,7 +89,7 @@ def precision_bench(models: Sequence[tuple[str, str | os.PathLike]], precisions:
 
     with tempfile.TemporaryDirectory(prefix="edgerl-precision-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
-        variants = export_variants(models, precisions, root, calibration_obs, recorded_steps, log=log)
+        variants = export_variants(models, precisions, root, calibration_obs, recorded_steps, exporter, log=log)
         base = next((v for v in variants if v["precision"] == "fp32"), variants[0])
         others = [v for v in variants if v is not base]
         report = run_bench([v["folder"] for v in others], base["folder"], list(backends), seed=seed,
@@ -100,7 +101,7 @@ def precision_bench(models: Sequence[tuple[str, str | os.PathLike]], precisions:
             stats = (v["export"].get("precision_report") or {}).get("stats", {})
             for r in (r for r in report["results"] if r["model"] == bench_label and r["batch"] == 1):
                 rows.append({"label": v["label"], "model": v["model"], "precision": v["precision"],
-                             "backend": r["backend"], **{k: r[k] for k in ("p50_us", "p90_us", "p99_us")},
+                             "backend": r["backend"], **{k: r[k] for k in ("p50_us", "p90_us", "p99_us", "max_us", "mean_us")},
                              "file_bytes": r["file_bytes"], "error": stats})
             if env:
                 if log:

@@ -37,7 +37,7 @@ class PrecisionThresholds:
 DEFAULT_THRESHOLDS = {
     "fp32": PrecisionThresholds(max_abs=1e-5, p99_abs=1e-5, agreement=1.0),
     "fp16": PrecisionThresholds(max_abs=1e-2, p99_abs=5e-3, agreement=0.98),
-    "int8": PrecisionThresholds(max_abs=0.1, p99_abs=0.05, agreement=0.99),
+    "int8": PrecisionThresholds(max_abs=0.15, p99_abs=0.05, agreement=0.99),
 }
 """Defaults when no profile is given (the profiles' ``parity_*`` defaults are the same)."""
 

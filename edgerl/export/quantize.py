@@ -34,9 +34,9 @@ WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 QUANT_OPS = ("Conv", "Gemm", "MatMul", "Add", "MaxPool", "Relu", "Flatten", "Reshape")
 """Op types quantized inside that region (ONNX Runtime fuses Q/DQ around them into integer kernels)."""
 ACTIVATION_TYPES = ("quint8", "qint8")
-CALIBRATION_OBS = 256
+CALIBRATION_OBS = 1024
 """Observations the activation ranges are calibrated on (the rest of a source is held out)."""
-HELD_OUT_OBS = 256
+HELD_OUT_OBS = 512
 """Held-out observations the error statistics are also computed on."""
 CALIBRATION_BATCH = 32
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -116,8 +116,15 @@ class _Reader:
         return 0
 
 
+def weighted_nodes(model: Any) -> list[str]:
+    """Names of the Conv/Gemm/MatMul nodes in graph order (first: reads the observation; last:
+    writes the action scores or the pre-squash mean)."""
+    return [n.name for n in model.graph.node if n.op_type in WEIGHT_OPS]
+
+
 def quantize_int8(model: Any, calibration: np.ndarray, activation_type: str = "quint8",
-                  per_channel: bool = True, calibrate_method: str = "minmax") -> tuple[Any, list[str]]:
+                  per_channel: bool = True, calibrate_method: str = "minmax",
+                  first_layer_float: bool | None = None, last_layer_float: bool | None = None) -> tuple[Any, list[str]]:
     """The QDQ INT8 model of a float32 policy graph, calibrated on ``calibration``.
 
     Args:
@@ -126,6 +133,13 @@ def quantize_int8(model: Any, calibration: np.ndarray, activation_type: str = "q
         activation_type: ``quint8`` (x86 VNNI's u8 x s8 kernels) or ``qint8``.
         per_channel: One weight scale per output channel (True) or per tensor.
         calibrate_method: ``minmax`` or ``percentile`` (99.999th percentile of |activation|).
+        first_layer_float: Keep the layer reading the observation in float. None: yes for vector
+            observations, whose entries span very different ranges (one int8 scale for a joint
+            angle in +-0.6 and a velocity in +-27 leaves the angle 3 levels), no for uint8 images
+            (pixels share one range, and the first conv is where an image net spends its time).
+        last_layer_float: Keep the layer writing the pre-squash mean / the scores in float. None:
+            same as ``first_layer_float`` (a small MLP head holds few MACs; its int8 output
+            step is what |a_q - a_fp32| sees first).
 
     Returns:
         ``(quantized ModelProto, names of the nodes kept float)``.
@@ -150,6 +164,15 @@ def quantize_int8(model: Any, calibration: np.ndarray, activation_type: str = "q
             name_nodes(prepared)
             onnx.save(prepared, os.fspath(pre))
             keep_float = float_end_nodes(prepared)
+            if first_layer_float is None:
+                first_layer_float = np.asarray(calibration).dtype != np.uint8
+            if last_layer_float is None:
+                last_layer_float = first_layer_float
+            layers = weighted_nodes(prepared)
+            if first_layer_float and layers:
+                keep_float.append(layers[0])
+            if last_layer_float and len(layers) > 1:
+                keep_float.append(layers[-1])
             q.quantize_static(
                 os.fspath(pre), os.fspath(out), _Reader(np.ascontiguousarray(calibration)),
                 quant_format=q.QuantFormat.QDQ, per_channel=per_channel,

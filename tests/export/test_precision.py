@@ -17,7 +17,12 @@ from edgerl.errors import ConfigError
 from edgerl.export import ExportCheckError, export_policy, policy_from_checkpoint
 from edgerl.export.observations import recorded_observations
 from edgerl.export.precision_checks import ErrorStats, PrecisionThresholds, error_stats, failures
-from edgerl.export.quantize import QDQ_OPS, float_end_nodes, load_observation_file, split_observations
+from edgerl.export.quantize import (
+    QDQ_OPS,
+    float_end_nodes,
+    load_observation_file,
+    split_observations,
+)
 from edgerl.runtime.graph import graph_content, graph_precision
 
 from .conftest import write_sac_checkpoint
@@ -49,9 +54,17 @@ def test_int8_sac_graph_is_qdq_with_float_ends(int8_export, sac_ckpt, recorded):
     model = onnx.load(int8_export.onnx_path)
     onnx.checker.check_model(model, full_check=True)
     ops = Counter(n.op_type for n in model.graph.node)
-    assert ops["QuantizeLinear"] >= 3 and ops["DequantizeLinear"] >= 6  # each Gemm's input and weights
     consumers, producer = _io_nodes(model)
     produced_by = {o: n for n in model.graph.node for o in n.output}
+
+    def int8_fed(node) -> bool:  # input and weights come through DequantizeLinear
+        return all(x in produced_by and produced_by[x].op_type == "DequantizeLinear" for x in node.input[:2])
+
+    # Vector observations: the first layer (mixed input ranges) and the mean head stay float, the
+    # hidden layer is int8 (QuantizeLinear on its input, per-channel int8 weights).
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
+    assert [int8_fed(g) for g in gemms] == [False, True, False]
+    assert ops["QuantizeLinear"] >= 1 and ops["DequantizeLinear"] >= 2
     # The normaliser takes the raw float observation; the rescale emits the float action.
     assert consumers and all(n.op_type not in QDQ_OPS for n in consumers)
     assert producer.op_type not in QDQ_OPS
@@ -103,7 +116,7 @@ def test_fp16_reports_error_stats_and_graph_precision(sac_ckpt, tmp_path):
 
 
 def test_checks_are_nan_safe():
-    bars = PrecisionThresholds(max_abs=0.1, p99_abs=0.05, agreement=0.99)
+    bars = PrecisionThresholds(max_abs=0.15, p99_abs=0.05, agreement=0.99)
     nan = float("nan")
     assert failures({"held_out": ErrorStats(n=3, max=nan, median=nan, p99=nan)}, bars)
     assert failures({"held_out": ErrorStats(n=3, agreement=nan)}, bars)
