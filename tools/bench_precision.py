@@ -8,13 +8,14 @@ recorded from ALE/Breakout-v5 by rolling each policy itself. Half the frames cal
 
 Part 2, MLP policies (SAC actors) through ``edgerl.bench.precision.precision_bench``: every
 checkpoint given with ``--sac LABEL=CKPT`` is exported at fp32/fp16/int8 (int8 calibrated on its
-replay buffer), timed interleaved, and rolled on ``--env`` for ``--episodes`` episodes on the
-same seeds; the return vs p99 plot is written beside the Markdown.
+replay buffer), timed interleaved with the others of the same env, and rolled in its env for
+``--episodes`` episodes on the same seeds; one return vs p99 plot per env
+(``--plot PREFIX`` writes ``PREFIX_<env>.png``).
 
 Usage::
 
-    python tools/bench_precision.py --sac dense=runs/hc30k --env HalfCheetah-v5 \\
-        --markdown docs/benchmarks/precision.md --plot docs/benchmarks/precision.png
+    python tools/bench_precision.py --sac dense=runs/hc30k --sac compact=runs/hc30k-pruned \\
+        --sac dense=runs/hop30k --markdown docs/benchmarks/precision.md --plot docs/benchmarks/precision
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ import numpy as np
 import torch
 
 from edgerl.bench.device import device_info
-from edgerl.bench.report import device_line
 from edgerl.bench.latency import Series, measure, percentiles
 from edgerl.bench.precision import plot_return_vs_p99, precision_bench, precision_markdown
+from edgerl.bench.report import device_line
 from edgerl.bench.runners import bare_ort_runner
 from edgerl.export.onnx_io import export_onnx
 from edgerl.export.quantize import quantize_int8
@@ -137,11 +138,23 @@ def image_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _by_env(specs: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """``LABEL=CKPT`` entries grouped by the env their checkpoint was trained on."""
+    from edgerl.checkpoint import load_checkpoint
+
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for spec in specs:
+        label, path = spec.split("=", 1) if "=" in spec else (Path(spec).name, spec)
+        ckpt = Path(path) / "ckpt.pt" if Path(path).is_dir() else Path(path)
+        groups.setdefault(load_checkpoint(ckpt)["env"]["id"], []).append((label, path))
+    return groups
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sac", action="append", default=[], metavar="LABEL=CKPT",
                     help="SAC checkpoint (or run folder) to compare at fp32/fp16/int8; repeatable")
-    ap.add_argument("--env", default=None, help="env for the return column of the SAC policies")
+    ap.add_argument("--no-return", action="store_true", help="skip the return column (no env rollouts)")
     ap.add_argument("--episodes", type=int, default=5)
     ap.add_argument("--frames", type=int, default=256, help="recorded frames to calibrate on (as many held out)")
     ap.add_argument("--no-image", action="store_true", help="skip the Impala part")
@@ -153,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "legacy"))
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", default=None)
-    ap.add_argument("--plot", default=None, help="PNG of return vs p99 latency (needs --sac and --env)")
+    ap.add_argument("--plot", default=None, metavar="PREFIX", help="write PREFIX_<env>.png: return vs p99 latency")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -164,23 +177,27 @@ def main(argv: list[str] | None = None) -> int:
             log("image policies (ALE/Breakout-v5 frames, 4x64x64):")
             out["image"] = image_rows(args, Path(tmp), log)
             print(image_markdown(out["image"]))
-        if args.sac:
-            pairs = [tuple(s.split("=", 1)) if "=" in s else (Path(s).name, s) for s in args.sac]
-            report = precision_bench(pairs, env=args.env, episodes=args.episodes, seed=args.seed,
-                                     min_queries=args.min_queries, min_seconds=args.min_seconds,
+        out["mlp"] = {}
+        for env, pairs in _by_env(args.sac).items():
+            report = precision_bench(pairs, env=None if args.no_return else env, episodes=args.episodes,
+                                     seed=args.seed, min_queries=args.min_queries, min_seconds=args.min_seconds,
                                      warmup=args.warmup, rounds=args.rounds, log=log, exporter=args.exporter)
-            out["mlp"] = {"rows": report["precision"], "device": report["device"], "skipped": report["skipped"]}
-            print(precision_markdown(report["precision"]))
-            if args.plot and args.env:
-                plot_return_vs_p99(report["precision"], args.plot, title=f"{args.env}: return vs p99 (ORT CPU, 1 thread)")
+            out["mlp"][env] = {"rows": report["precision"], "skipped": report["skipped"]}
+            print(f"{env}:\n" + precision_markdown(report["precision"]))
+            if args.plot and not args.no_return:
+                png = f"{args.plot}_{env.replace('/', '_')}.png"
+                plot_return_vs_p99(report["precision"], png, title=f"{env}: return vs p99 (ORT CPU, 1 thread, batch 1)")
+                out["mlp"][env]["plot"] = png
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
     if args.markdown:
         text = [f"`{command}`", "", f"Device: {device_line(out['device'])}", ""]
         if "image" in out:
             text += ["## Image policies (Impala-CNN, batch 1, 1 thread, ORT CPU)", "", image_markdown(out["image"])]
-        if "mlp" in out:
-            text += ["## MLP policies (SAC actors)", "", precision_markdown(out["mlp"]["rows"])]
+        for env, res in out.get("mlp", {}).items():
+            text += [f"## MLP policies (SAC actors), {env}", "", precision_markdown(res["rows"])]
+            if "plot" in res:
+                text += [f"![return vs p99, {env}]({Path(res['plot']).name})", ""]
         Path(args.markdown).write_text("\n".join(text) + "\n")
     return 0
 

@@ -123,9 +123,9 @@ def precision_markdown(rows: Sequence[dict[str, Any]]) -> str:
         return ""
     base = next((r for r in rows if r["precision"] == "fp32"), rows[0])
     ret = any("return_mean" in r for r in rows)
-    head = "| policy | precision | backend | p50 us | p90 us | p99 us | p50 vs fp32 | size KiB | max \\|a-a32\\| |" + \
-        (" return |" if ret else "")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    cols = ["policy", "precision", "backend", "p50 us", "p90 us", "p99 us", "p50 vs fp32", "size KiB",
+            "max \\|a-a32\\| (held out)", *(["return (same seeds)"] if ret else [])]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         ref = next((b for b in rows if b["model"] == r["model"] and b["precision"] == "fp32"
                     and b["backend"] == r["backend"]), base)

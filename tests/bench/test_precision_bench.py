@@ -41,6 +41,7 @@ def test_precision_bench_dense_and_compact_with_returns(ckpt_pair, tmp_path):
     assert rows[0]["returns"] == pytest.approx(want, rel=1e-3)
     table = precision_markdown(rows)
     assert table.count("\n") == 2 + len(rows) and "| compact | int8 | ort-cpu |" in table
+    assert len({line.replace("\\|", "").count("|") for line in table.splitlines()}) == 1  # same columns
     plot_return_vs_p99(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
