@@ -157,8 +157,11 @@ def plot_return_vs_p99(rows: Sequence[dict[str, Any]], path: str | os.PathLike, 
             ax.errorbar(r["p99_us"], r["return_mean"], yerr=r["return_std"], marker=markers[r["precision"]],
                         color=f"C{i}", capsize=3, linestyle="none",
                         label=f"{model} {r['precision']}")
-    ax.set_xscale("log")
-    ax.set_xlabel("p99 latency per call, batch 1 (us, log)")
+    p99 = [r["p99_us"] for r in rows if "return_mean" in r]
+    log_x = bool(p99) and max(p99) > 10 * min(p99)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("p99 latency per call, batch 1 (us" + (", log)" if log_x else ")"))
     ax.set_ylabel("episodic return (mean ± std, same seeds)")
     ax.set_title(title or "return vs p99 latency")
     ax.grid(alpha=0.3)

@@ -86,8 +86,8 @@ class TargetProfile:
     parity_discrete_mismatch_int8: float = 0.01
     """Largest fraction of observations whose int8 discrete action may differ from fp32 (>= 99% agree)."""
     round_to: int = 1
-    """Width multiple the hardware likes (8: AVX-512 CPUs, 16/32: Tensor Cores); ``edgerl train
-    --target`` and the recipes prune to multiples of it. 1: no rounding."""
+    """Width multiple the hardware likes (8: AVX-512 CPUs, 16/32: Tensor Cores): what to pass as
+    ``edgerl train --round-to`` for this target (the conv recipes default to 8). 1: no rounding."""
     warmup_runs: int = 50
     """Calls made after loading and before timing starts (first calls allocate and tune)."""
     cpu_affinity: tuple[int, ...] | None = None
