@@ -51,3 +51,10 @@ def test_precision_names_are_checked():
     for bad in (["int4"], [], ["fp32", "fp32"]):
         with pytest.raises(ConfigError, match="--precisions"):
             check_precisions(bad)
+
+
+def test_cli_bench_precisions_rejects_bad_names(ckpt_pair):
+    from tests.conftest import run_cli
+
+    proc = run_cli("bench", str(ckpt_pair[1]), "--precisions", "fp32,int4", check=False)
+    assert proc.returncode == 2 and "--precisions takes distinct names from fp32,fp16,int8" in proc.stderr
