@@ -25,7 +25,6 @@ from edgerl.export.checks import (
     check_signature,
     check_single_file,
     ort_session,
-    run_batched,
 )
 from edgerl.export.contract import build_contract
 from edgerl.export.observations import (
@@ -42,6 +41,7 @@ from edgerl.export.precision_checks import (
     PrecisionReport,
     PrecisionThresholds,
     check_precision,
+    run_all,
 )
 from edgerl.export.quantize import (
     CALIBRATION_OBS,
@@ -221,7 +221,7 @@ def run_reduced_checks(model: Any, policy: DeployedPolicy, observations: dict[st
     checks = [f"{precision}-onnx.checker", f"{precision}-signature", f"{precision}-error-stats"]
     if not policy.discrete:
         for source, obs in observations.items():
-            check_bounds(policy, run_batched(session, np.ascontiguousarray(obs, dtype=in_dtype), 64)[0], source)
+            check_bounds(policy, run_all(session, np.ascontiguousarray(obs, dtype=in_dtype)), source)
         checks.append(f"{precision}-action-bounds")
     return model_bytes, report, checks
 

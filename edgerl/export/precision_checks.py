@@ -107,6 +107,12 @@ def error_stats(ref: np.ndarray, got: np.ndarray, scale: np.ndarray | None) -> E
                       per_action_max=[float(v) for v in diff.reshape(len(diff), -1).max(0)])
 
 
+def run_all(session: Any, obs: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Every row of ``obs`` through ``session`` in chunks of at most ``chunk`` (the last may be shorter)."""
+    parts = [run_batched(session, obs[i:i + chunk], chunk)[0] for i in range(0, len(obs), chunk)]
+    return np.concatenate(parts) if parts else np.empty((0,))
+
+
 def _scale(policy: DeployedPolicy) -> np.ndarray | None:
     if isinstance(policy, SquashedGaussianPolicy):
         return np.maximum(1.0, policy.half_range.numpy().astype(np.float64)).reshape(-1)
@@ -156,8 +162,7 @@ def check_precision(policy: DeployedPolicy, model: Any, session: Any, observatio
         obs = np.ascontiguousarray(raw, dtype=in_dtype)
         with torch.no_grad():
             ref = policy(torch.as_tensor(obs)).numpy()
-        got, rows = run_batched(session, obs, 64)
-        report.stats[source] = error_stats(ref[:rows], got, _scale(policy))
+        report.stats[source] = error_stats(ref, run_all(session, obs), _scale(policy))
     missed = failures(report.stats, thresholds)
     if missed:
         raise ExportCheckError(f"the {precision} graph is too far from the float32 policy: {'; '.join(missed)}; "
