@@ -127,6 +127,9 @@ class Policy:
         order = list(backends) if backends is not None else list(profile.backends)
         backend, skipped = select_backend(order, root / "policy.onnx", profile,
                                           Path(cache_dir) if cache_dir is not None else root / "cache")
+        if backend.precision != contract.precision:  # e.g. an "int8" bundle whose graph is float32
+            log.warning("%s: contract.json says %s but backend %s computes in %s", root, contract.precision,
+                        backend.name, backend.precision)
         try:
             policy = cls(backend, contract, profile, root, skipped, latency_window)
             policy.check_reference(ref_obs, ref_act)

@@ -86,3 +86,24 @@ def test_conv_recipes_round_pruned_widths_by_default(algo):
     args = build_parser().parse_args(["train", "--algo", algo, "--env", "ALE/Breakout-v5", "--prune", "gradual"])
     _, _, prune = resolve(args)
     assert prune.round_to == 8
+
+
+def test_runtime_reports_a_graph_that_is_not_the_contracts_precision(tmp_path, hopper_env, caplog):
+    import json
+    import logging
+
+    from edgerl.export.observations import reference_observations
+    from edgerl.runtime import Policy
+    from edgerl.runtime.bundle import write_bundle
+
+    ckpt = write_sac_checkpoint(tmp_path / "ckpt.pt", hopper_env)
+    rep = export_policy(ckpt, tmp_path / "policy.onnx", recorded_steps=0, exporter="legacy")
+    contract = json.loads((tmp_path / "contract.json").read_text())
+    contract["precision"] = "int8"  # claims int8, ships the float32 graph
+    ref = reference_observations(load_checkpoint(ckpt), 8, recorded=False)
+    write_bundle(tmp_path / "b", rep.onnx_path, contract, ref["obs"], ref["action"], load_profile("x86-cpu"))
+    with caplog.at_level(logging.WARNING, logger="edgerl.runtime.policy"):
+        policy = Policy.load(tmp_path / "b")
+    policy.close()
+    assert policy.backend.precision == "fp32"
+    assert "contract.json says int8 but backend ort-cpu computes in fp32" in caplog.text
