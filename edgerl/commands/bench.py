@@ -51,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", metavar="FILE", nargs="?", const="-", default=None,
                    help="Markdown tables: to stdout instead of the plain table, or to FILE (put MODEL first)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--precisions", default=None, metavar="LIST",
+                   help="compare fp32,fp16,int8 variants of each checkpoint MODEL in one interleaved run "
+                        "(int8 calibrated on its replay buffer or a rollout); the first fp32 is the baseline")
+    p.add_argument("--return", dest="return_env", default=None, metavar="ENV",
+                   help="with --precisions: add each variant's episodic return on ENV (same seeds for all)")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per variant for --return (default: 5)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="with --precisions --return: return vs p99 plot")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("--json", args.json), ("--markdown", None if args.markdown == "-" else args.markdown)):
         if path:
             check_output_path(path, flag, inputs=tuple(args.models))
+    if args.precisions:
+        return _run_precisions(args, log)
     report = run_bench(args.models, args.baseline, _names(args.backends), _ints(args.batch, "--batch"), args.threads,
                        min_queries=args.min_queries, min_seconds=args.min_seconds, warmup=args.warmup,
                        rounds=args.rounds, seed=args.seed, overhead=not args.no_overhead, profile=args.profile,
@@ -79,4 +88,32 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(report))
         if args.markdown:
             atomic_write_text(args.markdown, format_markdown(report))
+    return 0
+
+
+def _run_precisions(args: argparse.Namespace, log) -> int:
+    """``--precisions``: every MODEL at every precision, interleaved, with returns on ``--return``."""
+    from pathlib import Path
+
+    from edgerl.bench.precision import (
+        check_precisions,
+        plot_return_vs_p99,
+        precision_bench,
+        precision_markdown,
+    )
+    from edgerl.bench.report import device_line
+    from edgerl.runtime.fileio import atomic_write_text
+
+    precisions = check_precisions(_names(args.precisions))
+    pairs = [(Path(m).stem if Path(m).suffix else Path(m).name, m) for m in [*args.models, *filter(None, [args.baseline])]]
+    report = precision_bench(pairs, precisions, _names(args.backends), env=args.return_env, episodes=args.episodes,
+                             seed=args.seed, log=log, threads=args.threads, min_queries=args.min_queries,
+                             min_seconds=args.min_seconds, warmup=args.warmup, rounds=args.rounds,
+                             profile=args.profile)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report, indent=2, default=str) + "\n")
+    print(device_line(report["device"]))
+    print(precision_markdown(report["precision"]), end="")
+    if args.plot and args.return_env:
+        plot_return_vs_p99(report["precision"], args.plot, title=f"{args.return_env}: return vs p99")
     return 0

@@ -37,16 +37,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write a new Ed25519 key pair KEY (private, mode 0600) and KEY.pub, then exit")
     p.add_argument("--recorded-steps", type=int, default=256,
                    help="env steps recorded for the compaction/export checks and reference observations (0: random only)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                   help="precision of the deployed graph (default: the profile's); int8 is calibrated on "
+                        "--observations or the run's replay buffer, checked against the profile's parity bars")
+    p.add_argument("--observations", metavar="NPZ", default=None,
+                   help="int8 calibration observations (.npz with 'obs'); default: replay-<step>.npz beside CKPT")
     p.add_argument("--json", default=None, metavar="FILE", help="write a summary of the deployment as JSON")
 
 
 def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None, force: bool = False,
-           recorded_steps: int = 256, sign: str | Path | None = None) -> dict[str, Any]:
-    """Build the bundle; returns a summary (paths, sizes, checks)."""
+           recorded_steps: int = 256, sign: str | Path | None = None, precision: str | None = None,
+           observations: str | Path | None = None) -> dict[str, Any]:
+    """Build the bundle; returns a summary (paths, sizes, checks). ``precision`` overrides the
+    profile's (the bundle's profile.json records the one deployed)."""
+    import dataclasses
+
     from edgerl.checkpoint import load_checkpoint, save_checkpoint
     from edgerl.compact import compact_checkpoint
     from edgerl.export.api import export_policy
     from edgerl.export.observations import reference_observations
+    from edgerl.export.precision_checks import PrecisionThresholds
+    from edgerl.export.quantize import check_precision_name, latest_replay
     from edgerl.runtime.bundle import check_output_dir, write_bundle
     from edgerl.runtime.fileio import sha256_file
     from edgerl.runtime.profile import load_profile
@@ -54,6 +65,7 @@ def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None
     src = Path(checkpoint)
     src = src / "ckpt.pt" if src.is_dir() else src
     profile = load_profile(target)
+    profile = dataclasses.replace(profile, precision=check_precision_name(precision or profile.precision))
     if sign is not None:
         from edgerl.runtime.signing import load_private_key
 
@@ -76,20 +88,26 @@ def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None
                                   "max_abs_diff": report.max_abs_diff}
         extra = _native_files(policy_ckpt, src, profile, tmp / "native", summary) if "c" in profile.backends else {}
         # TensorRT 11 is strongly typed: FP16 must be in the graph. Below 11 the builder flag does it.
-        fp16_graph = profile.precision == "fp16" and "trt" in profile.backends and \
-            int(str(profile.trt_version or "11").split(".")[0]) >= 11
+        # Without TensorRT (ORT only) fp16 is a float16 graph too.
+        fp16_graph = profile.precision == "fp16" and ("trt" not in profile.backends or
+                                                      int(str(profile.trt_version or "11").split(".")[0]) >= 11)
+        graph_precision = "fp16" if fp16_graph else ("int8" if profile.precision == "int8" else "fp32")
         onnx_path = tmp / "policy.onnx"
-        export = export_policy(policy_ckpt, onnx_path, fp16=fp16_graph, recorded_steps=recorded_steps,
-                               contract_path=tmp / "contract.json")
+        export = export_policy(policy_ckpt, onnx_path, precision=graph_precision, recorded_steps=recorded_steps,
+                               contract_path=tmp / "contract.json", calibration_obs=observations or latest_replay(src),
+                               thresholds=PrecisionThresholds(**profile.parity_for(graph_precision)))
         contract = json.loads((tmp / "contract.json").read_text())
         contract["source"]["checkpoint"] = str(src.resolve())  # the file a user knows, not the temp compact
         contract["source"]["sha256"] = sha256_file(src)
-        ref = reference_observations(load_checkpoint(policy_ckpt), REFERENCE_OBS, recorded=recorded_steps > 0)
+        ref = reference_observations(load_checkpoint(policy_ckpt), REFERENCE_OBS, recorded=recorded_steps > 0,
+                                     recorded_only=graph_precision == "int8")
         manifest = write_bundle(out, onnx_path, contract, ref["obs"], ref["action"], profile, overwrite=force,
                                 extra_files=extra, sign_key=sign)
     summary.update({
         "onnx_bytes": export.size_bytes, "opset": export.opset, "precision": export.precision,
         "parity_worst": export.parity.worst, "files": sorted(manifest["files"]),
+        "precision_report": export.precision_report.to_dict() if export.precision_report else None,
+        "calibration": export.calibration,
         "backends": list(profile.backends),
     })
     if sign is not None:
@@ -125,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.checkpoint or not args.target:
         raise ConfigError("deploy needs a CHECKPOINT and --target NAME (or --gen-key KEY alone)")
-    summary = deploy(args.checkpoint, args.target, args.output, args.force, args.recorded_steps, args.sign)
+    summary = deploy(args.checkpoint, args.target, args.output, args.force, args.recorded_steps, args.sign,
+                     args.precision, args.observations)
     print(f"deployed {summary['checkpoint']} for {summary['target']} -> {summary['bundle']}")
     if "compact" in summary:
         c = summary["compact"]
@@ -136,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
         n, fp = summary["native"], summary["native"]["footprint"]
         print(f"  policy.c    {n['params']:,} constants, {n['macs']:,} MACs; flash {fp['flash'] / 1024:.1f} KiB, "
               f"RAM {fp['ram'] / 1024:.1f} KiB ({fp['method']})")
+    for name, s in (summary["precision_report"] or {}).get("stats", {}).items():
+        err = f"agreement {s['agreement']:.2%}" if s["agreement"] is not None else \
+            f"|a - a_fp32| max {s['max']:.3g}, median {s['median']:.3g}, p99 {s['p99']:.3g}"
+        print(f"  {summary['precision']:<11} {name} ({s['n']} obs): {err}")
     print(f"  backends    {' > '.join(summary['backends'])} (first available on the device is used)")
     print(f"  files       {len(summary['files'])} listed in manifest.json (sha256 of each)"
           + (f", signed by key {summary['signed_by']} (manifest.sig)" if "signed_by" in summary else ""))

@@ -14,8 +14,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="contract file to write (default: contract.json beside the ONNX file)")
     p.add_argument("--opset", type=int, default=None,
                    help="ai.onnx opset to ask for (default: the exporter's; the written opset is reported)")
-    p.add_argument("--fp16", action="store_true",
-                   help="float16 weights (for strongly typed TensorRT >= 11); input and output stay float32")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                   help="fp32 (default); fp16: float16 weights; int8: QDQ graph calibrated on --observations, the "
+                        "replay buffer beside CKPT, or a rollout. fp16/int8 report |a - a_fp32| and fail above the bars")
+    p.add_argument("--fp16", action="store_true", help="same as --precision fp16 (kept for old scripts)")
+    p.add_argument("--observations", metavar="NPZ", default=None,
+                   help="int8 calibration observations: .npz with an 'obs' array [n, *obs_shape] (a fifth held out)")
     p.add_argument("--recorded-steps", type=int, default=256, metavar="N",
                    help="env steps rolled with the policy for the parity check (0: random observations only)")
     p.add_argument("--seed", type=int, default=0, help="seed of the rollout and the random observations")
@@ -39,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
 
     report = export_policy(args.checkpoint, args.output, opset=args.opset, fp16=args.fp16,
                            recorded_steps=args.recorded_steps, contract_path=args.contract, seed=args.seed,
-                           exporter=args.exporter)
+                           exporter=args.exporter, precision=args.precision, calibration_obs=args.observations)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0

@@ -58,6 +58,7 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
 
         raise ConfigError(f"{bundle}: the contract names no env; pass --env")
     result: dict[str, Any] = {"bundle": str(bundle), "env": env_id, "backend": policy.backend_name,
+                              "precision": policy.backend.precision, "contract_precision": policy.contract.precision,
                               "skipped_backends": policy.skipped_backends, "seeds": [seed + i for i in range(episodes)]}
     policy.act(np.zeros(policy.contract.obs_shape, dtype=policy.contract.obs_dtype))  # warm-up
     policy.reset_stats()
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                      not args.no_compare, args.max_steps)
     lat = res["latency"]
     rt = np.asarray(res["runtime_returns"])
-    print(f"ran {res['bundle']} on {res['env']} with backend {res['backend']} ({args.episodes} episodes, seeds {res['seeds'][0]}..)")
+    print(f"ran {res['bundle']} on {res['env']} with backend {res['backend']} ({res['precision']}; contract "
+          f"{res['contract_precision']}) ({args.episodes} episodes, seeds {res['seeds'][0]}..)")
     for name, why in res["skipped_backends"].items():
         print(f"  skipped {name}: {why}")
     print(f"  runtime return  {rt.mean():9.2f} ± {rt.std():.2f}   per episode: {', '.join(f'{r:.1f}' for r in rt)}")

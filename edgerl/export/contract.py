@@ -9,7 +9,7 @@ Layout (version 1)::
      "action": {"name": "action", "shape": [3], "dtype": "float32", "discrete": false, "n": null,
                 "low": [..]|null, "high": [..]|null},
      "baked_in": ["observation_normalizer", "deterministic_head", "tanh_squash", "action_rescale"],
-     "precision": "fp32" | "fp16",
+     "precision": "fp32" | "fp16" | "int8",
      "source": {"checkpoint": "ckpt.pt", "sha256": "...", "algo": "sac", "env_id": "Hopper-v5",
                 "kind": "train" | "policy", "steps": 1000000},
      "versions": {"edgerl": "0.1.0", "torch": "...", "onnx": "...", "onnxruntime": "...", "opset": 18},
@@ -62,8 +62,12 @@ def _action_section(policy: DeployedPolicy, env: dict[str, Any]) -> dict[str, An
 
 
 def build_contract(ckpt: dict[str, Any], policy: DeployedPolicy, *, checkpoint: str, sha256: str,
-                   steps: int | None, opset: int, versions: dict[str, str]) -> dict[str, Any]:
+                   steps: int | None, opset: int, versions: dict[str, str],
+                   precision: str | None = None) -> dict[str, Any]:
     """The contract of ``policy`` exported from ``ckpt``, validated by the runtime's parser.
+
+    ``precision`` is what the written graph computes in (default: the policy's own, fp32/fp16;
+    ``int8`` for a quantized graph).
 
     Raises:
         ExportCheckError: The runtime would reject the contract (a bug worth reporting).
@@ -77,7 +81,7 @@ def build_contract(ckpt: dict[str, Any], policy: DeployedPolicy, *, checkpoint: 
                         "low": _bounds(obs.get("low")), "high": _bounds(obs.get("high")), "names": None},
         "action": _action_section(policy, env),
         "baked_in": policy.baked_in,
-        "precision": policy.precision,
+        "precision": precision or policy.precision,
         "source": {"checkpoint": checkpoint, "sha256": sha256, "algo": ckpt["algo"], "env_id": env["id"],
                    "kind": ckpt["kind"], "steps": steps},
         "versions": {**{k: versions[k] for k in ("edgerl", "torch", "onnx", "onnxruntime") if k in versions},

@@ -82,7 +82,7 @@ def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, 
 
 
 def reference_observations(ckpt: dict[str, Any] | str | os.PathLike, n: int, seed: int = 0,
-                           recorded: bool = True) -> dict[str, np.ndarray]:
+                           recorded: bool = True, recorded_only: bool = False) -> dict[str, np.ndarray]:
     """Observations and the actions the exported policy must give for them (a bundle's reference.npz).
 
     Half the observations are recorded from the environment (if ``recorded``), the rest random.
@@ -92,6 +92,8 @@ def reference_observations(ckpt: dict[str, Any] | str | os.PathLike, n: int, see
         n: Number of observations.
         seed: Seeds the rollout and the random draws.
         recorded: Roll the environment; False gives random observations only.
+        recorded_only: All ``n`` recorded (int8 graphs are calibrated on what the policy sees,
+            so random observations outside that range are no fair reference).
 
     Returns:
         ``{"obs": [n, *obs_shape] in the env's dtype, "action": [n, *action_shape] (float32 or int64)}``.
@@ -104,9 +106,9 @@ def reference_observations(ckpt: dict[str, Any] | str | os.PathLike, n: int, see
         ckpt = load_checkpoint(ckpt)
     policy = policy_from_checkpoint(ckpt)
     space = obs_space(ckpt)
-    n_rec = n // 2 if recorded else 0
+    n_rec = (n if recorded_only else n // 2) if recorded else 0
     rng = np.random.default_rng(seed)
-    parts = [random_observations(space, n - n_rec, rng, *policy_obs_stats(policy))]
+    parts = [random_observations(space, n - n_rec, rng, *policy_obs_stats(policy))] if n > n_rec else []
     if n_rec:
         parts.insert(0, recorded_observations(policy, ckpt, n_rec, seed))
     obs = np.concatenate(parts)

@@ -25,6 +25,8 @@ OBS_DTYPES = ("float16", "float32", "float64", "uint8", "int8", "int16", "int32"
 ACT_DTYPES = {False: ("float16", "float32", "float64"), True: ("int32", "int64", "uint8", "int8", "int16", "uint16",
                                                               "uint32", "uint64")}
 """Action dtypes by ``action.discrete``: real floats for continuous actions, integers for discrete ones."""
+PRECISIONS = ("fp32", "fp16", "int8")
+"""What a graph may compute in (``precision`` in the contract)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Contract:
     """Upper action bounds in ``act_shape`` (+inf where unbounded), None if unbounded."""
     raw: dict[str, Any]
     """The JSON document as read."""
+    precision: str = "fp32"
+    """What the exported graph computes in: ``fp32``, ``fp16`` or ``int8`` (Q/DQ nodes)."""
 
     def __post_init__(self) -> None:
         parse_io_section(self.raw.get("io"), self.obs_shape, self.act_shape, "contract.json")
@@ -150,6 +154,9 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
         raise _fail(source, f"baked_in must be a list of step names, got {_short(baked_in)}")
     if not discrete:
         _check_bounds(low, high, baked_in, source)
+    precision = data.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise _fail(source, f"precision {_short(precision)} is not one of {list(PRECISIONS)}")
     return Contract(
         obs_shape=obs_shape,
         obs_dtype=_dtype(obs.get("dtype", "float32"), "observation.dtype", source, OBS_DTYPES),
@@ -160,6 +167,7 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
         act_low=None if discrete else low,
         act_high=None if discrete else high,
         raw=data,
+        precision=precision,
     )
 
 

@@ -133,6 +133,9 @@ class Policy:
         order = list(backends) if backends is not None else list(profile.backends)
         backend, skipped = select_backend(order, root / "policy.onnx", profile,
                                           Path(cache_dir) if cache_dir is not None else root / "cache")
+        if backend.precision != contract.precision:  # e.g. an "int8" bundle whose graph is float32
+            log.warning("%s: contract.json says %s but backend %s computes in %s", root, contract.precision,
+                        backend.name, backend.precision)
         try:
             policy = cls(backend, contract, profile, root, skipped, latency_window)
             policy.check_reference(ref_obs, ref_act)
@@ -170,10 +173,10 @@ class Policy:
                 "(for fp16 targets, loosen parity_atol_fp16 in the profile only if episodic return is unaffected)")
         if self.contract.discrete:
             frac = float(np.mean(got != expected))
-            if not frac <= p.parity_discrete_mismatch:
+            if not frac <= p.effective_discrete_mismatch:
                 first = int(np.flatnonzero(got != expected)[0])
                 raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {frac:.1%} of "
-                                  f"discrete actions differ (allowed {p.parity_discrete_mismatch:.1%}), first at "
+                                  f"discrete actions differ (allowed {p.effective_discrete_mismatch:.1%}), first at "
                                   f"sample {first} ({int(got[first])} vs {int(expected[first])}); {todo}")
             return
         atol, rtol = p.effective_atol, p.parity_rtol

@@ -20,7 +20,7 @@ from .errors import ProfileError
 
 FAMILIES = ("x86", "desktop-gpu", "jetson", "native")
 BACKEND_NAMES = ("trt", "ort-cuda", "ort-cpu", "c")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 ALIASES = {"jetson": "jetson-orin-nano", "x86": "x86-cpu", "cpu": "x86-cpu", "gpu": "desktop-gpu"}
 """Short names accepted by :func:`load_profile`."""
 
@@ -40,8 +40,9 @@ class TargetProfile:
     """Backends to try, best first (subset of ``trt``, ``ort-cuda``, ``ort-cpu``); the first
     available one is used, the others are logged with the reason they were skipped."""
     precision: str
-    """``fp32`` or ``fp16``. With TensorRT < 11, fp16 sets ``BuilderFlag.FP16``; TensorRT >= 11
-    is strongly typed, so fp16 needs the float16 ONNX variant exported into the bundle."""
+    """``fp32``, ``fp16`` or ``int8`` (what ``edgerl deploy`` exports unless ``--precision`` says
+    otherwise). int8 is a QDQ graph calibrated on real observations; fp16 a float16-weight graph
+    for TensorRT >= 11 (strongly typed), the float32 graph plus ``BuilderFlag.FP16`` below 11."""
     threads: int
     """ONNX Runtime intra-op threads. 1 is fastest for batch-1 MLPs and leaves cores to the robot."""
     control_rate_hz: float
@@ -77,6 +78,17 @@ class TargetProfile:
     """Absolute tolerance of the reference-action check when ``precision`` is fp16."""
     parity_discrete_mismatch: float = 0.0
     """Largest fraction of reference observations whose discrete action may differ (fp16 ties)."""
+    parity_p99_fp16: float = 5e-3
+    """Largest p99 of |a_fp16 - a_fp32| (action units / max(1, half range)) at export."""
+    parity_atol_int8: float = 0.15
+    """Largest |a_int8 - a_fp32| (action units / max(1, half range)) at export and reference check."""
+    parity_p99_int8: float = 0.05
+    """Largest p99 of |a_int8 - a_fp32| at export (calibration and held-out observations)."""
+    parity_discrete_mismatch_int8: float = 0.01
+    """Largest fraction of observations whose int8 discrete action may differ from fp32 (>= 99% agree)."""
+    round_to: int = 1
+    """Width multiple the hardware likes (8: AVX-512 CPUs, 16/32: Tensor Cores): what to pass as
+    ``edgerl train --round-to`` for this target (the conv recipes default to 8). 1: no rounding."""
     warmup_runs: int = 50
     """Calls made after loading and before timing starts (first calls allocate and tune)."""
     cpu_affinity: tuple[int, ...] | None = None
@@ -99,7 +111,25 @@ class TargetProfile:
     @property
     def effective_atol(self) -> float:
         """Tolerance used by the reference check for this profile's precision."""
-        return self.parity_atol_fp16 if self.precision == "fp16" else self.parity_atol
+        return {"fp16": self.parity_atol_fp16, "int8": self.parity_atol_int8}.get(self.precision, self.parity_atol)
+
+    @property
+    def effective_discrete_mismatch(self) -> float:
+        """Fraction of discrete reference actions allowed to differ at this profile's precision."""
+        if self.precision == "int8":
+            return max(self.parity_discrete_mismatch, self.parity_discrete_mismatch_int8)
+        return self.parity_discrete_mismatch
+
+    def parity_for(self, precision: str) -> dict[str, float]:
+        """Export bars for ``precision``: ``max_abs``, ``p99_abs`` (scaled action units) and the
+        discrete ``agreement`` (see :class:`edgerl.export.precision_checks.PrecisionThresholds`)."""
+        if precision == "int8":
+            return {"max_abs": self.parity_atol_int8, "p99_abs": self.parity_p99_int8,
+                    "agreement": 1.0 - max(self.parity_discrete_mismatch, self.parity_discrete_mismatch_int8)}
+        if precision == "fp16":
+            return {"max_abs": self.parity_atol_fp16, "p99_abs": self.parity_p99_fp16,
+                    "agreement": 1.0 - self.parity_discrete_mismatch}
+        return {"max_abs": self.parity_atol, "p99_abs": self.parity_atol, "agreement": 1.0 - self.parity_discrete_mismatch}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict that :func:`validate_profile` accepts back unchanged."""
@@ -214,6 +244,11 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "parity_rtol": _pos_float(allow_zero=True),
     "parity_atol_fp16": _pos_float(allow_zero=True),
     "parity_discrete_mismatch": _fraction,
+    "parity_p99_fp16": _pos_float(allow_zero=True),
+    "parity_atol_int8": _pos_float(allow_zero=True),
+    "parity_p99_int8": _pos_float(allow_zero=True),
+    "parity_discrete_mismatch_int8": _fraction,
+    "round_to": _int(1, 256),
     "warmup_runs": _int(0),
     "cpu_affinity": _optional(_cpus),
     "rt_priority": _optional(_int(1, 99)),

@@ -60,7 +60,7 @@ def test_unknown_key_names_the_key_and_allowed_keys():
 
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("family", "raspberry", r"one of \['x86', 'desktop-gpu', 'jetson', 'native'\]"),
-    ("precision", "int8", r"one of \['fp32', 'fp16'\]"),
+    ("precision", "int4", r"one of \['fp32', 'fp16', 'int8'\]"),
     ("backends", ["ort-cpu", "openvino"], r"'trt', 'ort-cuda', 'ort-cpu'"),
     ("backends", ["ort-cpu", "ort-cpu"], "distinct"),
     ("backends", [], "non-empty"),

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, BundleError
+from ..graph import graph_content, graph_precision
 from ..profile import TargetProfile
 from . import Backend, register_backend
 
@@ -71,8 +72,11 @@ class _OrtBackend(Backend):
             raise BundleError(f"{path}: input {inp.name!r} has dynamic non-batch dims {inp.shape}; "
                               "only the batch dimension may be dynamic")
         self.input_shape = tuple(inp.shape[1:])
-        # ORT runs the graph as exported: fp16 only for a float16 graph (inputs tell, when not kept fp32).
-        self.precision = "fp16" if self.input_dtype == np.float16 else "fp32"
+        # ORT runs the graph as exported: its precision is the graph's content (Q/DQ nodes, float16 weights).
+        try:
+            self.precision = graph_precision(graph_content(path))
+        except (OSError, ValueError):
+            self.precision = "fp16" if self.input_dtype == np.float16 else "fp32"
         self.single_input = np.zeros((1, *self.input_shape), self.input_dtype)
         # One dry run tells the output's per-sample shape and dtype (dims may be symbolic in the graph).
         first = self._sess.run([self.output_name], {self.input_name: self.single_input})[0]

@@ -5,10 +5,13 @@ the engine is built on the device and cached under ``cache/``, keyed by ONNX sha
 version, GPU name and SM, precision and max batch. The ``.json`` record next to each engine holds
 the engine's own sha256: a cached engine is deserialized only if it matches (else it is rebuilt).
 
-Precision: TensorRT < 11 builds FP16 kernels when ``BuilderFlag.FP16`` is set (fp16 profiles).
-TensorRT >= 11 is strongly typed and has no such flag: the precision is the ONNX graph's, so an fp16
-profile needs the float16 ONNX variant exported into the bundle (a float32 graph builds as FP32,
-with a warning).
+Precision: TensorRT >= 11 is strongly typed and has no FP16/INT8 builder flags: the precision is
+the ONNX graph's (a float16 graph, or Q/DQ nodes for int8, built as they are), so an fp16 or int8
+profile needs that graph exported into the bundle (a float32 graph builds as FP32, with a
+warning). Below 11, ``BuilderFlag.FP16`` gives FP16 kernels (fp16 profiles, fp32 graph) and
+``BuilderFlag.INT8`` lets the builder use the int8 kernels a Q/DQ graph asks for. The flags are
+chosen by pure functions (:func:`network_flag_names`, :func:`builder_flag_names`) tested without
+TensorRT, and every builder setting is part of the engine's cache key (:func:`builder_settings`).
 
 Version notes: TensorRT 8.5 needs the EXPLICIT_BATCH network flag (implicit batch was removed in
 10, the flag deprecated, and it may be gone in 11); the name-based I/O API used here
@@ -17,6 +20,7 @@ Version notes: TensorRT 8.5 needs the EXPLICIT_BATCH network flag (implicit batc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,6 +33,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, BundleError
 from ..fileio import atomic_write, atomic_write_text, sha256_file
+from ..graph import graph_content, graph_precision
 from ..profile import TargetProfile
 from . import Backend, register_backend
 
@@ -98,12 +103,68 @@ def trt_major(trt: Any) -> int:
     return int(trt.__version__.split(".")[0])
 
 
-def engine_path(cache_dir: str | os.PathLike, onnx_sha256: str, trt_version: str, gpu: str, sm: tuple[int, int],
-                precision: str, max_batch: int) -> Path:
-    """Cache file of an engine; every input that changes the engine is in the name."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower() or "gpu"
+def version_major(version: str) -> int:
+    """Major number of a TensorRT version string (``"10.3.0"`` -> 10)."""
+    return int(str(version).split(".")[0])
+
+
+def network_flag_names(major: int, has_strongly_typed: bool) -> list[str]:
+    """``NetworkDefinitionCreationFlag`` names for a TensorRT major version.
+
+    8.x needs EXPLICIT_BATCH (implicit batch was removed in 10); from 11 networks are strongly
+    typed, and the STRONGLY_TYPED flag is set where the API still has it, so a float16 or Q/DQ
+    graph builds in exactly the precision it declares.
+    """
+    flags = ["EXPLICIT_BATCH"] if major < 10 else []
+    if major >= 11 and has_strongly_typed:
+        flags.append("STRONGLY_TYPED")
+    return flags
+
+
+def builder_flag_names(major: int, precision: str, graph: str) -> list[str]:
+    """``BuilderFlag`` names for ``precision`` (the profile's) and ``graph`` (what the ONNX holds).
+
+    TensorRT >= 11 has no precision flags: none. Below 11: FP16 for an fp16 profile (the float32
+    graph is then built with FP16 kernels allowed), INT8 for a Q/DQ graph (explicit quantization
+    needs the flag to pick int8 kernels), FP16 too when an int8 graph runs on an fp16 profile.
+    """
+    if major >= 11:
+        return []
+    flags = []
+    if precision == "fp16" or graph == "fp16":
+        flags.append("FP16")
+    if precision == "int8" or graph == "int8":
+        flags.append("INT8")
+    return flags
+
+
+def builder_settings(*, onnx_sha256: str, trt_version: str, gpu: str, sm: tuple[int, int], profile: TargetProfile,
+                     graph: str, has_strongly_typed: bool, input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Everything that changes the engine TensorRT builds (the cache key hashes all of it)."""
+    major = version_major(trt_version)
+    return {
+        "onnx_sha256": onnx_sha256, "tensorrt": trt_version, "gpu": gpu, "sm": f"{sm[0]}.{sm[1]}",
+        "precision": profile.precision, "graph_precision": graph,
+        "network_flags": network_flag_names(major, has_strongly_typed),
+        "builder_flags": builder_flag_names(major, profile.precision, graph),
+        "workspace_mb": profile.trt_workspace_mb, "max_batch": profile.max_batch,
+        "opt_shapes": None if input_shape is None else
+        [[1, *input_shape], [1, *input_shape], [profile.max_batch, *input_shape]],
+    }
+
+
+def engine_key(settings: dict[str, Any]) -> str:
+    """Short sha256 of the builder settings (canonical JSON)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def engine_path(cache_dir: str | os.PathLike, settings: dict[str, Any]) -> Path:
+    """Cache file of an engine: readable parts plus :func:`engine_key` of every builder setting."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", settings["gpu"]).strip("-").lower() or "gpu"
+    sm = settings["sm"].replace(".", "")
     return Path(cache_dir) / (
-        f"policy-{onnx_sha256[:16]}-trt{trt_version}-{slug}-sm{sm[0]}{sm[1]}-{precision}-b{max_batch}.engine"
+        f"policy-{settings['onnx_sha256'][:16]}-trt{settings['tensorrt']}-{slug}-sm{sm}-{settings['precision']}"
+        f"-{settings['graph_precision']}-b{settings['max_batch']}-{engine_key(settings)}.engine"
     )
 
 
@@ -118,14 +179,6 @@ def cached_engine_ok(path: str | os.PathLike, onnx_sha256: str) -> bool:
         return False
     return (isinstance(meta, dict) and meta.get("onnx_sha256") == onnx_sha256
             and meta.get("engine_sha256") == sha256_file(path))
-
-
-def _has_half_tensors(trt: Any, network: Any) -> bool:
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if any(layer.get_output(j).dtype == trt.DataType.HALF for j in range(layer.num_outputs)):
-            return True
-    return False
 
 
 def _expect_versions(trt: Any, profile: TargetProfile, gpu: str, sm: tuple[int, int]) -> None:
@@ -153,7 +206,11 @@ def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir
     trt, cudart = import_tensorrt(), import_cudart()
     gpu, major, minor = gpu_info(cudart)
     onnx_sha = sha256_file(onnx_path)
-    path = engine_path(cache_dir, onnx_sha, trt.__version__, gpu, (major, minor), profile.precision, profile.max_batch)
+    graph = graph_precision(graph_content(onnx_path))
+    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    settings = builder_settings(onnx_sha256=onnx_sha, trt_version=trt.__version__, gpu=gpu, sm=(major, minor),
+                                profile=profile, graph=graph, has_strongly_typed=strongly_typed)
+    path = engine_path(cache_dir, settings)
     if path.is_file() and not force:
         if cached_engine_ok(path, onnx_sha):
             log.info("using cached TensorRT engine %s", path)
@@ -165,8 +222,8 @@ def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir
     logger = trt_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
-    if trt_major(trt) < 10:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    for name in settings["network_flags"]:
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(os.fspath(onnx_path)):
@@ -180,13 +237,12 @@ def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir
     opt = builder.create_optimization_profile()
     opt.set_shape(inp.name, (1, *sample), (1, *sample), (profile.max_batch, *sample))
     config.add_optimization_profile(opt)
-    if profile.precision == "fp16":
-        if trt_major(trt) < 11:
-            config.set_flag(trt.BuilderFlag.FP16)
-        elif not _has_half_tensors(trt, network):
-            log.warning("profile %s asks for fp16 but %s is a float32 graph; TensorRT %s is strongly typed and "
-                        "builds it in FP32. Export the float16 ONNX variant into the bundle for FP16.",
-                        profile.name, onnx_path, trt.__version__)
+    for name in settings["builder_flags"]:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    if trt_major(trt) >= 11 and profile.precision != graph:
+        log.warning("profile %s asks for %s but %s computes in %s; TensorRT %s is strongly typed and builds it in "
+                    "%s. Deploy with --precision %s to export that graph into the bundle.", profile.name,
+                    profile.precision, onnx_path, graph, trt.__version__, graph, profile.precision)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise BackendUnavailableError(f"TensorRT {trt.__version__} failed to build an engine for {onnx_path} "
@@ -197,9 +253,7 @@ def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir
             f.write(plan)
 
     atomic_write(path, _write)
-    meta = {"onnx_sha256": onnx_sha, "engine_sha256": sha256_file(path), "tensorrt": trt.__version__, "gpu": gpu, "sm": f"{major}.{minor}",
-            "precision": profile.precision, "max_batch": profile.max_batch,
-            "workspace_mb": profile.trt_workspace_mb, "profile": profile.name,
+    meta = {**settings, "key": engine_key(settings), "engine_sha256": sha256_file(path), "profile": profile.name,
             "built": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
     log.info("cached TensorRT engine %s", path)
@@ -244,7 +298,12 @@ class TensorRTBackend(Backend):
         self.output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.output_name)))
         self.input_shape = tuple(engine.get_tensor_shape(self.input_name))[1:]
         self.max_batch = int(engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
-        self.precision = profile.precision
+        # What runs: the graph's own precision (strongly typed) or what the builder flags allowed.
+        meta_path = path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        flags = meta.get("builder_flags", [])
+        self.precision = "int8" if "INT8" in flags or meta.get("graph_precision") == "int8" else \
+            "fp16" if "FP16" in flags or meta.get("graph_precision") == "fp16" else "fp32"
         self._context = engine.create_execution_context()
         self._set_batch(self.max_batch)
         out_max = tuple(self._context.get_tensor_shape(self.output_name))
