@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgerl.algos.agent import PrunableNet, to_cpu
 from edgerl.config import doc
 from edgerl.errors import CheckpointError, ConfigError
 from edgerl.nets import build_net, net_spec
@@ -51,6 +52,10 @@ class SACConfig:
     ofenet_lr: float = doc("OFENet learning rate (Adam on the next-observation MSE).", 3e-4)
     ofenet_pretrain_steps: int = doc("OFENet updates on the random warm-up data before SAC starts (at most one per warm-up transition).", 10_000)
     actor_hidden: list[int] = doc("Actor widths when they differ from --hidden (e.g. a pruned actor trained from scratch).", [])
+    num_envs: int = doc("Parallel environments stepped as one gymnasium vector env (1: a plain env).", 1)
+    vector_mode: str = doc("Vector env with --num-envs > 1: sync (one process) or async (a process per env).", "sync")
+    updates_per_step: float = doc("Gradient updates per environment transition (summed over envs), e.g. 0.25 "
+                                  "with 4 envs = one update per vector step.", 1.0)
 
 
 class SACNets(nn.Module):
@@ -75,8 +80,9 @@ class SACNets(nn.Module):
 class SACAgent:
     """Actor, twin critics with Polyak targets, entropy coefficient, and their optimizers."""
 
-    def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int):
+    def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int, device: torch.device | str = "cpu"):
         self.cfg = cfg
+        self.device = torch.device(device)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.normalizer = ObsNormalizer((obs_dim,), enabled=cfg.obs_norm)
         self.ofenet = self._make_ofenet() if cfg.ofenet else None
@@ -88,13 +94,19 @@ class SACAgent:
         self.qf2_target = build_net(net_spec(self.qf2))
         self.qf1_target.load_state_dict(self.qf1.state_dict())
         self.qf2_target.load_state_dict(self.qf2.state_dict())
-        self.log_alpha = nn.Parameter(torch.zeros(()))
+        self.log_alpha = nn.Parameter(torch.zeros((), device=self.device))
         self.target_entropy = -cfg.target_entropy_scale * act_dim
         self.updates = 0
         self.ofenet_updates = 0
         self.gates: Any = None
         """Bernoulli unit gates (``edgerl.prune.gates.GateSet``) when ``--prune gates`` attaches them."""
+        self._nets_to_device()
         self.make_optimizers()
+
+    def _nets_to_device(self) -> None:
+        """Move the normaliser and every network to ``device`` (a no-op on the CPU)."""
+        for name in ("normalizer", *self._nets()):
+            getattr(self, name).to(self.device)
 
     def _make_ofenet(self) -> OFENet:
         cfg = self.cfg
@@ -128,25 +140,29 @@ class SACAgent:
             self.ofenet.requires_grad_(False).eval()  # only update_ofenet trains it
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
+        opts: dict[str, torch.optim.Optimizer] = {"actor": self.actor_opt, "critic": self.critic_opt,
+                                                  "alpha": self.alpha_opt}
         if self.ofenet is not None:
             opts["ofenet"] = self.ofenet_opt
         return opts
 
     def alpha(self) -> torch.Tensor:
         if self.cfg.alpha > 0:
-            return torch.tensor(self.cfg.alpha)
+            return torch.tensor(self.cfg.alpha, device=self.device)
         return self.log_alpha.detach().exp()
 
     # -- acting ------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """Squashed action in [-1, 1] for one raw observation (deterministic: the deployed one)."""
+        """Squashed action(s) in [-1, 1] for one raw observation ``[obs_dim]`` or a batch
+        ``[n, obs_dim]`` (deterministic: the deployed one)."""
         gates = self.gates.deterministic() if deterministic and self.gates is not None else nullcontext()
+        x = torch.as_tensor(obs, dtype=torch.float32).to(self.device)
+        single = x.dim() == 1
         with gates:
-            x = self.features(self.normalizer(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)))
+            x = self.features(self.normalizer(x.unsqueeze(0) if single else x))
             a = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
-        return a[0].numpy()
+        return (a[0] if single else a).cpu().numpy()
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """What the actor reads: the normalised observation, or OFENet's phi(s)."""
@@ -229,7 +245,7 @@ class SACAgent:
         return {"ofe_loss": ofe_loss.detach()}
 
     # -- pruning interface -------------------------------------------------------------------
-    def prunable(self) -> dict[str, dict[str, Any]]:
+    def prunable(self) -> dict[str, PrunableNet]:
         """Networks pruned during training: model, example inputs, heads and mirrored twins.
 
         With OFENet the networks are coupled (the actor and critics read its features): one
@@ -237,27 +253,27 @@ class SACAgent:
         """
         if self.ofenet is not None:
             return {"sac": self.joint_prunable()}
-        obs = torch.zeros(2, self.obs_dim)
-        act = torch.zeros(2, self.act_dim)
+        obs = torch.zeros(2, self.obs_dim, device=self.device)
+        act = torch.zeros(2, self.act_dim, device=self.device)
         return {
             "actor": {"model": self.actor, "example_inputs": (obs,), "heads": self.actor.heads(), "twins": []},
             "qf1": {"model": self.qf1, "example_inputs": (obs, act), "heads": self.qf1.heads(), "twins": [self.qf1_target]},
             "qf2": {"model": self.qf2, "example_inputs": (obs, act), "heads": self.qf2.heads(), "twins": [self.qf2_target]},
         }
 
-    def joint_prunable(self) -> dict[str, Any]:
+    def joint_prunable(self) -> PrunableNet:
         """All online networks as one :class:`SACNets` (gates always use this form). The twin
         holds the Polyak targets, plus throw-away copies of OFENet and the actor so that it has
         the model's structure."""
         def copy_of(net: nn.Module) -> nn.Module:
-            return build_net(net_spec(net))
+            return build_net(net_spec(net)).to(self.device)
 
         model = SACNets(self.actor, self.qf1, self.qf2, self.ofenet)
         twin = SACNets(copy_of(self.actor), self.qf1_target, self.qf2_target,
                        None if self.ofenet is None else copy_of(self.ofenet))
         heads = [*self.actor.heads(), *self.qf1.heads(), *self.qf2.heads(),
                  *([] if self.ofenet is None else self.ofenet.heads())]
-        inputs = (torch.zeros(2, self.obs_dim), torch.zeros(2, self.act_dim))
+        inputs = (torch.zeros(2, self.obs_dim, device=self.device), torch.zeros(2, self.act_dim, device=self.device))
         return {"model": model, "example_inputs": inputs, "heads": heads, "twins": [twin]}
 
     def after_surgery(self) -> None:
@@ -291,14 +307,14 @@ class SACAgent:
         if self.ofenet is not None:
             block = self.ofenet.state_block
             nets["ofenet_state"] = {"spec": net_spec(block), "state": block.state_dict()}
-        return {
+        return to_cpu({
             "nets": nets,
             "normalizer": self.normalizer.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
             "optim": {k: o.state_dict() for k, o in self.optimizers().items()},
             "updates": self.updates,
             "ofenet_updates": self.ofenet_updates,
-        }
+        })
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`, rebuilding networks at their saved (possibly pruned) widths."""
@@ -306,6 +322,7 @@ class SACAgent:
             raise CheckpointError(f"checkpoint {'has' if 'ofenet' in state['nets'] else 'has no'} OFENet but the "
                                   f"config says ofenet={self.cfg.ofenet}; resume with the checkpoint's own config")
         restore_nets(self, state["nets"], self._nets())
+        self._nets_to_device()
         self.normalizer.load_state_dict(state["normalizer"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])

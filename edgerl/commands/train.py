@@ -42,7 +42,7 @@ def algo_config_class(algo: str) -> type:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR from its ckpt.pt (flags given override only total-steps/progress)")
+                   help="continue the run in DIR from its ckpt.pt (flags given override only total-steps/progress/device)")
     p.add_argument("--recipe", metavar="YAML", default=None,
                    help="per-env hyperparameter file (default: profiles/recipes/<algo>.yaml)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
@@ -129,7 +129,7 @@ def resolve_resume(args: argparse.Namespace) -> tuple[RunConfig, Any, PruneConfi
 
     ckpt = load_checkpoint(Path(args.resume) / "ckpt.pt")
     stored = ckpt["config"]
-    override = {k: getattr(args, k) for k in ("total_steps", "progress") if getattr(args, k, None) is not None}
+    override = {k: getattr(args, k) for k in ("total_steps", "progress", "device") if getattr(args, k, None) is not None}
     run = from_sources(RunConfig, stored["run"], {"out": args.resume}, override)
     algo_cfg = from_sources(algo_config_class(run.algo), stored["algo"])
     prune = from_sources(PruneConfig, stored["prune"])
