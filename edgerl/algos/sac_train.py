@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from edgerl.algos.agent import resolve_device
-from edgerl.algos.replay import make_replay
+from edgerl.algos.replay import DeviceReplayBuffer, make_replay
 from edgerl.algos.run import (
     MetricsLog,
     Progress,
@@ -89,6 +89,8 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
             buffer.load(out / ckpt["replay"])
         step, episodes = ckpt["counters"]["global_step"], ckpt["counters"]["episodes"]
         wall_before = ckpt["counters"].get("wall_s", 0.0)
+        if isinstance(buffer, DeviceReplayBuffer):  # its generator is not saved: a fresh stream
+            buffer.generator.manual_seed(run.seed * 1_000_003 + step)
     hooks = attach_hooks(make_hooks, agent, run, cfg, prune, ckpt)
 
     log = MetricsLog(out / "metrics.csv", resume_step=step if resume else None)
