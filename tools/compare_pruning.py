@@ -9,6 +9,10 @@ trained from scratch at the final widths of gradual pruning at 0.8.
 Seeds run as parallel 1-thread processes (``--jobs``). Writes ``results.json`` and
 ``results.md`` (mean +- std over seeds of the final evaluation return, params and MACs of the
 deployed actor, training wall-clock) into ``--out``; re-running skips finished runs.
+
+The same runs as a sweep (mean and 95% bootstrap interval per variant; resumes after a kill):
+``edgerl sweep profiles/sweeps/compare_pruning.yaml``. This tool stays for the tables that
+``tools/make_reports.py`` reads (its ``results.json`` with params and MACs per run).
 """
 
 from __future__ import annotations

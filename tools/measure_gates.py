@@ -17,6 +17,10 @@ params and MACs of the deployed policy, i.e. OFENet state block + actor trunk + 
 the final widths) and, if matplotlib is installed, ``widths-<env>.png`` (surviving units per
 gated layer over training, from the checkpoint's width history). Re-running skips finished runs.
 Every hyperparameter not given here comes from ``profiles/recipes/sac.yaml``.
+
+The same runs as a sweep (mean and 95% bootstrap interval per variant; resumes after a kill):
+``edgerl sweep profiles/sweeps/measure_gates.yaml``. This tool stays for the tables that
+``tools/make_reports.py`` reads (its ``results.json`` with params and MACs per run).
 """
 
 from __future__ import annotations
