@@ -95,6 +95,7 @@ class SACAgent:
         self.qf1_target.load_state_dict(self.qf1.state_dict())
         self.qf2_target.load_state_dict(self.qf2.state_dict())
         self.log_alpha = nn.Parameter(torch.zeros((), device=self.device))
+        self._fixed_alpha = torch.tensor(cfg.alpha, device=self.device)  # made once: no copy per update
         self.target_entropy = -cfg.target_entropy_scale * act_dim
         self.updates = 0
         self.ofenet_updates = 0
@@ -148,7 +149,7 @@ class SACAgent:
 
     def alpha(self) -> torch.Tensor:
         if self.cfg.alpha > 0:
-            return torch.tensor(self.cfg.alpha, device=self.device)
+            return self._fixed_alpha
         return self.log_alpha.detach().exp()
 
     # -- acting ------------------------------------------------------------------------------
