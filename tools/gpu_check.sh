@@ -98,18 +98,19 @@ def load(name):
     return json.loads(p.read_text()) if p.exists() else None
 
 rows = []
+def row(name, values):
+    c, p = values.get("cuda"), values.get("cpu")
+    ratio = f"{c / p:.1f}x" if c and p else "n/a"
+    rows.append((name, "failed" if c is None else f"{c:.0f}", "failed" if p is None else f"{p:.0f}", ratio))
+
 sac = {d: load(f"sac_{d}.json") for d in ("cuda", "cpu")}
-if sac["cuda"] and sac["cpu"]:
-    c, p = sac["cuda"]["updates_per_s"]["edgerl"], sac["cpu"]["updates_per_s"]["edgerl"]
-    rows.append(("SAC updates/s, edgerl", f"{c:.0f}", f"{p:.0f}", f"{c / p:.1f}x"))
+row("SAC updates/s, edgerl (256x256, batch 256)", {d: r["updates_per_s"]["edgerl"] for d, r in sac.items() if r})
 sb3 = load("sac_sb3_cuda.json")
 if sb3:
     rows.append(("SAC updates/s on CUDA, edgerl vs SB3 (Hopper)", f"{sb3['updates_per_s']['edgerl']:.0f}",
                  f"SB3 {sb3['updates_per_s']['sb3']:.0f}", f"{sb3['ratio_edgerl_sb3']:.2f}x"))
 ppo = {d: load(f"ppo_{d}.json") for d in ("cuda", "cpu")}
-if ppo["cuda"] and ppo["cpu"]:
-    c, p = ppo["cuda"]["samples_per_s"], ppo["cpu"]["samples_per_s"]
-    rows.append(("PPO Impala tau=3 samples/s (update)", f"{c:.0f}", f"{p:.0f}", f"{c / p:.1f}x"))
+row("PPO Impala tau=3 samples/s (update)", {d: r["samples_per_s"] for d, r in ppo.items() if r})
 print("| measurement | CUDA | CPU (1 thread) | ratio |\n|---|---:|---:|---:|")
 for r in rows:
     print("| " + " | ".join(r) + " |")
