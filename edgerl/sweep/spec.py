@@ -65,7 +65,7 @@ class SweepSpec:
             own = {k: v for k, v in flags.items() if k not in SPECIAL}
             for env in self.envs:
                 for seed in self.seeds:
-                    folder = out / variant / env.replace("/", "_") / f"seed{seed}"
+                    folder = out / env.replace("/", "_") / variant / f"seed{seed}"
                     plans.append(RunPlan(variant, env, seed, folder, {**self.train, **own}, flags.get("scratch_of")))
         return plans
 

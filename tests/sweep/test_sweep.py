@@ -138,7 +138,7 @@ def test_killed_sweep_continues_without_duplicate_runs(tmp_path):
     assert proc.returncode == 0, text
     folders = sorted(p.parent for p in out.glob("*/*/seed*/done.json"))
     assert [f.relative_to(out).as_posix() for f in folders] == [
-        f"{v}/Pendulum-v1/seed{s}" for v in ("dense", "gradual") for s in (1, 2)]
+        f"Pendulum-v1/{v}/seed{s}" for v in ("dense", "gradual") for s in (1, 2)]
     for folder, mtime in before.items():
         assert (folder / "done.json").stat().st_mtime_ns == mtime  # finished runs were not redone
     for folder in folders:
