@@ -173,7 +173,7 @@ def test_cuda_agent_updates_on_the_device_and_saves_cpu_state():
 @pytest.mark.parametrize("prune", ["gradual", "gates"])
 def test_pruned_cuda_run_resumes_compacts_and_exports_on_the_cpu(tmp_path, prune):
     out = tmp_path / prune
-    extra = ["--ofenet", "true", "--ofenet-layers", "2", "--ofenet-units", "8"] if prune == "gates" else []
+    extra = ["--gate-target", "0.5"] if prune == "gates" else []
     run_cli("train", "--env", "Pendulum-v1", "--hidden", "32,32", "--batch-size", "32", "--learning-starts", "100",
             "--total-steps", "600", "--prune", prune, "--prune-every", "50", "--eval-episodes", "1",
             "--progress", "false", "--device", "cuda", "--out", str(out), *extra)
