@@ -186,12 +186,18 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--eval-episodes", type=int, default=None)
     p.add_argument("--learning-starts", type=int, default=None, help="override the recipe warm-up")
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    for flag, kind in (("gate-target", float), ("gate-lambda", float), ("gate-cost", str), ("prune-start", float),
+                       ("prune-end", float), ("prune-every", int)):
+        p.add_argument(f"--{flag}", type=kind, default=None, help="for the gated variants (default: the spec's)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default="runs/gates")
     args = p.parse_args()
     train = {k: v for k, v in {"total_steps": args.steps, "eval_every": args.eval_every,
-                               "eval_episodes": args.eval_episodes, "learning_starts": args.learning_starts}.items()
-             if v is not None}
+                               "eval_episodes": args.eval_episodes, "learning_starts": args.learning_starts,
+                               "checkpoint_every": args.checkpoint_every}.items() if v is not None}
+    gated = {k: getattr(args, k) for k in ("gate_target", "gate_lambda", "gate_cost", "prune_start", "prune_end",
+                                           "prune_every") if getattr(args, k) is not None}
     spec = load_spec(args.spec, {"envs": args.envs.split(",") if args.envs else None,
                                  "seeds": [int(s) for s in args.seeds.split(",")] if args.seeds else None,
                                  "train": train})
@@ -202,6 +208,9 @@ def main() -> None:
             p.error(f"unknown variants {unknown}; the spec has {sorted(spec.variants)}")
         keep |= {spec.variants[v]["scratch_of"] for v in keep if "scratch_of" in spec.variants[v]}
         spec.variants = {k: v for k, v in spec.variants.items() if k in keep}
+    for flags in spec.variants.values():
+        if flags.get("prune") == "gates":
+            flags.update(gated)
     out = Path(args.out)
     cmd = "python tools/measure_gates.py " + " ".join(sys.argv[1:])
     run_sweep(spec, out, jobs=args.jobs, command=cmd)
