@@ -56,6 +56,8 @@ class SACConfig:
     vector_mode: str = doc("Vector env with --num-envs > 1: sync (one process) or async (a process per env).", "sync")
     updates_per_step: float = doc("Gradient updates per environment transition (summed over envs), e.g. 0.25 "
                                   "with 4 envs = one update per vector step.", 1.0)
+    autocast: str = doc("Network forward passes of the update in this precision: none (fp32) or bf16 "
+                        "(autocast; losses and targets stay fp32).", "none")
 
 
 class SACNets(nn.Module):
@@ -185,27 +187,32 @@ class SACAgent:
         metrics = {} if self.ofenet is None else self._update_ofenet(obs, actions, next_obs)
         s, s_next = self.features(obs), self.features(next_obs)  # phi(s) with OFENet, else obs
 
+        amp = self._autocast
         with torch.no_grad():
-            next_a, next_logp = self.actor.sample(s_next)
-            x_next = self.critic_input(s_next, next_a)
-            qf_next = torch.min(self.qf1_target(*x_next), self.qf2_target(*x_next))
-            y = cfg.reward_scale * rewards + (1.0 - terminated) * cfg.gamma * (qf_next - alpha * next_logp)
+            with amp():
+                next_a, next_logp = self.actor.sample(s_next)
+                x_next = self.critic_input(s_next, next_a)
+                qf_next = torch.min(self.qf1_target(*x_next), self.qf2_target(*x_next))
+            y = cfg.reward_scale * rewards + (1.0 - terminated) * cfg.gamma * (qf_next.float() - alpha * next_logp.float())
 
-        x = self.critic_input(s, actions)
-        q1, q2 = self.qf1(*x), self.qf2(*x)
-        qf_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+        with amp():
+            x = self.critic_input(s, actions)
+            q1, q2 = self.qf1(*x), self.qf2(*x)
+        qf_loss = F.mse_loss(q1.float(), y) + F.mse_loss(q2.float(), y)
         self.critic_opt.zero_grad(set_to_none=True)
         qf_loss.backward()
         self.critic_opt.step()
-        metrics.update(qf_loss=qf_loss.detach(), q1=q1.detach().mean())
+        metrics.update(qf_loss=qf_loss.detach(), q1=q1.detach().float().mean())
 
         if self.updates % cfg.policy_frequency == 0:
             for _ in range(cfg.policy_frequency):
                 self._critics_requires_grad(False)
-                pi, logp = self.actor.sample(s)
-                x_pi = self.critic_input(s, pi)
-                q_pi = torch.min(self.qf1(*x_pi), self.qf2(*x_pi))
-                actor_loss = (alpha * logp - q_pi).mean()
+                with amp():
+                    pi, logp = self.actor.sample(s)
+                    x_pi = self.critic_input(s, pi)
+                    q_pi = torch.min(self.qf1(*x_pi), self.qf2(*x_pi))
+                logp = logp.float()
+                actor_loss = (alpha * logp - q_pi.float()).mean()
                 self.actor_opt.zero_grad(set_to_none=True)
                 actor_loss.backward()
                 self.actor_opt.step()
@@ -221,6 +228,12 @@ class SACAgent:
             torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
         self.updates += 1
         return metrics
+
+    def _autocast(self) -> Any:
+        """The precision context of the update's forward passes (``--autocast``)."""
+        if self.cfg.autocast == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
 
     def _critics_requires_grad(self, flag: bool) -> None:
         for p in self._online_params:

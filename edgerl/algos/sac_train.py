@@ -55,6 +55,8 @@ def validate_sac(cfg: SACConfig) -> None:
         raise ConfigError(f"--updates-per-step must be positive, got {cfg.updates_per_step}")
     if cfg.num_envs < 1:
         raise ConfigError(f"--num-envs must be at least 1, got {cfg.num_envs}")
+    if cfg.autocast not in ("none", "bf16"):
+        raise ConfigError(f"--autocast {cfg.autocast!r}: choose none or bf16")
 
 
 def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool = False,
