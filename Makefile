@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check edgerl tests tools
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-all: $(STAMP)

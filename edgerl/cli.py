@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("edgerl.commands.deploy", "build a verified bundle (ONNX, contract, runtime, device files) for a target"),
     "bench": ("edgerl.commands.bench", "single-stream latency of compact policies against the dense baseline"),
     "run": ("edgerl.commands.run", "drive an env through the on-robot runtime and compare with the torch policy"),
+    "sweep": ("edgerl.commands.sweep", "train envs x seeds x variants from a spec, locally or on Ray, with bootstrap intervals"),
 }
 
 

@@ -92,6 +92,8 @@ class RunConfig:
     eval_episodes: int = doc("Episodes per evaluation.", 5, min=1)
     checkpoint_every: int = doc("Write ckpt.pt and the replay buffer every N env steps (0: only at the end).", 10_000, min=0)
     progress: bool = doc("Show a progress bar.", True)
+    device: str = doc("Where to train: auto (CUDA when available), cpu, cuda or cuda:N. Checkpoints are "
+                      "saved on the CPU, so a run resumes, compacts and exports on any machine.", "auto")
 
 
 @dataclass

@@ -6,64 +6,23 @@ trained from scratch at the final widths of gradual pruning at 0.8.
     .venv/bin/python tools/compare_pruning.py --envs Hopper-v5,HalfCheetah-v5 --steps 100000 \
         --seeds 1,2,3 --jobs 2 --out runs/compare
 
-Seeds run as parallel 1-thread processes (``--jobs``). Writes ``results.json`` and
-``results.md`` (mean +- std over seeds of the final evaluation return, params and MACs of the
-deployed actor, training wall-clock) into ``--out``; re-running skips finished runs.
+The runs are the sweep ``profiles/sweeps/compare_pruning.yaml`` (``edgerl sweep`` runs it, as
+1-thread processes, ``--jobs`` at once, resuming killed runs; its variants and widths live in
+the spec). This tool adds what ``tools/make_reports.py`` reads: per run the actor's params,
+nonzero params, MACs and widths, in ``results.json`` (``results``, beside the sweep's ``rows``)
+and a second table in ``results.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-
-def variants(args) -> dict[str, list[str]]:
-    from edgerl.prune.gradual import target_width
-
-    scaled = [int(x) for x in args.scaled.split(",")]
-    small = [target_width(w, 0.8, args.round_to if args.round_to > 1 else None) for w in scaled]
-    common_prune = ["--prune-start", "0.2", "--prune-end", "0.8", "--prune-every", str(args.prune_every),
-                    "--round-to", str(args.round_to)]
-    out = {"dense": ["--hidden", args.dense]}
-    for r in args.ratios.split(","):
-        out[f"gradual-{r}"] = ["--hidden", args.scaled, "--prune", "gradual", "--final-ratio", r, *common_prune]
-    out["unstructured-0.8"] = ["--hidden", args.scaled, "--prune", "unstructured", "--final-ratio", "0.8", *common_prune]
-    out[f"scratch-{'x'.join(map(str, small))}"] = ["--hidden", ",".join(map(str, small))]
-    return out
-
-
-def run_one(out: Path, env: str, seed: int, extra: list[str], args) -> Path:
-    ckpt = out / "ckpt.pt"
-    if ckpt.exists():
-        import torch
-
-        if torch.load(ckpt, weights_only=True)["counters"]["global_step"] >= args.steps:
-            return out
-    cmd = [sys.executable, "-m", "edgerl.cli", "train", "--env", env, "--seed", str(seed),
-           "--total-steps", str(args.steps), "--threads", "1", "--progress", "false",
-           "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
-           "--out", str(out), *extra]
-    if args.learning_starts is not None:
-        cmd += ["--learning-starts", str(args.learning_starts)]
-    if (out / "ckpt.pt").exists():
-        cmd = [sys.executable, "-m", "edgerl.cli", "train", "--resume", str(out), "--progress", "false"]
-    out.mkdir(parents=True, exist_ok=True)
-    env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with open(out / "train.log", "a") as log:
-        print(f"[{time.strftime('%H:%M:%S')}] start {out}", flush=True)
-        subprocess.run(cmd, cwd=REPO, env=env_vars, stdout=log, stderr=subprocess.STDOUT, check=True)
-        print(f"[{time.strftime('%H:%M:%S')}] done  {out}", flush=True)
-    return out
 
 
 def summarize(run_dir: Path) -> dict:
@@ -113,40 +72,45 @@ def table(results: dict) -> str:
 
 
 def main() -> None:
+    from edgerl.sweep import load_spec, run_sweep
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--envs", default="Hopper-v5,HalfCheetah-v5")
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--seeds", default="1,2,3")
-    p.add_argument("--dense", default="256,256", help="dense baseline widths")
-    p.add_argument("--scaled", default="1024,1024", help="scaled-up widths that gradual/unstructured prune")
-    p.add_argument("--ratios", default="0.5,0.8,0.9")
-    p.add_argument("--only", default=None, help="comma-separated subset of variants")
-    p.add_argument("--round-to", type=int, default=1)
-    p.add_argument("--prune-every", type=int, default=1000)
-    p.add_argument("--eval-every", type=int, default=5000)
-    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--spec", default=str(REPO / "profiles" / "sweeps" / "compare_pruning.yaml"))
+    p.add_argument("--envs", default=None, help="comma-separated env ids (default: the spec's)")
+    p.add_argument("--steps", type=int, default=None, help="env steps per run (default: the spec's)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the spec's)")
+    p.add_argument("--only", default=None, help="comma-separated subset of variants (scratch keeps its source)")
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--eval-episodes", type=int, default=None)
     p.add_argument("--learning-starts", type=int, default=None, help="override the recipe warm-up")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default="runs/compare")
     args = p.parse_args()
-    out = Path(args.out)
-    vs = variants(args)
+    train = {k: v for k, v in {"total_steps": args.steps, "eval_every": args.eval_every,
+                               "eval_episodes": args.eval_episodes, "learning_starts": args.learning_starts}.items()
+             if v is not None}
+    spec = load_spec(args.spec, {"envs": args.envs.split(",") if args.envs else None,
+                                 "seeds": [int(s) for s in args.seeds.split(",")] if args.seeds else None,
+                                 "train": train})
     if args.only:
-        vs = {k: v for k, v in vs.items() if k in args.only.split(",")}
-    jobs = [(env, var, int(seed)) for env in args.envs.split(",") for seed in args.seeds.split(",") for var in vs]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(run_one, out / env.replace("/", "_") / var / f"seed{seed}", env, seed, vs[var], args):
-                   (env, var, seed) for env, var, seed in jobs}
-        for f in futures:
-            f.result()
-    results: dict = {}
-    for env, var, seed in jobs:
-        results.setdefault(env, {}).setdefault(var, []).append(
-            {"seed": seed, **summarize(out / env.replace("/", "_") / var / f"seed{seed}")})
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    md = table(results)
+        keep = set(args.only.split(","))
+        keep |= {spec.variants[v]["scratch_of"] for v in keep if "scratch_of" in spec.variants.get(v, {})}
+        spec.variants = {k: v for k, v in spec.variants.items() if k in keep}
+    out = Path(args.out)
     cmd = "python tools/compare_pruning.py " + " ".join(sys.argv[1:])
-    (out / "results.md").write_text(f"Generated by `{cmd}`\n\n{md}\n")
+    run_sweep(spec, out, jobs=args.jobs, command=cmd)
+    results: dict = {}
+    for plan in spec.plans(out.resolve()):
+        results.setdefault(plan.env, {}).setdefault(plan.variant, []).append(
+            {"seed": plan.seed, **summarize(plan.folder)})
+    record = json.loads((out / "results.json").read_text())
+    steps = spec.train.get("total_steps")
+    record.update(args={"envs": ",".join(spec.envs), "seeds": ",".join(map(str, spec.seeds)), "steps": steps,
+                        "spec": args.spec}, results=results)
+    (out / "results.json").write_text(json.dumps(record, indent=2))
+    md = table(results)
+    with open(out / "results.md", "a") as f:
+        f.write(f"\nPer run (for tools/make_reports.py), mean ± std over seeds:\n\n{md}\n")
     print(md)
 
 

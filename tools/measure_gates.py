@@ -3,20 +3,19 @@
 Bernoulli gates (cost-aware regulariser), and the pruned architecture trained from scratch.
 
     .venv/bin/python tools/measure_gates.py --envs Hopper-v5,HalfCheetah-v5 --steps 300000 \\
-        --seeds 1,2,3 --jobs 2 --gate-target 0.75 --out runs/gates
+        --seeds 1,2,3 --jobs 2 --out runs/gates
 
-Runs are parallel 1-thread processes (``--jobs``): every gated run (one per ``--gate-lambda``
-value, or one steered to ``--gate-target``) is followed by the same architecture trained from
-scratch at its final widths (OFENet blocks, actor; critics at the gated run's final critic
-widths), and the dense SAC and dense OFENet baselines fill the other workers. Lambda has no universal scale: the gates follow Adam, so a unit closes when
-lambda * (its parameter cost) outweighs the mean gradient of its network's own loss, and
-OFENet's prediction loss gives ~10x smaller gate gradients than the critics' (measured on Hopper:
-|dL/dxi| ~ 1e-3 OFENet, 2e-3 actor, 1.5e-2 critics, per-unit costs 50-500 parameters). Sweep it. Writes into
-``--out``: ``results.json``, ``results.md`` (mean +- std over seeds of the evaluation return,
-params and MACs of the deployed policy, i.e. OFENet state block + actor trunk + mean head, and
-the final widths) and, if matplotlib is installed, ``widths-<env>.png`` (surviving units per
-gated layer over training, from the checkpoint's width history). Re-running skips finished runs.
-Every hyperparameter not given here comes from ``profiles/recipes/sac.yaml``.
+The runs are the sweep ``profiles/sweeps/measure_gates.yaml`` (``edgerl sweep`` runs it as
+1-thread processes, ``--jobs`` at once, resuming killed runs; every gated variant is named
+``ofenet-gates-<tag>`` and its from-scratch twin ``ofenet-scratch-<tag>``, ``scratch_of`` it).
+Lambda has no universal scale: the gates follow Adam, so a unit closes when lambda * (its
+parameter cost) outweighs the mean gradient of its network's own loss, and OFENet's prediction
+loss gives ~10x smaller gate gradients than the critics' (measured on Hopper: |dL/dxi| ~ 1e-3
+OFENet, 2e-3 actor, 1.5e-2 critics, per-unit costs 50-500 parameters); ``gate_target`` steers it.
+This tool adds to the sweep's results: ``results.json`` (``results``: per run the deployed
+params and MACs, i.e. OFENet state block + actor trunk + mean head, widths, width history),
+a second table and the goal check in ``results.md``, and, with matplotlib,
+``widths-<env>-<variant>.png`` (surviving units per gated layer over training).
 """
 
 from __future__ import annotations
@@ -24,79 +23,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-VARIANTS = ("sac-dense", "ofenet-dense", "ofenet-gates", "ofenet-scratch")
-
-
-def variant_args(name: str, args: argparse.Namespace) -> list[str]:
-    """Flags of a phase-1 variant (``ofenet-gates-<lambda>``; scratch flags come from a gated run)."""
-    ofenet = ["--ofenet", "true"]
-    if name == "sac-dense":
-        return []
-    if name == "ofenet-dense":
-        return ofenet
-    if name.startswith("ofenet-gates-"):
-        lam = args.gate_lambda.split(",")[0] if args.gate_target > 0 else name.removeprefix("ofenet-gates-")
-        return [*ofenet, "--prune", "gates", "--gate-lambda", lam, "--gate-target", str(args.gate_target),
-                "--gate-cost", args.gate_cost, "--prune-start", str(args.prune_start),
-                "--prune-end", str(args.prune_end), "--prune-every", str(args.prune_every)]
-    raise ValueError(name)
-
-
-def scratch_args(gated_run: Path) -> list[str]:
-    """Flags that build, from scratch, the architecture a gated run ended with."""
-    agent, _ = load_agent(gated_run)
-    spec = agent.ofenet.spec()
-    critic = [max(a, b) for a, b in zip(agent.qf1.spec()["hidden"], agent.qf2.spec()["hidden"], strict=True)]
-    csv_ = lambda xs: ",".join(str(int(x)) for x in xs)  # noqa: E731
-    return ["--ofenet", "true", "--ofenet-state-widths", csv_(spec["state_widths"]),
-            "--ofenet-action-widths", csv_(spec["action_widths"]),
-            "--actor-hidden", csv_(agent.actor.spec()["hidden"]), "--hidden", csv_(critic)]
-
-
-def finished(out: Path, steps: int) -> bool:
-    """Whether the run in ``out`` reached ``steps``."""
-    import torch
-
-    ckpt = out / "ckpt.pt"
-    return ckpt.exists() and torch.load(ckpt, weights_only=True)["counters"]["global_step"] >= steps
-
-
-def run_one(out: Path, env: str, seed: int, extra: list[str], args: argparse.Namespace) -> Path:
-    """Train one run (or resume it) as a 1-thread subprocess; returns its folder."""
-    ckpt = out / "ckpt.pt"
-    if finished(out, args.steps):
-        return out
-    if ckpt.exists():
-        cmd = [sys.executable, "-m", "edgerl.cli", "train", "--resume", str(out), "--progress", "false"]
-    else:
-        cmd = [sys.executable, "-m", "edgerl.cli", "train", "--env", env, "--seed", str(seed),
-               "--total-steps", str(args.steps), "--threads", "1", "--progress", "false",
-               "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
-               "--checkpoint-every", str(args.checkpoint_every), "--out", str(out), *args.extra, *extra]
-        if args.learning_starts is not None:
-            cmd += ["--learning-starts", str(args.learning_starts)]
-    out.mkdir(parents=True, exist_ok=True)
-    env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with open(out / "train.log", "a") as log:
-        print(f"[{time.strftime('%H:%M:%S')}] start {out}", flush=True)
-        log.write(" ".join(cmd) + "\n")
-        log.flush()
-        subprocess.run(cmd, cwd=REPO, env=env_vars, stdout=log, stderr=subprocess.STDOUT, check=True)
-        print(f"[{time.strftime('%H:%M:%S')}] done  {out}", flush=True)
-    return out
-
 
 def load_agent(run_dir: Path):
     from edgerl.algos.sac import SACAgent, SACConfig
@@ -242,72 +175,58 @@ def plot_widths(results: dict[str, Any], out: Path) -> list[str]:
 
 
 def main() -> None:
+    from edgerl.sweep import load_spec, run_sweep
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--envs", default="Hopper-v5,HalfCheetah-v5")
-    p.add_argument("--steps", type=int, default=300_000)
-    p.add_argument("--seeds", default="1,2,3")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {', '.join(VARIANTS)}")
-    p.add_argument("--gate-lambda", default="1e-5", help="comma-separated lambdas (one gated variant each)")
-    p.add_argument("--gate-cost", default="deploy", choices=("deploy", "train"))
-    p.add_argument("--gate-target", type=float, default=0.0,
-                   help="share of the counted cost to remove (> 0: one gated variant, lambda = the first "
-                        "--gate-lambda as the starting point, steered along the cubic schedule)")
-    p.add_argument("--prune-start", type=float, default=0.2)
-    p.add_argument("--prune-end", type=float, default=0.8)
-    p.add_argument("--prune-every", type=int, default=1000)
-    p.add_argument("--eval-every", type=int, default=5000)
-    p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--checkpoint-every", type=int, default=25_000)
+    p.add_argument("--spec", default=str(REPO / "profiles" / "sweeps" / "measure_gates.yaml"))
+    p.add_argument("--envs", default=None, help="comma-separated env ids (default: the spec's)")
+    p.add_argument("--steps", type=int, default=None, help="env steps per run (default: the spec's)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the spec's)")
+    p.add_argument("--variants", default=None, help="comma-separated subset of the spec's variants")
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--eval-episodes", type=int, default=None)
     p.add_argument("--learning-starts", type=int, default=None, help="override the recipe warm-up")
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    for flag, kind in (("gate-target", float), ("gate-lambda", float), ("gate-cost", str), ("prune-start", float),
+                       ("prune-end", float), ("prune-every", int)):
+        p.add_argument(f"--{flag}", type=kind, default=None, help="for the gated variants (default: the spec's)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default="runs/gates")
-    p.add_argument("--summarize-only", action="store_true",
-                   help="train nothing: tabulate every finished run of --envs/--seeds under --out "
-                        "(e.g. after several invocations with different seeds)")
-    p.add_argument("extra", nargs="*", help="more `edgerl train` flags for every run (after --)")
     args = p.parse_args()
+    train = {k: v for k, v in {"total_steps": args.steps, "eval_every": args.eval_every,
+                               "eval_episodes": args.eval_episodes, "learning_starts": args.learning_starts,
+                               "checkpoint_every": args.checkpoint_every}.items() if v is not None}
+    gated = {k: getattr(args, k) for k in ("gate_target", "gate_lambda", "gate_cost", "prune_start", "prune_end",
+                                           "prune_every") if getattr(args, k) is not None}
+    spec = load_spec(args.spec, {"envs": args.envs.split(",") if args.envs else None,
+                                 "seeds": [int(s) for s in args.seeds.split(",")] if args.seeds else None,
+                                 "train": train})
+    if args.variants:
+        keep = set(args.variants.split(","))
+        unknown = sorted(keep - set(spec.variants))
+        if unknown:
+            p.error(f"unknown variants {unknown}; the spec has {sorted(spec.variants)}")
+        keep |= {spec.variants[v]["scratch_of"] for v in keep if "scratch_of" in spec.variants[v]}
+        spec.variants = {k: v for k, v in spec.variants.items() if k in keep}
+    for flags in spec.variants.values():
+        if flags.get("prune") == "gates":
+            flags.update(gated)
     out = Path(args.out)
-    chosen = [v for v in args.variants.split(",") if v]
-    unknown = sorted(set(chosen) - set(VARIANTS))
-    if unknown:
-        p.error(f"unknown variants {unknown}; choose from {VARIANTS}")
-    lambdas = [f"{float(x):g}" for x in args.gate_lambda.split(",") if x]
-    envs, seeds = args.envs.split(","), [int(s) for s in args.seeds.split(",")]
-
-    def folder(env: str, var: str, seed: int) -> Path:
-        return out / env.replace("/", "_") / var / f"seed{seed}"
-
-    dense = [v for v in ("sac-dense", "ofenet-dense") if v in chosen]
-    tags = [f"target{args.gate_target:g}"] if args.gate_target > 0 else lambdas
-    gated = [f"ofenet-gates-{t}" for t in tags] if "ofenet-gates" in chosen else []
-    scratch = {f"ofenet-gates-{t}": f"ofenet-scratch-{t}" for t in tags} if "ofenet-scratch" in chosen else {}
-
-    def gated_then_scratch(e: str, v: str, s: int) -> None:
-        """A gated run, then (same worker) the scratch run at the widths it ended with."""
-        run_one(folder(e, v, s), e, s, variant_args(v, args), args)
-        if v in scratch:
-            run_one(folder(e, scratch[v], s), e, s, scratch_args(folder(e, v, s)), args)
-
-    # Longest chains first: gated + scratch, then the dense baselines fill the other worker.
-    jobs = [(gated_then_scratch, e, v, s) for e in envs for s in seeds for v in gated]
-    jobs += [(lambda e, v, s: run_one(folder(e, v, s), e, s, variant_args(v, args), args), e, v, s)
-             for v in reversed(dense) for e in envs for s in seeds]
-    if not args.summarize_only:
-        with ThreadPoolExecutor(args.jobs) as pool:
-            for f in [pool.submit(fn, e, v, s) for fn, e, v, s in jobs]:
-                f.result()
-
-    runs = [(e, v, s) for e in envs for s in seeds for v in [*dense, *gated, *(scratch[g] for g in gated if g in scratch)]]
-    if args.summarize_only:
-        runs = [(e, v, s) for e, v, s in runs if finished(folder(e, v, s), args.steps)]
-    results: dict[str, Any] = {}
-    for e, v, s in runs:
-        results.setdefault(e, {}).setdefault(v, []).append({"seed": s, **summarize(folder(e, v, s))})
-    plots = plot_widths(results, out)
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results, "plots": plots}, indent=2))
-    md = table(results) + "\n\n" + goal_check(results)
     cmd = "python tools/measure_gates.py " + " ".join(sys.argv[1:])
-    (out / "results.md").write_text(f"Generated by `{cmd}`\n\n{md}\n" + "".join(f"\n![widths]({Path(x).name})\n" for x in plots))
+    run_sweep(spec, out, jobs=args.jobs, command=cmd)
+    results: dict[str, Any] = {}
+    for plan in spec.plans(out.resolve()):
+        results.setdefault(plan.env, {}).setdefault(plan.variant, []).append(
+            {"seed": plan.seed, **summarize(plan.folder)})
+    plots = plot_widths(results, out)
+    record = json.loads((out / "results.json").read_text())
+    record.update(args={"envs": ",".join(spec.envs), "seeds": ",".join(map(str, spec.seeds)),
+                        "steps": spec.train.get("total_steps"), "spec": args.spec}, results=results, plots=plots)
+    (out / "results.json").write_text(json.dumps(record, indent=2))
+    md = table(results) + "\n\n" + goal_check(results)
+    with open(out / "results.md", "a") as f:
+        f.write(f"\nPer run (for tools/make_reports.py), mean ± std over seeds:\n\n{md}\n"
+                + "".join(f"\n![widths]({Path(x).name})\n" for x in plots))
     print(md)
 
 

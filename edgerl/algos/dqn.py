@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgerl.algos.agent import PrunableNet, to_cpu
 from edgerl.algos.atari import ImageEnvConfig
 from edgerl.algos.prioritized import SumTree
 from edgerl.config import doc
@@ -165,7 +166,7 @@ class FrameReplay:
         if self.tree is None:
             t = rng.integers(lo, hi + 1, batch_size)
             e = rng.integers(0, self.N, batch_size)
-            weights = np.ones(batch_size, dtype=np.float32)
+            weights: np.ndarray = np.ones(batch_size, dtype=np.float32)
         else:
             leaf = self.tree.sample(batch_size, rng)
             slot, e = leaf // self.N, leaf % self.N
@@ -194,9 +195,9 @@ class FrameReplay:
         """New priorities ``(|td| + eps) ** alpha`` of sampled transitions (prioritized only)."""
         if self.tree is None:
             return
-        p = td_abs.detach().double().numpy() + eps
+        p = td_abs.detach().double().cpu().numpy() + eps
         self.max_priority = max(self.max_priority, float(p.max()))
-        self.tree.set(index.numpy(), p**self.alpha)
+        self.tree.set(index.cpu().numpy(), p**self.alpha)
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, next_obs: np.ndarray) -> None:
@@ -266,12 +267,14 @@ class DQNAgent:
 
     NETS = ("q_network", "target_network")
 
-    def __init__(self, cfg: DQNConfig, obs_shape: tuple[int, ...], n_actions: int):
+    def __init__(self, cfg: DQNConfig, obs_shape: tuple[int, ...], n_actions: int,
+                 device: torch.device | str = "cpu"):
         self.cfg = cfg
+        self.device = torch.device(device)
         self.obs_shape, self.n_actions = tuple(obs_shape), int(n_actions)
         encoder = image_encoder_spec(cfg.net, obs_shape, cfg.width, cfg.hidden, cfg.impoola)
-        self.q_network = QNetworkCNN(encoder, n_actions)
-        self.target_network = build_net(net_spec(self.q_network))
+        self.q_network = QNetworkCNN(encoder, n_actions).to(self.device)
+        self.target_network = build_net(net_spec(self.q_network)).to(self.device)
         self.sync_target()
         self.updates = 0
         self.make_optimizers()
@@ -293,7 +296,7 @@ class DQNAgent:
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for a batch of observations."""
-        return self.q_network(torch.as_tensor(obs)).argmax(-1).numpy()
+        return self.q_network(torch.as_tensor(obs).to(self.device)).argmax(-1).cpu().numpy()
 
     def greedy(self, obs: np.ndarray) -> int:
         """The deployed policy's action for one observation."""
@@ -323,9 +326,9 @@ class DQNAgent:
         return {"qf_loss": loss.detach(), "q": q.detach().mean(), "td_abs": (y - q).detach().abs()}
 
     # -- pruning interface -------------------------------------------------------------------
-    def prunable(self) -> dict[str, dict[str, Any]]:
+    def prunable(self) -> dict[str, PrunableNet]:
         """The online Q-network; its target is a twin pruned with the same indices."""
-        obs = torch.zeros(2, *self.obs_shape, dtype=torch.uint8)
+        obs = torch.zeros(2, *self.obs_shape, dtype=torch.uint8, device=self.device)
         return {"q_network": {"model": self.q_network, "example_inputs": (obs,), "heads": self.q_network.heads(),
                               "twins": [self.target_network]}}
 
@@ -340,15 +343,17 @@ class DQNAgent:
     # -- checkpointing -----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild and continue this agent, as tensors and plain data."""
-        return {
+        return to_cpu({
             "nets": net_entries(self, self.NETS),
             "optim": {k: o.state_dict() for k, o in self.optimizers().items()},
             "updates": self.updates,
-        }
+        })
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`, rebuilding networks at their saved (possibly pruned) widths."""
         restore_nets(self, state["nets"], self.NETS)
+        self.q_network.to(self.device)
+        self.target_network.to(self.device)
         self.make_optimizers()
         for k, o in self.optimizers().items():
             o.load_state_dict(state["optim"][k])

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgerl.algos.agent import resolve_device
 from edgerl.algos.atari import (
     episode_returns,
     evaluate_image_policy,
@@ -26,13 +27,13 @@ from edgerl.algos.atari import (
     make_vector_env,
 )
 from edgerl.algos.dqn import DQNAgent, DQNConfig, FrameReplay
-from edgerl.algos.ppo_train import crossed
 from edgerl.algos.run import (
     MetricsLog,
     Progress,
     TrainHook,
     attach_hooks,
     count_params,
+    crossed,
     resume_agent,
     save_train_checkpoint,
 )
@@ -59,6 +60,7 @@ def train_dqn(run: RunConfig, cfg: DQNConfig, prune: PruneConfig, resume: bool =
               make_hooks: HookFactory | None = None) -> dict[str, Any]:
     """Train (or continue) a DQN run in ``run.out``; returns a summary dict."""
     validate_dqn(cfg)
+    device = resolve_device(run.device)
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(run.threads)
@@ -70,7 +72,7 @@ def train_dqn(run: RunConfig, cfg: DQNConfig, prune: PruneConfig, resume: bool =
     info = image_env_info(envs, run.env, cfg)
     obs_shape = tuple(info["observation_space"]["shape"])
     n_actions = info["action_space"]["n"]
-    agent = DQNAgent(cfg, obs_shape, n_actions)
+    agent = DQNAgent(cfg, obs_shape, n_actions, device)
     buffer = FrameReplay(min(cfg.buffer_size, max(run.total_steps, cfg.num_envs * (cfg.n_step + cfg.frame_stack + 1))),
                          cfg.num_envs, obs_shape, cfg.frame_stack, cfg.n_step, cfg.gamma, cfg.prioritized, cfg.per_alpha)
     step, episodes, wall_before = 0, 0, 0.0
@@ -126,7 +128,7 @@ def train_dqn(run: RunConfig, cfg: DQNConfig, prune: PruneConfig, resume: bool =
         while agent.updates < due:
             beta = cfg.per_beta + (1.0 - cfg.per_beta) * min(1.0, step / run.total_steps)
             batch = buffer.sample(cfg.batch_size, rng, beta)
-            metrics = agent.update(batch)
+            metrics = agent.update({k: v.to(device, non_blocking=True) for k, v in batch.items()})
             buffer.update_priorities(batch["index"], metrics.pop("td_abs"))
             for h in hooks:
                 metrics.update(h.after_update(agent, step) or {})

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
+from edgerl.algos.agent import PrunableNet, to_cpu
 from edgerl.algos.atari import ImageEnvConfig
 from edgerl.config import doc
 from edgerl.nets.impala import ActorCriticCNN, image_encoder_spec
@@ -100,11 +101,13 @@ class PPOAgent:
 
     NETS = ("net",)
 
-    def __init__(self, cfg: PPOConfig, obs_shape: tuple[int, ...], n_actions: int):
+    def __init__(self, cfg: PPOConfig, obs_shape: tuple[int, ...], n_actions: int,
+                 device: torch.device | str = "cpu"):
         self.cfg = cfg
+        self.device = torch.device(device)
         self.obs_shape, self.n_actions = tuple(obs_shape), int(n_actions)
         encoder = image_encoder_spec(cfg.net, obs_shape, cfg.width, cfg.hidden, cfg.impoola)
-        self.net = ActorCriticCNN(encoder, n_actions)
+        self.net = ActorCriticCNN(encoder, n_actions).to(self.device)
         self.reward_norm = ReturnNormalizer(cfg.num_envs, cfg.gamma)
         self.updates = 0
         self.make_optimizers()
@@ -125,19 +128,20 @@ class PPOAgent:
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sampled actions, their log-probabilities and state values for a batch of observations."""
-        logits, value = self.net(torch.as_tensor(obs))
+        logits, value = self.net(torch.as_tensor(obs).to(self.device))
         dist = Categorical(logits=logits)
         action = dist.sample()
-        return action.numpy(), dist.log_prob(action), value
+        return action.cpu().numpy(), dist.log_prob(action), value
 
     @torch.no_grad()
     def value(self, obs: np.ndarray) -> torch.Tensor:
-        return self.net.value(torch.as_tensor(obs))
+        """State values (on the agent's device)."""
+        return self.net.value(torch.as_tensor(obs).to(self.device))
 
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> int:
         """The deployed policy's action for one observation."""
-        return int(self.net.deterministic(torch.as_tensor(obs).unsqueeze(0))[0])
+        return int(self.net.deterministic(torch.as_tensor(obs).to(self.device).unsqueeze(0))[0])
 
     # -- learning ----------------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -146,7 +150,7 @@ class PPOAgent:
         cfg = self.cfg
         n = batch["obs"].shape[0]
         for _ in range(cfg.update_epochs):
-            for mb in torch.randperm(n).chunk(cfg.num_minibatches):
+            for mb in torch.randperm(n, device=self.device).chunk(cfg.num_minibatches):
                 logits, newvalue = self.net(batch["obs"][mb])
                 dist = Categorical(logits=logits)
                 logratio = dist.log_prob(batch["actions"][mb]) - batch["logprobs"][mb]
@@ -179,9 +183,9 @@ class PPOAgent:
                 "entropy": entropy.detach(), "approx_kl": approx_kl, "clipfrac": clipfrac}
 
     # -- pruning interface -------------------------------------------------------------------
-    def prunable(self) -> dict[str, dict[str, Any]]:
+    def prunable(self) -> dict[str, PrunableNet]:
         """The shared actor-critic, pruned once for both heads (which are never pruned)."""
-        obs = torch.zeros(2, *self.obs_shape, dtype=torch.uint8)
+        obs = torch.zeros(2, *self.obs_shape, dtype=torch.uint8, device=self.device)
         return {"net": {"model": self.net, "example_inputs": (obs,), "heads": self.net.heads(), "twins": []}}
 
     def after_surgery(self) -> None:
@@ -195,16 +199,17 @@ class PPOAgent:
     # -- checkpointing -----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild and continue this agent, as tensors and plain data."""
-        return {
+        return to_cpu({
             "nets": net_entries(self, self.NETS),
             "optim": {k: o.state_dict() for k, o in self.optimizers().items()},
             "reward_norm": self.reward_norm.state_dict(),
             "updates": self.updates,
-        }
+        })
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`, rebuilding the network at its saved (possibly pruned) widths."""
         restore_nets(self, state["nets"], self.NETS)
+        self.net.to(self.device)
         self.make_optimizers()
         for k, o in self.optimizers().items():
             o.load_state_dict(state["optim"][k])

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgerl.algos.agent import resolve_device
 from edgerl.algos.atari import (
     episode_returns,
     evaluate_image_policy,
@@ -30,6 +31,7 @@ from edgerl.algos.run import (
     TrainHook,
     attach_hooks,
     count_params,
+    crossed,
     resume_agent,
     save_train_checkpoint,
 )
@@ -37,11 +39,6 @@ from edgerl.config import PruneConfig, RunConfig
 from edgerl.errors import ConfigError
 
 HookFactory = Callable[[PPOAgent, RunConfig, PPOConfig, PruneConfig], list[TrainHook]]
-
-
-def crossed(prev: int, now: int, every: int) -> bool:
-    """Whether ``(prev, now]`` contains a multiple of ``every`` (never for ``every <= 0``)."""
-    return every > 0 and now // every > prev // every
 
 
 def validate_ppo(cfg: PPOConfig) -> None:
@@ -56,6 +53,7 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
               make_hooks: HookFactory | None = None) -> dict[str, Any]:
     """Train (or continue) a PPO run in ``run.out``; returns a summary dict."""
     validate_ppo(cfg)
+    device = resolve_device(run.device)
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(run.threads)
@@ -66,7 +64,7 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
     eval_env = make_image_env(run.env, cfg, train=False)
     info = image_env_info(envs, run.env, cfg)
     obs_shape = tuple(info["observation_space"]["shape"])
-    agent = PPOAgent(cfg, obs_shape, info["action_space"]["n"])
+    agent = PPOAgent(cfg, obs_shape, info["action_space"]["n"], device)
     step, episodes, wall_before = 0, 0, 0.0
 
     ckpt = resume_agent(out, "ppo", info["id"], agent, rng) if resume else None
@@ -78,9 +76,9 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
     log = MetricsLog(out / "metrics.csv", resume_step=step if resume else None)
     progress = Progress(run.total_steps, step, run.progress, f"ppo {run.env}")
     T, N = cfg.num_steps, cfg.num_envs
-    buf_obs = torch.zeros((T, N, *obs_shape), dtype=torch.uint8)
-    buf = {k: torch.zeros(T, N) for k in ("logprobs", "values", "rewards", "dones")}
-    buf_actions = torch.zeros(T, N, dtype=torch.long)
+    buf_obs = torch.zeros((T, N, *obs_shape), dtype=torch.uint8, device=device)
+    buf = {k: torch.zeros(T, N, device=device) for k in ("logprobs", "values", "rewards", "dones")}
+    buf_actions = torch.zeros(T, N, dtype=torch.long, device=device)
 
     def run_eval() -> tuple[float, float]:
         rets = evaluate_image_policy(agent.greedy, run.env, cfg, run.eval_episodes,
@@ -110,7 +108,7 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
             cut = truncated & ~terminated  # time limit: bootstrap from the episode's last observation
             if cut.any():
                 final = final_observations(env_info, cut, obs)
-                reward = reward + cfg.gamma * cut * agent.value(final).numpy()
+                reward = reward + cfg.gamma * cut * agent.value(final).cpu().numpy()
             buf_actions[t] = torch.from_numpy(action)
             buf["logprobs"][t], buf["values"][t] = logprob, value
             buf["rewards"][t] = torch.as_tensor(reward, dtype=torch.float32)

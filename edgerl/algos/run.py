@@ -10,11 +10,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from edgerl.envs import make_env
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from edgerl.algos.agent import Agent
 
 METRIC_COLUMNS = [
     "step", "wall_s", "sps", "train_return", "eval_return", "eval_std",
@@ -28,7 +33,7 @@ class TrainHook(Protocol):
 
     name: str
 
-    def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
+    def after_update(self, agent: Agent, global_step: int) -> dict[str, float] | None:
         """Called after each gradient update; may change the agent's networks."""
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -122,12 +127,17 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int
     return np.asarray(returns, dtype=np.float64)
 
 
-def count_params(*nets) -> int:
+def crossed(prev: int, now: int, every: int) -> bool:
+    """Whether ``(prev, now]`` contains a multiple of ``every`` (never for ``every <= 0``)."""
+    return every > 0 and now // every > prev // every
+
+
+def count_params(*nets: nn.Module) -> int:
     """Number of parameters of the given modules."""
     return sum(p.numel() for n in nets for p in n.parameters())
 
 
-def resume_agent(out: Path, algo: str, env_id: str, agent: Any, np_rng: np.random.Generator) -> dict[str, Any]:
+def resume_agent(out: Path, algo: str, env_id: str, agent: Agent, np_rng: np.random.Generator) -> dict[str, Any]:
     """Load ``out/ckpt.pt``, check it is an ``algo`` run on ``env_id``, and restore the agent
     (networks rebuilt at their saved widths) and the RNG states. Returns the checkpoint."""
     from edgerl.checkpoint import load_checkpoint, restore_rng
@@ -198,7 +208,7 @@ def remove_stale_temp_files(out: Path) -> list[str]:
     return removed
 
 
-def attach_hooks(make_hooks: Callable[..., list[TrainHook]] | None, agent: Any, run: Any, algo_cfg: Any,
+def attach_hooks(make_hooks: Callable[..., list[TrainHook]] | None, agent: Agent, run: Any, algo_cfg: Any,
                  prune: Any, ckpt: dict[str, Any] | None = None) -> list[TrainHook]:
     """Create the training hooks on the agent's networks as they are now, so call it after
     :func:`resume_agent` (hooks hold references to the networks they prune), then restore each
@@ -213,6 +223,7 @@ def attach_hooks(make_hooks: Callable[..., list[TrainHook]] | None, agent: Any, 
         with torch.random.fork_rng(devices=[]):
             hooks = make_hooks(agent, run, algo_cfg, prune) if make_hooks else []
     for h in hooks if ckpt is not None else ():
+        assert ckpt is not None
         if h.name not in ckpt.get("hooks", {}):
             raise CheckpointError(f"the checkpoint has no state for the {h.name!r} pruner this run uses")
         h.load_state_dict(ckpt["hooks"][h.name])
@@ -220,19 +231,20 @@ def attach_hooks(make_hooks: Callable[..., list[TrainHook]] | None, agent: Any, 
 
 
 def save_train_checkpoint(out: Path, *, algo: str, env: dict[str, Any], run: Any, algo_cfg: Any, prune: Any,
-                          agent: Any, hooks: list[TrainHook], counters: dict[str, Any], np_rng: np.random.Generator,
+                          agent: Agent, hooks: list[TrainHook], counters: dict[str, Any], np_rng: np.random.Generator,
                           last_eval: tuple[float, float], replay: str | None = None) -> None:
     """Write ``out/ckpt.pt`` atomically, then delete replay files other than ``replay``."""
+    from edgerl.algos.agent import to_cpu
     from edgerl.checkpoint import rng_state, save_checkpoint
     from edgerl.config import to_dict
 
-    save_checkpoint(out / "ckpt.pt", {
+    save_checkpoint(out / "ckpt.pt", to_cpu({
         "kind": "train", "algo": algo, "env": env,
         "config": {"run": to_dict(run), "algo": to_dict(algo_cfg), "prune": to_dict(prune)},
         "agent": agent.state(), "hooks": {h.name: h.state_dict() for h in hooks},
         "counters": counters, "rng": rng_state(np_rng), "replay": replay,
         "eval": {"return_mean": last_eval[0], "return_std": last_eval[1]},
-    })
+    }))
     for old in out.glob("replay-*.npz"):
         if old.name != replay:
             old.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgerl.algos.agent import PrunableNet, to_cpu
 from edgerl.config import doc
 from edgerl.errors import CheckpointError, ConfigError
 from edgerl.nets import build_net, net_spec
@@ -51,6 +52,12 @@ class SACConfig:
     ofenet_lr: float = doc("OFENet learning rate (Adam on the next-observation MSE).", 3e-4, min=0)
     ofenet_pretrain_steps: int = doc("OFENet updates on the random warm-up data before SAC starts (at most one per warm-up transition).", 10_000, min=0)
     actor_hidden: list[int] = doc("Actor widths when they differ from --hidden (e.g. a pruned actor trained from scratch).", [], min=1)
+    num_envs: int = doc("Parallel environments stepped as one gymnasium vector env (1: a plain env).", 1, min=1)
+    vector_mode: str = doc("Vector env with --num-envs > 1: sync (one process) or async (a process per env).", "sync")
+    updates_per_step: float = doc("Gradient updates per environment transition (summed over envs), e.g. 0.25 "
+                                  "with 4 envs = one update per vector step.", 1.0, min=0)
+    autocast: str = doc("Network forward passes of the update in this precision: none (fp32) or bf16 "
+                        "(autocast; losses and targets stay fp32).", "none")
 
 
 class SACNets(nn.Module):
@@ -75,8 +82,9 @@ class SACNets(nn.Module):
 class SACAgent:
     """Actor, twin critics with Polyak targets, entropy coefficient, and their optimizers."""
 
-    def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int):
+    def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int, device: torch.device | str = "cpu"):
         self.cfg = cfg
+        self.device = torch.device(device)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.normalizer = ObsNormalizer((obs_dim,), enabled=cfg.obs_norm)
         self.ofenet = self._make_ofenet() if cfg.ofenet else None
@@ -88,13 +96,20 @@ class SACAgent:
         self.qf2_target = build_net(net_spec(self.qf2))
         self.qf1_target.load_state_dict(self.qf1.state_dict())
         self.qf2_target.load_state_dict(self.qf2.state_dict())
-        self.log_alpha = nn.Parameter(torch.zeros(()))
+        self.log_alpha = nn.Parameter(torch.zeros((), device=self.device))
+        self._fixed_alpha = torch.tensor(cfg.alpha, device=self.device)  # made once: no copy per update
         self.target_entropy = -cfg.target_entropy_scale * act_dim
         self.updates = 0
         self.ofenet_updates = 0
         self.gates: Any = None
         """Bernoulli unit gates (``edgerl.prune.gates.GateSet``) when ``--prune gates`` attaches them."""
+        self._nets_to_device()
         self.make_optimizers()
+
+    def _nets_to_device(self) -> None:
+        """Move the normaliser and every network to ``device`` (a no-op on the CPU)."""
+        for name in ("normalizer", *self._nets()):
+            getattr(self, name).to(self.device)
 
     def _make_ofenet(self) -> OFENet:
         cfg = self.cfg
@@ -128,25 +143,29 @@ class SACAgent:
             self.ofenet.requires_grad_(False).eval()  # only update_ofenet trains it
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"actor": self.actor_opt, "critic": self.critic_opt, "alpha": self.alpha_opt}
+        opts: dict[str, torch.optim.Optimizer] = {"actor": self.actor_opt, "critic": self.critic_opt,
+                                                  "alpha": self.alpha_opt}
         if self.ofenet is not None:
             opts["ofenet"] = self.ofenet_opt
         return opts
 
     def alpha(self) -> torch.Tensor:
         if self.cfg.alpha > 0:
-            return torch.tensor(self.cfg.alpha)
+            return self._fixed_alpha
         return self.log_alpha.detach().exp()
 
     # -- acting ------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """Squashed action in [-1, 1] for one raw observation (deterministic: the deployed one)."""
+        """Squashed action(s) in [-1, 1] for one raw observation ``[obs_dim]`` or a batch
+        ``[n, obs_dim]`` (deterministic: the deployed one)."""
         gates = self.gates.deterministic() if deterministic and self.gates is not None else nullcontext()
+        x = torch.as_tensor(obs, dtype=torch.float32).to(self.device)
+        single = x.dim() == 1
         with gates:
-            x = self.features(self.normalizer(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)))
+            x = self.features(self.normalizer(x.unsqueeze(0) if single else x))
             a = self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
-        return a[0].numpy()
+        return (a[0] if single else a).cpu().numpy()
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """What the actor reads: the normalised observation, or OFENet's phi(s)."""
@@ -168,27 +187,32 @@ class SACAgent:
         metrics = {} if self.ofenet is None else self._update_ofenet(obs, actions, next_obs)
         s, s_next = self.features(obs), self.features(next_obs)  # phi(s) with OFENet, else obs
 
+        amp = self._autocast
         with torch.no_grad():
-            next_a, next_logp = self.actor.sample(s_next)
-            x_next = self.critic_input(s_next, next_a)
-            qf_next = torch.min(self.qf1_target(*x_next), self.qf2_target(*x_next))
-            y = cfg.reward_scale * rewards + (1.0 - terminated) * cfg.gamma * (qf_next - alpha * next_logp)
+            with amp():
+                next_a, next_logp = self.actor.sample(s_next)
+                x_next = self.critic_input(s_next, next_a)
+                qf_next = torch.min(self.qf1_target(*x_next), self.qf2_target(*x_next))
+            y = cfg.reward_scale * rewards + (1.0 - terminated) * cfg.gamma * (qf_next.float() - alpha * next_logp.float())
 
-        x = self.critic_input(s, actions)
-        q1, q2 = self.qf1(*x), self.qf2(*x)
-        qf_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+        with amp():
+            x = self.critic_input(s, actions)
+            q1, q2 = self.qf1(*x), self.qf2(*x)
+        qf_loss = F.mse_loss(q1.float(), y) + F.mse_loss(q2.float(), y)
         self.critic_opt.zero_grad(set_to_none=True)
         qf_loss.backward()
         self.critic_opt.step()
-        metrics.update(qf_loss=qf_loss.detach(), q1=q1.detach().mean())
+        metrics.update(qf_loss=qf_loss.detach(), q1=q1.detach().float().mean())
 
         if self.updates % cfg.policy_frequency == 0:
             for _ in range(cfg.policy_frequency):
                 self._critics_requires_grad(False)
-                pi, logp = self.actor.sample(s)
-                x_pi = self.critic_input(s, pi)
-                q_pi = torch.min(self.qf1(*x_pi), self.qf2(*x_pi))
-                actor_loss = (alpha * logp - q_pi).mean()
+                with amp():
+                    pi, logp = self.actor.sample(s)
+                    x_pi = self.critic_input(s, pi)
+                    q_pi = torch.min(self.qf1(*x_pi), self.qf2(*x_pi))
+                logp = logp.float()
+                actor_loss = (alpha * logp - q_pi.float()).mean()
                 self.actor_opt.zero_grad(set_to_none=True)
                 actor_loss.backward()
                 self.actor_opt.step()
@@ -204,6 +228,12 @@ class SACAgent:
             torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
         self.updates += 1
         return metrics
+
+    def _autocast(self) -> Any:
+        """The precision context of the update's forward passes (``--autocast``)."""
+        if self.cfg.autocast == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
 
     def _critics_requires_grad(self, flag: bool) -> None:
         for p in self._online_params:
@@ -229,7 +259,7 @@ class SACAgent:
         return {"ofe_loss": ofe_loss.detach()}
 
     # -- pruning interface -------------------------------------------------------------------
-    def prunable(self) -> dict[str, dict[str, Any]]:
+    def prunable(self) -> dict[str, PrunableNet]:
         """Networks pruned during training: model, example inputs, heads and mirrored twins.
 
         With OFENet the networks are coupled (the actor and critics read its features): one
@@ -237,27 +267,27 @@ class SACAgent:
         """
         if self.ofenet is not None:
             return {"sac": self.joint_prunable()}
-        obs = torch.zeros(2, self.obs_dim)
-        act = torch.zeros(2, self.act_dim)
+        obs = torch.zeros(2, self.obs_dim, device=self.device)
+        act = torch.zeros(2, self.act_dim, device=self.device)
         return {
             "actor": {"model": self.actor, "example_inputs": (obs,), "heads": self.actor.heads(), "twins": []},
             "qf1": {"model": self.qf1, "example_inputs": (obs, act), "heads": self.qf1.heads(), "twins": [self.qf1_target]},
             "qf2": {"model": self.qf2, "example_inputs": (obs, act), "heads": self.qf2.heads(), "twins": [self.qf2_target]},
         }
 
-    def joint_prunable(self) -> dict[str, Any]:
+    def joint_prunable(self) -> PrunableNet:
         """All online networks as one :class:`SACNets` (gates always use this form). The twin
         holds the Polyak targets, plus throw-away copies of OFENet and the actor so that it has
         the model's structure."""
         def copy_of(net: nn.Module) -> nn.Module:
-            return build_net(net_spec(net))
+            return build_net(net_spec(net)).to(self.device)
 
         model = SACNets(self.actor, self.qf1, self.qf2, self.ofenet)
         twin = SACNets(copy_of(self.actor), self.qf1_target, self.qf2_target,
                        None if self.ofenet is None else copy_of(self.ofenet))
         heads = [*self.actor.heads(), *self.qf1.heads(), *self.qf2.heads(),
                  *([] if self.ofenet is None else self.ofenet.heads())]
-        inputs = (torch.zeros(2, self.obs_dim), torch.zeros(2, self.act_dim))
+        inputs = (torch.zeros(2, self.obs_dim, device=self.device), torch.zeros(2, self.act_dim, device=self.device))
         return {"model": model, "example_inputs": inputs, "heads": heads, "twins": [twin]}
 
     def after_surgery(self) -> None:
@@ -291,14 +321,14 @@ class SACAgent:
         if self.ofenet is not None:
             block = self.ofenet.state_block
             nets["ofenet_state"] = {"spec": net_spec(block), "state": block.state_dict()}
-        return {
+        return to_cpu({
             "nets": nets,
             "normalizer": self.normalizer.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
             "optim": {k: o.state_dict() for k, o in self.optimizers().items()},
             "updates": self.updates,
             "ofenet_updates": self.ofenet_updates,
-        }
+        })
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`, rebuilding networks at their saved (possibly pruned) widths."""
@@ -306,6 +336,7 @@ class SACAgent:
             raise CheckpointError(f"checkpoint {'has' if 'ofenet' in state['nets'] else 'has no'} OFENet but the "
                                   f"config says ofenet={self.cfg.ofenet}; resume with the checkpoint's own config")
         restore_nets(self, state["nets"], self._nets())
+        self._nets_to_device()
         self.normalizer.load_state_dict(state["normalizer"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])

@@ -43,7 +43,7 @@ def algo_config_class(algo: str) -> type:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the run in DIR from its ckpt.pt (only --total-steps/--progress may change; other "
+                   help="continue the run in DIR from its ckpt.pt (only --total-steps/--progress/--device may change; other "
                         "flags that disagree with the run are refused)")
     p.add_argument("--recipe", metavar="YAML", default=None,
                    help="per-env hyperparameter file (default: profiles/recipes/<algo>.yaml)")
@@ -128,14 +128,14 @@ def validate(run: RunConfig, prune: PruneConfig) -> None:
         raise ConfigError(f"need 0 <= --prune-start <= --prune-end <= 1, got {prune.prune_start}, {prune.prune_end}")
 
 
-RESUME_OVERRIDES = ("total_steps", "progress")
+RESUME_OVERRIDES = ("total_steps", "progress", "device")
 """What ``--resume`` lets a flag change; every other setting is the run's own."""
 RUN_FILES = ("ckpt.pt", "metrics.csv", "replay-*.npz")
 """What ``edgerl train`` writes into ``--out`` (and ``--overwrite`` deletes)."""
 
 
 def resolve_resume(args: argparse.Namespace) -> tuple[RunConfig, Any, PruneConfig]:
-    """The config stored in the run's checkpoint; only total-steps and progress may change.
+    """The config stored in the run's checkpoint; only total-steps, progress and device may change.
 
     Other flags are refused when they disagree with the stored config (they would be ignored)."""
     from edgerl.algos.run import check_resumable
@@ -191,7 +191,7 @@ def _refuse_ignored_flags(args: argparse.Namespace, configs: tuple[Any, ...]) ->
     if args.recipe is not None:
         differ.append(f"--recipe {args.recipe} (the run's settings were resolved when it started)")
     if differ:
-        raise ConfigError(f"--resume continues {args.resume} with its stored settings; only --total-steps and --progress "
+        raise ConfigError(f"--resume continues {args.resume} with its stored settings; only --total-steps, --progress and --device "
                           f"may change, but got {'; '.join(differ)[:300]}: drop them or start a new --out")
 
 

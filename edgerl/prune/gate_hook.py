@@ -204,7 +204,8 @@ class GatePruner:
             raise ConfigError(f"gate state (saved, network) widths differ: {diff}; rebuild the networks "
                               "from the same checkpoint as the gate state")
         for k, t in state["theta"].items():
-            self.gates.theta[k] = nn.Parameter(t.detach().clone().float())
+            device = self.gates.theta[k].device
+            self.gates.theta[k] = nn.Parameter(t.detach().clone().float().to(device))
         self.opt = _adam(self.gates.parameters(), float(state["lr"]))
         self.opt.load_state_dict(state["optim"])
         self.lam, self.lr = float(state["lam"]), float(state["lr"])

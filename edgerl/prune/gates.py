@@ -127,7 +127,7 @@ class GateSet:
             layer = model.get_submodule(key)
             if not isinstance(layer, nn.Linear):
                 raise ConfigError(f"gate site {key!r} must be a Linear layer, not {type(layer).__name__}")
-            self.theta[key] = nn.Parameter(torch.full((layer.out_features,), float(init)))
+            self.theta[key] = nn.Parameter(torch.full((layer.out_features,), float(init), device=layer.weight.device))
             self._handles.append(model.get_submodule(act).register_forward_hook(self._hook(key, layer)))
             for twin in twins:
                 self._handles.append(twin.get_submodule(act).register_forward_hook(self._hook(key, None)))
@@ -180,7 +180,7 @@ class GateSet:
         """Keep only units ``keep`` of group ``key`` (after they were removed from the network),
         slicing the optimizer's per-element state the same way."""
         old = self.theta[key]
-        idx = torch.as_tensor(list(keep), dtype=torch.long)
+        idx = torch.as_tensor(list(keep), dtype=torch.long, device=old.device)
         new = nn.Parameter(old.detach()[idx].clone())
         self.theta[key] = new
         if optimizer is not None:
@@ -200,7 +200,7 @@ def _replace_param(opt: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parame
                 group["params"][i] = new
     state = opt.state.pop(old, None)
     if state is not None:
-        opt.state[new] = {k: v[idx].clone() if torch.is_tensor(v) and v.shape == old.shape else v
+        opt.state[new] = {k: v[idx.to(v.device)].clone() if torch.is_tensor(v) and v.shape == old.shape else v
                           for k, v in state.items()}
 
 

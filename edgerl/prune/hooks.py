@@ -10,12 +10,16 @@ Schedules count environment steps (the loop's ``global_step``), so ``--prune-sta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgerl.config import PruneConfig, RunConfig
 from edgerl.errors import ConfigError
 from edgerl.prune.importance import Importance
 from edgerl.prune.schedule import CubicSchedule, LinearSchedule, OneShotSchedule, PruningSchedule
+
+if TYPE_CHECKING:
+    from edgerl.algos.agent import Agent
+    from edgerl.algos.run import TrainHook
 
 
 def make_schedule(prune: PruneConfig, total_steps: int, final_ratio: float | None = None) -> PruningSchedule:
@@ -36,7 +40,7 @@ class GradualPruneHook:
 
     name = "gradual"
 
-    def __init__(self, agent: Any, run: RunConfig, prune: PruneConfig):
+    def __init__(self, agent: Agent, run: RunConfig, prune: PruneConfig):
         from edgerl.prune.gradual import GradualPruner, PruneTarget
 
         targets = {
@@ -54,7 +58,7 @@ class GradualPruneHook:
         self.history: list[list[Any]] = [[0, self.group_widths()]]
         """[step, {"net/group": width}] after every pruning step that removed units (for plots)."""
 
-    def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
+    def after_update(self, agent: Agent, global_step: int) -> dict[str, float] | None:
         report = self.pruner.step(global_step)
         if report is not None:
             agent.after_surgery()
@@ -83,7 +87,7 @@ class MaskPruneHook:
 
     name = "unstructured"
 
-    def __init__(self, agent: Any, run: RunConfig, prune: PruneConfig):
+    def __init__(self, agent: Agent, run: RunConfig, prune: PruneConfig):
         from edgerl.prune.masking import MagnitudeMasker
 
         sparsity = 1.0 - (1.0 - prune.final_ratio) ** 2
@@ -95,7 +99,7 @@ class MaskPruneHook:
                 keep=keep, twins=d["twins"])
         self.last: dict[str, float] = {}
 
-    def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
+    def after_update(self, agent: Agent, global_step: int) -> dict[str, float] | None:
         for masker in self.maskers.values():
             ratio = masker.step(global_step)
             if ratio is None:
@@ -121,7 +125,7 @@ class NaivePruneHook:
 
     name = "naive"
 
-    def __init__(self, agent: Any, run: RunConfig, prune: PruneConfig):
+    def __init__(self, agent: Agent, run: RunConfig, prune: PruneConfig):
         from edgerl.prune.naive import NaiveFilterMasker
 
         round_to = prune.round_to if prune.round_to > 1 else None
@@ -138,7 +142,7 @@ class NaivePruneHook:
         for masker in self.maskers.values():
             masker.apply()
 
-    def after_update(self, agent: Any, global_step: int) -> dict[str, float] | None:
+    def after_update(self, agent: Agent, global_step: int) -> dict[str, float] | None:
         for masker in self.maskers.values():
             ratio = masker.step(global_step)
             if ratio is not None:
@@ -158,7 +162,7 @@ class NaivePruneHook:
         self.last = {"prune_ratio": next(iter(self.maskers.values())).applied_ratio}
 
 
-def make_hooks(agent: Any, run: RunConfig, algo_cfg: Any, prune: PruneConfig) -> list[Any]:
+def make_hooks(agent: Agent, run: RunConfig, algo_cfg: Any, prune: PruneConfig) -> list[TrainHook]:
     """The training hooks ``prune.prune`` asks for (none for ``--prune none``)."""
     if prune.prune == "none":
         return []

@@ -115,3 +115,28 @@ def test_normalizer_matches_numpy_statistics():
     np.testing.assert_allclose(norm.var.numpy(), data.var(0), rtol=1e-4)
     out = norm(torch.as_tensor(data, dtype=torch.float32))
     assert abs(out.mean().item()) < 1e-3 and abs(out.std().item() - 1) < 1e-2
+
+
+def test_bf16_autocast_update_tracks_the_fp32_update():
+    """Same networks, same batch, same noise: the bf16 update's losses and new weights stay within
+    bf16 rounding of the fp32 ones (targets and losses are computed in fp32)."""
+    agents = {}
+    for precision in ("none", "bf16"):
+        torch.manual_seed(0)
+        agents[precision] = SACAgent(SACConfig(hidden=[64, 64], autocast=precision), obs_dim=4, act_dim=2)
+    batch = _batch(64)
+    before = [p.detach().clone() for p in agents["none"].actor.parameters()]
+    metrics = {}
+    for precision, agent in agents.items():
+        torch.manual_seed(7)
+        metrics[precision] = agent.update(batch)
+    for key in ("qf_loss", "actor_loss", "entropy"):
+        a, b = metrics["none"][key], metrics["bf16"][key]
+        assert a.dtype == b.dtype == torch.float32 and torch.isfinite(b)
+        assert abs(float(a - b)) <= 0.05 * abs(float(a)) + 1e-2, (key, float(a), float(b))
+    # Adam's first step is about lr * sign(gradient): the two updates must move the same way.
+    step32 = torch.cat([(p - b).flatten() for p, b in zip(agents["none"].actor.parameters(), before, strict=True)])
+    step16 = torch.cat([(p - b).flatten() for p, b in zip(agents["bf16"].actor.parameters(), before, strict=True)])
+    moved = step32.abs() > 1e-5
+    agree = (torch.sign(step16[moved]) == torch.sign(step32[moved])).float().mean()
+    assert moved.sum() > 1000 and agree >= 0.9, float(agree)
