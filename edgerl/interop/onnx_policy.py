@@ -202,11 +202,11 @@ def import_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, *, io: IODes
     if env_id:
         from edgerl.envs import make_env, space_env_info
 
-        e = make_env(env_id)
+        gym_env = make_env(env_id)
         try:
-            env = space_env_info(e)
+            env = space_env_info(gym_env)
         finally:
-            e.close()
+            gym_env.close()
         if env["observation_space"]["shape"] != obs_shape:
             raise ConfigError(f"{env_id} observes {env['observation_space']['shape']} but the graph takes {obs_shape}")
         act_space = env["action_space"]

@@ -32,8 +32,10 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
 
 def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
     """``(field number, wire type, value)`` of one message: ints for varints, bytes otherwise."""
-    out, i, n = [], 0, len(buf)
+    out: list[tuple[int, int, Any]] = []
+    i, n = 0, len(buf)
     while i < n:
+        value: Any
         key, i = _varint(buf, i)
         num, wire = key >> 3, key & 7
         if wire == 0:
