@@ -184,7 +184,7 @@ def test_resume_flags_are_validated_and_may_not_disagree(tmp_path, capsys):
     assert code == 2 and "below the 100 steps" in err
     for flags in (["--hidden", "64,64"], ["--algo", "ppo"], ["--env", "Walker2d-v5"], ["--out", str(tmp_path / "x")]):
         code, err = _main(capsys, "train", "--resume", str(run), *flags)
-        assert code == 2 and "only --total-steps and --progress may change" in err and flags[0] in err, err
+        assert code == 2 and "only --total-steps, --progress and --device may change" in err and flags[0] in err, err
     code, _ = _main(capsys, "train", "--resume", str(run), "--hidden", "32,32", "--algo", "sac", "--print-config")
     assert code == 0
 
