@@ -17,6 +17,7 @@ from edgerl.errors import EdgerlError
 # name -> (module, one-line help). The order is the pipeline a policy travels.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("edgerl.commands.train", "train an agent (SAC/PPO/DQN), optionally pruning it while it learns"),
+    "distill": ("edgerl.commands.distill", "train a small student policy to act as a teacher checkpoint does"),
     "compact": ("edgerl.commands.compact", "make the smallest network that computes the same deployed function"),
     "export": ("edgerl.commands.export", "export a policy to one checked ONNX file plus contract.json"),
     "deploy": ("edgerl.commands.deploy", "build a verified bundle (ONNX, contract, runtime, device files) for a target"),
