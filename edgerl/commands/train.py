@@ -132,7 +132,7 @@ def resolve_resume(args: argparse.Namespace) -> tuple[RunConfig, Any, PruneConfi
     override = {k: getattr(args, k) for k in ("total_steps", "progress") if getattr(args, k, None) is not None}
     run = from_sources(RunConfig, stored["run"], {"out": args.resume}, override)
     algo_cfg = from_sources(algo_config_class(run.algo), stored["algo"])
-    prune = from_sources(PruneConfig, stored["prune"])
+    prune = from_sources(PruneConfig, {"prune_nets": "all"}, stored["prune"])  # runs before --prune-nets pruned all
     return run, algo_cfg, prune
 
 
