@@ -72,7 +72,7 @@ class DistillReport:
     eval_seeds: list[int] = field(default_factory=list)
     wall_s: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
-    """Per round: states, last loss."""
+    """Per round: states, the loss of its first and last step (first: NaN for a resumed round)."""
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,7 +229,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
         done_round, done_step, history = 0, 0, []
         st = None
     params = [p for net in student.nets().values() for p in net.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = torch.optim.Adam(params, lr=cfg.lr, foreach=True)
     if st is not None:
         opt.load_state_dict(st["distill_state"]["optim"])
         rng.bit_generator.state = st["distill_state"]["numpy_rng"]
@@ -256,7 +256,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
                 data.add(new, label(teacher, new, ckpt), rnd)
                 data.save(data_path)
                 save_state(rnd, 0)
-            loss_val = math.nan
+            loss_val, first_loss = math.nan, math.nan
             for step in range(done_step if rnd == done_round else 0, cfg.steps_per_round):
                 idx = data.train_idx[rng.integers(0, len(data.train_idx), size=cfg.batch_size)]
                 obs = torch.as_tensor(np.ascontiguousarray(data.obs[idx], dtype=dtype))
@@ -266,13 +266,16 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
                 loss.backward()
                 opt.step()
                 loss_val = float(loss.detach())
+                if step == 0:
+                    first_loss = loss_val
                 if not math.isfinite(loss_val):
                     raise ConfigError(f"the distillation loss became {loss_val} at round {rnd}, step {step}; "
                                       "lower --lr")
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps_per_round:
                     save_state(rnd, step + 1)
                 bar.update(rnd * cfg.steps_per_round + step + 1, {"round": rnd, "loss": f"{loss_val:.3g}"})
-            history.append({"round": rnd, "states": int((data.rounds <= rnd).sum()), "loss": loss_val})
+            history.append({"round": rnd, "states": int((data.rounds <= rnd).sum()), "first_loss": first_loss,
+                            "loss": loss_val})
             log(f"round {rnd}: {int((data.rounds <= rnd).sum())} states, loss {loss_val:.4g}")
             save_state(rnd + 1, 0)
     finally:
