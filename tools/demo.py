@@ -108,7 +108,7 @@ def main() -> None:
 
     banner("5/6 benchmark student and pruned vs dense (single-stream, interleaved, batch 1)")
     edgerl("bench", str(student), str(out / "pruned" / "compact.pt"), "--baseline", str(out / "dense"),
-           "--backends", "torch,ort-cpu", "--batch", "1", "--min-queries", "2000", "--min-seconds", "2",
+           "--backends", "torch,ort-cpu", "--batch", "1", "--min-queries", "2000", "--min-seconds", "2", "--no-overhead",
            "--json", str(out / "bench.json"))
 
     banner(f"6/6 summary (returns: {args.episodes} episodes, the same env seeds for every policy)")
