@@ -352,7 +352,7 @@ def _report(teacher: DeployedPolicy, student: DeployedPolicy, ckpt: dict[str, An
         states=int((~data.holdout).sum()), rounds=rounds, steps=(rounds + 1) * cfg.steps_per_round,
         heldout=_heldout(student, data.obs[data.holdout], data.targets[data.holdout], dtype), history=history)
     if not use_env:
-        report.note = "trained on logged observations only: no env to check the student's return on"
+        report.note = "trained on logged observations only: with no env the student's return cannot be checked"
     elif cfg.eval_episodes:
         log(f"evaluating teacher and student on {cfg.eval_episodes} episodes (env seeds {cfg.eval_seed}..)")
         t = episode_returns(teacher, env_ckpt, cfg.eval_episodes, cfg.eval_seed)

@@ -1,5 +1,5 @@
 """``edgerl distill`` as a user types it (in-process ``edgerl.cli.main``, to keep it fast):
-teacher -> distill -> compact -> deploy -> run."""
+teacher -> distill -> compact -> export -> deploy -> run."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def test_distill_compact_deploy_run(teacher, tmp_path, capsys):
     assert report["student_widths"]["actor"]["trunk.0"] == 16 and report["student_params"] < report["teacher_params"]
     assert "95% interval" in out and "of the teacher" in out
     assert main(["compact", str(student), "-o", str(tmp_path / "compact.pt"), "--recorded-steps", "32"]) == 0
+    assert main(["export", str(tmp_path / "compact.pt"), "-o", str(tmp_path / "p.onnx"), "--recorded-steps", "16"]) == 0
+    assert (tmp_path / "p.onnx").stat().st_size > 0
     bundle = tmp_path / "bundle"
     assert main(["deploy", str(tmp_path / "compact.pt"), "--target", "x86-cpu", "-o", str(bundle),
                  "--recorded-steps", "32"]) == 0

@@ -43,7 +43,7 @@ def test_student_matches_teacher_on_held_out_states(tmp_path, hopper_info):
     base = np.abs(_actions(untrained, held_out) - want).mean()
     # Measured: 0.068 vs 0.31 (a 24x24 student of a 32x32 teacher after 1,000 steps).
     assert np.isfinite(err) and err <= 0.3 * base and err <= 0.1 * half_range.mean(), (err, base)
-    assert report.teacher_return is None and "cannot" not in report.note and "no env" in report.note
+    assert report.teacher_return is None and "return cannot be checked" in report.note
     assert report.student_params < report.teacher_params
     assert not any(p.exists() for p in state_paths(tmp_path / "student.pt"))
 
