@@ -51,8 +51,11 @@ def main() -> None:
     command = shlex.join(["python", "tools/compression_table.py", *(a for a in sys.argv[1:] if a != "--render-only")])
 
     def render(_: Path | None = None) -> None:
-        pending = [f"{k.env} {k.variant} seed {k.seed}, {args.steps} steps" for k in queue
-                   if not c.result_path(results, k).exists()]
+        groups: dict[tuple[str, int], list[str]] = {}
+        for k in queue:
+            if not c.result_path(results, k).exists():
+                groups.setdefault((k.env, k.seed), []).append(k.variant)
+        pending = [f"{env} seed {seed} ({args.steps} steps): {', '.join(vs)}" for (env, seed), vs in groups.items()]
         rows = c.load_results(results)
         atomic_write_text(out, c.render_markdown(rows, command, pending))
         if c.plot(rows, out.with_suffix(".png")):
