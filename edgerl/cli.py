@@ -18,6 +18,7 @@ from edgerl.errors import EdgerlError
 COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("edgerl.commands.import_", "turn a policy trained by SB3, rsl_rl, CleanRL, skrl or ONNX into an edgerl policy"),
     "train": ("edgerl.commands.train", "train an agent (SAC/PPO/DQN), optionally pruning it while it learns"),
+    "distill": ("edgerl.commands.distill", "train a small student policy to act as a teacher checkpoint does"),
     "compact": ("edgerl.commands.compact", "make the smallest network that computes the same deployed function"),
     "export": ("edgerl.commands.export", "export a policy to one checked ONNX file plus contract.json"),
     "deploy": ("edgerl.commands.deploy", "build a verified bundle (ONNX, contract, runtime, device files) for a target"),

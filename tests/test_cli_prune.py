@@ -11,7 +11,7 @@ from edgerl.prune.gradual import target_width
 from tests.conftest import TINY_SAC, kill_after_checkpoint, run_cli
 
 PRUNE = ["--prune", "gradual", "--final-ratio", "0.75", "--prune-start", "0.2", "--prune-end", "0.6",
-         "--prune-every", "20", "--hidden", "48,40"]
+         "--prune-every", "20", "--hidden", "48,40", "--prune-nets", "all"]
 
 
 def _agent(ckpt) -> SACAgent:

@@ -34,6 +34,22 @@ def make_schedule(prune: PruneConfig, total_steps: int, final_ratio: float | Non
     raise ConfigError(f"--schedule {prune.schedule!r}: choose cubic, linear or oneshot")
 
 
+def prunable_nets(agent: Any, prune: PruneConfig) -> dict[str, dict[str, Any]]:
+    """The entries of ``agent.prunable()`` that ``prune.prune_nets`` selects: ``all``, or ``actor``
+    (those that are deployed, ``agent.deployed_nets()``; critics and targets are training-only)."""
+    nets = agent.prunable()
+    if prune.prune_nets == "all":
+        return nets
+    if prune.prune_nets != "actor":
+        raise ConfigError(f"--prune-nets {prune.prune_nets!r}: choose actor or all")
+    deployed = {id(m) for m in agent.deployed_nets().values()}
+    kept = {name: d for name, d in nets.items() if id(d["model"]) in deployed}
+    if not kept:
+        raise ConfigError(f"--prune-nets actor: this agent prunes its networks jointly ({', '.join(nets)}: SAC with "
+                          "OFENet), so the actor cannot be pruned alone; use --prune-nets all or --prune gates")
+    return kept
+
+
 class GradualPruneHook:
     """Group-structured pruning (L1 group importance by default): channels leave the networks
     physically during training, so training itself gets cheaper as they shrink."""
@@ -45,7 +61,7 @@ class GradualPruneHook:
 
         targets = {
             name: PruneTarget(d["model"], d["example_inputs"], keep=d["heads"], twins=d["twins"])
-            for name, d in agent.prunable().items()
+            for name, d in prunable_nets(agent, prune).items()
         }
         self.pruner = GradualPruner(
             targets,
@@ -92,7 +108,7 @@ class MaskPruneHook:
 
         sparsity = 1.0 - (1.0 - prune.final_ratio) ** 2
         self.maskers = {}
-        for name, d in agent.prunable().items():
+        for name, d in prunable_nets(agent, prune).items():
             keep = [n for n, m in d["model"].named_modules() if any(m is h for h in d["heads"])]
             self.maskers[name] = MagnitudeMasker(
                 d["model"], make_schedule(prune, run.total_steps, sparsity), scope="global",
@@ -132,7 +148,7 @@ class NaivePruneHook:
         self.maskers = {
             name: NaiveFilterMasker(d["model"], make_schedule(prune, run.total_steps), keep=d["heads"],
                                     twins=d["twins"], importance=prune.importance, round_to=round_to)
-            for name, d in agent.prunable().items()
+            for name, d in prunable_nets(agent, prune).items()
         }
         self._handles = [opt.register_step_post_hook(lambda *_: self.apply()) for opt in agent.optimizers().values()]
         self.last: dict[str, float] = {}

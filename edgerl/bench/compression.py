@@ -1,0 +1,292 @@
+"""The compression table: which compact policy keeps the dense policy's return, at what size.
+
+Each *run* is one variant on one env and seed: train (or distil) with the CLI, then measure the
+deployed policy: return on fixed env seeds, deployed parameters and MACs (counted on the exported
+ONNX graph), ONNX Runtime p50 latency at batch 1, training wall-clock. A finished run is one small
+JSON file in the results folder, so the table is resumable across machines: copy the folder,
+rerun, and only missing runs are trained. :func:`render_markdown` turns the folder into the page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgerl.bench.returns import format_ci, mean_ci95
+from edgerl.prune.gradual import target_width
+
+SCALED = 512
+"""Width of the scaled network (and of the critics beside small actors trained from scratch)."""
+RATIO = 0.8
+"""Channel ratio of gradual pruning."""
+
+
+def pruned_width(width: int = SCALED, ratio: float = RATIO) -> int:
+    """The width gradual pruning at ``ratio`` leaves of ``width`` units."""
+    return target_width(width, ratio)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table."""
+
+    name: str
+    label: str
+    args: tuple[str, ...] = ()
+    """``edgerl train`` flags (train variants)."""
+    teacher: str | None = None
+    """Distilled variants: the variant whose checkpoint teaches."""
+    widths: tuple[int, ...] = ()
+    """Distilled variants: the student's widths."""
+
+
+def variants() -> dict[str, Variant]:
+    """Every variant, in the order of the table."""
+    w = pruned_width()
+    grad = ("--hidden", f"{SCALED},{SCALED}", "--prune", "gradual", "--final-ratio", str(RATIO))
+    vs = [
+        Variant("dense", "dense 256x256 (teacher)", ("--hidden", "256,256")),
+        Variant("scaled", f"scaled {SCALED}x{SCALED}", ("--hidden", f"{SCALED},{SCALED}")),
+        Variant("gradual-actor", f"gradual {RATIO} actor only ({w}x{w}, critics {SCALED})", (*grad, "--prune-nets", "actor")),
+        Variant("gradual-all", f"gradual {RATIO} all nets ({w}x{w})", (*grad, "--prune-nets", "all")),
+        Variant("gates", "OFENet + gates (target 0.75)", ("--hidden", "256,256", "--ofenet", "true", "--prune", "gates")),
+        Variant("distill-gradual", f"distilled {w}x{w} from dense", teacher="dense", widths=(w, w)),
+        Variant("distill-32", "distilled 32x32 from dense", teacher="dense", widths=(32, 32)),
+        Variant("scratch-gradual", f"scratch {w}x{w} (critics {SCALED})", ("--hidden", f"{SCALED},{SCALED}", "--actor-hidden", f"{w},{w}")),
+        Variant("scratch-32", f"scratch 32x32 (critics {SCALED})", ("--hidden", f"{SCALED},{SCALED}", "--actor-hidden", "32,32")),
+    ]
+    return {v.name: v for v in vs}
+
+
+@dataclass(frozen=True)
+class RunKey:
+    env: str
+    variant: str
+    seed: int
+
+    @property
+    def slug(self) -> str:
+        return f"{self.env.replace('/', '_')}/{self.variant}-s{self.seed}"
+
+
+def result_path(results: Path, key: RunKey) -> Path:
+    return results / f"{key.slug}.json"
+
+
+def _cli(args: list[str], log: Path) -> None:
+    """Run ``edgerl ARGS`` (this interpreter, this checkout), appending its output to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(f"$ edgerl {' '.join(args)}\n")
+        f.flush()
+        proc = subprocess.run([sys.executable, "-m", "edgerl.cli", *args], stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"edgerl {' '.join(args[:2])} failed ({proc.returncode}); see {log}")
+
+
+def train_run(key: RunKey, variant: Variant, steps: int, runs: Path) -> Path:
+    """Train (or resume) one train variant; returns its run folder."""
+    out = runs / key.slug
+    log = runs / f"{key.slug}.log"
+    if (out / "ckpt.pt").exists():
+        from edgerl.checkpoint import load_checkpoint
+
+        if int(load_checkpoint(out / "ckpt.pt")["counters"].get("global_step", 0)) >= steps:
+            return out
+        _cli(["train", "--resume", str(out), "--total-steps", str(steps), "--progress", "false"], log)
+        return out
+    _cli(["train", "--env", key.env, "--seed", str(key.seed), "--total-steps", str(steps), "--threads", "1",
+          "--progress", "false", "--eval-every", str(max(steps // 10, 1)), "--eval-episodes", "5",
+          "--checkpoint-every", "10000", "--out", str(out), *variant.args], log)
+    return out
+
+
+def distill_run(key: RunKey, variant: Variant, teacher: Path, runs: Path, distill_args: list[str]) -> Path:
+    """Distil the teacher run into ``<runs>/<slug>/student.pt`` (restartable); returns its path."""
+    out = runs / key.slug / "student.pt"
+    if not out.exists():
+        _cli(["distill", str(teacher), "-o", str(out), "--widths", ",".join(map(str, variant.widths)),
+              "--seed", str(key.seed), "--eval-episodes", "0", "--progress", "false", "--threads", "1",
+              *distill_args], runs / f"{key.slug}.log")
+    return out
+
+
+def measure(ckpt_path: Path, workdir: Path, episodes: int, eval_seed: int) -> dict[str, Any]:
+    """Return, deployed size and ORT latency of a checkpoint's deployed policy (compacted first)."""
+    import numpy as np
+
+    from edgerl.bench.graph import count_graph
+    from edgerl.bench.latency import Series, percentiles
+    from edgerl.bench.latency import measure as time_series
+    from edgerl.bench.returns import episode_returns
+    from edgerl.bench.runners import bare_ort_runner
+    from edgerl.checkpoint import load_checkpoint, save_checkpoint
+    from edgerl.compact import compact_checkpoint
+    from edgerl.envs import random_observations
+    from edgerl.export import export_policy, policy_from_checkpoint
+    from edgerl.export.observations import input_dtype, obs_space
+
+    ckpt = load_checkpoint(ckpt_path)
+    payload, _ = compact_checkpoint(ckpt, recorded_steps=64)
+    compact = workdir / "compact.pt"
+    save_checkpoint(compact, payload)
+    policy = policy_from_checkpoint(payload)
+    returns = episode_returns(policy, ckpt, episodes, eval_seed)
+    onnx = workdir / "policy.onnx"
+    export_policy(compact, onnx, recorded_steps=0)
+    counts = count_graph(onnx)
+    space = obs_space(ckpt)
+    pool = list(random_observations(space, 256, np.random.default_rng(0)))
+    with bare_ort_runner(onnx, 1, tuple(space["shape"]), input_dtype(space)) as timed:
+        series = Series("ort", timed.call, pool)
+        time_series([series], min_queries=2000, min_seconds=1.0)
+    wall = float((ckpt.get("counters") or {}).get("wall_s") or math.nan)
+    return {"returns": [float(r) for r in returns], "return_mean": float(np.mean(returns)),
+            "params": counts.params, "macs": counts.macs, "ort_p50_us": percentiles(series.latencies())["p50_us"],
+            "train_wall_s": wall, "widths": {n: _widths(m) for n, m in policy.nets().items()}}
+
+
+def _widths(net: Any) -> list[int]:
+    from edgerl.prune import layer_widths
+
+    return list(layer_widths(net).values())
+
+
+def run_queue(queue: list[RunKey], steps: int, results: Path, runs: Path, episodes: int = 10,
+              eval_seed: int = 10_000, distill_args: list[str] | None = None,
+              log: Callable[[str], None] = print, on_result: Callable[[Path], None] | None = None) -> None:
+    """Train/distil and measure every run of ``queue`` that has no result yet, in order; each
+    finished run is written to ``results`` at once (and passed to ``on_result``)."""
+    from edgerl.runtime.fileio import atomic_write_text
+
+    vs = variants()
+    for key in queue:
+        path = result_path(results, key)
+        if path.exists():
+            continue
+        v = vs[key.variant]
+        t0 = time.monotonic()
+        log(f"{key.slug}: {'distilling' if v.teacher else 'training'} ({steps} steps)")
+        extra: dict[str, Any] = {}
+        if v.teacher:
+            teacher = train_run(RunKey(key.env, v.teacher, key.seed), vs[v.teacher], steps, runs)
+            ckpt = distill_run(key, v, teacher, runs, list(distill_args or []))
+            from edgerl.checkpoint import load_checkpoint
+
+            report = load_checkpoint(ckpt)["distill"]
+            teacher_wall = json.loads(result_path(results, RunKey(key.env, v.teacher, key.seed)).read_text())[
+                "train_wall_s"] if result_path(results, RunKey(key.env, v.teacher, key.seed)).exists() else math.nan
+            extra = {"distill_wall_s": report["wall_s"], "teacher_wall_s": teacher_wall, "distill_states": report["states"]}
+        else:
+            ckpt = train_run(key, v, steps, runs) / "ckpt.pt"
+        m = measure(ckpt, ckpt.parent if v.teacher else ckpt.parent, episodes, eval_seed)
+        if v.teacher:
+            m["train_wall_s"] = extra["distill_wall_s"]
+        row = {"env": key.env, "variant": key.variant, "seed": key.seed, "steps": steps, "episodes": episodes,
+               "eval_seed": eval_seed, **m, **extra, "elapsed_s": time.monotonic() - t0,
+               "command": f"edgerl {' '.join(['train', *v.args]) if not v.teacher else 'distill'}"}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(row, indent=1) + "\n")
+        log(f"{key.slug}: return {m['return_mean']:.1f}, {m['params']:,} params -> {path}")
+        if on_result is not None:
+            on_result(path)
+
+
+def load_results(results: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(results.glob("*/*.json"))]
+
+
+def _fmt_int(v: float) -> str:
+    return f"{int(v):,}" if math.isfinite(v) else "-"
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per env, one summary per variant (table order): return mean [95% interval] over seeds (over
+    the episodes when only one seed finished), % of dense, size, latency, wall-clock."""
+    order = list(variants())
+    out: dict[str, list[dict[str, Any]]] = {}
+    for env in sorted({r["env"] for r in rows}):
+        env_rows = [r for r in rows if r["env"] == env]
+        by_v = {v: [r for r in env_rows if r["variant"] == v] for v in order}
+        dense = by_v.get("dense") or []
+        dense_mean = statistics.fmean(r["return_mean"] for r in dense) if dense else math.nan
+        summaries = []
+        for v in order:
+            rs = by_v[v]
+            if not rs:
+                continue
+            per_seed = [r["return_mean"] for r in rs]
+            ci = mean_ci95(per_seed) if len(rs) > 1 else mean_ci95(rs[0]["returns"])
+            summaries.append({
+                "variant": v, "label": variants()[v].label, "seeds": sorted(r["seed"] for r in rs),
+                "steps": sorted({r["steps"] for r in rs}), "return": ci, "ci_over": "seeds" if len(rs) > 1 else "episodes",
+                "pct_dense": 100 * ci["mean"] / dense_mean if dense_mean > 0 else math.nan,
+                "params": statistics.fmean(r["params"] for r in rs), "macs": statistics.fmean(r["macs"] for r in rs),
+                "ort_p50_us": statistics.median(r["ort_p50_us"] for r in rs),
+                "wall_s": statistics.fmean(r["train_wall_s"] for r in rs),
+            })
+        out[env] = summaries
+    return out
+
+
+def render_markdown(rows: list[dict[str, Any]], command: str, pending: list[str] | None = None) -> str:
+    """The page ``docs/benchmarks/compression.md``."""
+    episodes, seed = (rows[0]["episodes"], rows[0]["eval_seed"]) if rows else (10, 10_000)
+    lines = ["# Compression that keeps the return", "",
+             "Each row: SAC on the env, the deployed policy measured after `edgerl compact` and `edgerl export`. "
+             f"Return: mean of the evaluation returns ({episodes} episodes, env seeds {seed}..{seed + episodes - 1}, "
+             "the same for every row) with its 95% t-interval over seeds, or over the episodes where one seed finished. Params and "
+             "MACs: counted on the exported ONNX graph (what the robot runs). ORT p50: ONNX Runtime, 1 thread, "
+             "batch 1, on the machine that ran the row (shared, so noisy). Wall-clock: training (distilled rows: "
+             "the distillation only; add the teacher's).", "",
+             f"Regenerate (resumes from `docs/benchmarks/compression/results/`): `{command}`", ""]
+    for env, summaries in summarise(rows).items():
+        lines += [f"## {env}", "", "| variant | seeds | steps | return (mean [95% interval]) | % of dense | "
+                  "deployed params | MACs | ORT p50 us | wall-clock s |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+        for s in summaries:
+            pct = f"{s['pct_dense']:.0f}%" if math.isfinite(s["pct_dense"]) else "-"
+            lines.append(f"| {s['label']} | {','.join(map(str, s['seeds']))} | {','.join(map(str, s['steps']))} | "
+                         f"{format_ci(s['return'])} | {pct} | {_fmt_int(s['params'])} | {_fmt_int(s['macs'])} | "
+                         f"{s['ort_p50_us']:.1f} | {s['wall_s']:.0f} |")
+        lines.append("")
+    if pending:
+        lines += ["## Not measured yet", "", "Runs the command above would train next, in order:", "",
+                  *(f"- {p}" for p in pending), ""]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Return (% of dense) against deployed parameters, one panel per env; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    summaries = summarise(rows)
+    if not summaries:
+        return False
+    fig, axes = plt.subplots(1, len(summaries), figsize=(5.5 * len(summaries), 4.2), squeeze=False)
+    for ax, (env, ss) in zip(axes[0], summaries.items(), strict=True):
+        for s in ss:
+            ax.scatter(s["params"], s["pct_dense"], s=40)
+            ax.annotate(s["variant"], (s["params"], s["pct_dense"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.axhline(100, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("deployed parameters")
+        ax.set_ylabel("return, % of dense 256x256")
+        ax.set_title(env)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -1,0 +1,107 @@
+"""The student: a new deployed policy of the teacher's kind, and the outputs the losses compare.
+
+The student is built by the teacher algorithm's export adapter (``edgerl.export.registry``), so it
+computes the same deployed function shape (normalise -> MLP mean -> tanh -> rescale, or argmax)
+and is saved as a ``kind: "policy"`` checkpoint that compact, export, deploy, bench and run take.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgerl.errors import CheckpointError, ConfigError
+from edgerl.export.registry import export_adapter
+from edgerl.export.wrappers import ArgmaxPolicy, DeployedPolicy, SquashedGaussianPolicy
+from edgerl.nets import build_net, net_spec
+from edgerl.nets.mlp import ObsNormalizer, SquashedGaussianActor
+
+
+def check_supported(policy: DeployedPolicy) -> None:
+    """Distillation knows squashed Gaussian (SAC) and argmax (PPO, DQN) policies."""
+    if not isinstance(policy, (SquashedGaussianPolicy, ArgmaxPolicy)):
+        raise ConfigError(f"cannot distil a {type(policy).__name__}: edgerl distill supports squashed Gaussian "
+                          "(SAC) and argmax (PPO, DQN) policies")
+
+
+def raw_outputs(policy: DeployedPolicy, obs: torch.Tensor) -> torch.Tensor:
+    """What the distillation loss compares: the pre-tanh action mean ``[B, act_dim]`` of a squashed
+    Gaussian policy, or the scores (Q-values/logits) ``[B, n]`` of an argmax policy."""
+    if isinstance(policy, ArgmaxPolicy):
+        return policy.scores(obs)
+    x = policy._normalized(obs)
+    if policy.features is not None:
+        x = policy.features(x)
+    return policy._float32(policy.net(x)[0])
+
+
+def _scaled_ints(value: Any, scale: float) -> Any:
+    if isinstance(value, list):
+        return [_scaled_ints(v, scale) for v in value]
+    return max(1, round(int(value) * scale))
+
+
+def student_nets(teacher: DeployedPolicy, env: dict[str, Any], widths: list[int],
+                 channel_scale: float) -> dict[str, nn.Module]:
+    """Fresh student networks under their checkpoint names.
+
+    SAC: an MLP actor on the (normalised) observation; OFENet's state block is not kept, the
+    student learns the teacher's whole function. PPO/DQN: the teacher's network type with the
+    encoder's conv channels scaled by ``channel_scale`` and its fully connected layers at ``widths``.
+    """
+    if any(int(w) < 1 for w in widths):
+        raise ConfigError(f"--widths must be positive integers, got {widths}")
+    if isinstance(teacher, SquashedGaussianPolicy):
+        obs_dim = int(np.prod(env["observation_space"]["shape"]))
+        act_dim = int(teacher.low.numel())
+        return {"actor": SquashedGaussianActor(obs_dim, act_dim, [int(w) for w in widths])}
+    if not channel_scale > 0:
+        raise ConfigError(f"--channel-scale must be positive, got {channel_scale}")
+    (name, net), = teacher.nets().items()
+    spec = copy.deepcopy(net_spec(net))
+    encoder = spec["kwargs"].get("encoder")
+    if not isinstance(encoder, dict):
+        raise ConfigError(f"cannot size a student for a {spec['type']} network: it has no image encoder spec; "
+                          "pass --init with a smaller checkpoint of the same kind")
+    encoder["kwargs"]["channels"] = _scaled_ints(encoder["kwargs"]["channels"], channel_scale)
+    encoder["kwargs"]["hidden"] = [int(w) for w in widths]
+    return {name: build_net(spec)}
+
+
+def build_student(teacher: DeployedPolicy, ckpt: dict[str, Any], nets: dict[str, nn.Module],
+                  normalizer: ObsNormalizer | None) -> DeployedPolicy:
+    """The student's deployed policy, built like any checkpoint's, with trainable networks."""
+    adapter = export_adapter(ckpt["algo"])
+    policy = adapter.build(nets, normalizer, ckpt["env"])
+    paths = {id(m): path for path, m in reversed(list(policy.named_modules()))}
+    policy.net_paths = {name: paths[id(m)] for name, m in nets.items()}
+    for net in policy.nets().values():
+        net.requires_grad_(True)
+    return policy
+
+
+def init_nets(init_policy: DeployedPolicy, teacher: DeployedPolicy) -> dict[str, nn.Module]:
+    """The networks of a pruned/compacted policy, copied to start the student from.
+
+    Raises:
+        CheckpointError: The init policy does not act in the teacher's action space.
+    """
+    if type(init_policy) is not type(teacher):
+        raise CheckpointError(f"--init holds a {type(init_policy).__name__}, the teacher a {type(teacher).__name__}; "
+                              "initialise from a checkpoint of the teacher's kind")
+    if isinstance(teacher, SquashedGaussianPolicy) and not (
+            torch.equal(init_policy.low, teacher.low) and torch.equal(init_policy.half_range, teacher.half_range)):
+        raise CheckpointError("--init acts within other action bounds than the teacher; use a checkpoint "
+                              "trained on the teacher's env")
+    return {name: copy.deepcopy(net) for name, net in init_policy.nets().items()}
+
+
+def fitted_normalizer(obs: np.ndarray) -> ObsNormalizer:
+    """A normaliser fitted to ``obs`` (for a teacher without one; free at deploy time)."""
+    norm = ObsNormalizer(obs.shape[1:])
+    norm.update(torch.as_tensor(obs, dtype=torch.float64))
+    return norm
