@@ -36,6 +36,7 @@ from edgerl.distill.student import (
     fitted_normalizer,
     init_nets,
     raw_outputs,
+    squashed,
     student_nets,
 )
 from edgerl.errors import CheckpointError, ConfigError
@@ -128,7 +129,9 @@ def _heldout(student: DeployedPolicy, obs: np.ndarray, targets: np.ndarray, dtyp
     s = raw_outputs(student, torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))).numpy()
     if student.discrete:
         return {"agreement": float((s.argmax(-1) == targets.argmax(-1)).mean()), "states": len(obs)}
-    return {"action_mae": float(np.abs(np.tanh(s) - np.tanh(targets)).mean()), "states": len(obs)}
+    if squashed(student):
+        s, targets = np.tanh(s), np.tanh(targets)
+    return {"action_mae": float(np.abs(s - targets).mean()), "states": len(obs)}
 
 
 def _example(ckpt: dict[str, Any]) -> torch.Tensor:
@@ -261,7 +264,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
                 idx = data.train_idx[rng.integers(0, len(data.train_idx), size=cfg.batch_size)]
                 obs = torch.as_tensor(np.ascontiguousarray(data.obs[idx], dtype=dtype))
                 loss = distill_loss(raw_outputs(student, obs), torch.as_tensor(data.targets[idx]),
-                                    teacher.discrete, cfg.loss, tau)
+                                    teacher.discrete, cfg.loss if squashed(teacher) else "mean", tau)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -16,23 +16,38 @@ from torch import nn
 
 from edgerl.errors import CheckpointError, ConfigError
 from edgerl.export.registry import export_adapter
-from edgerl.export.wrappers import ArgmaxPolicy, DeployedPolicy, SquashedGaussianPolicy
+from edgerl.export.wrappers import (
+    ActionChainPolicy,
+    ArgmaxPolicy,
+    DeployedPolicy,
+    SquashedGaussianPolicy,
+)
 from edgerl.nets import build_net, net_spec
 from edgerl.nets.mlp import ObsNormalizer, SquashedGaussianActor
 
 
 def check_supported(policy: DeployedPolicy) -> None:
-    """Distillation knows squashed Gaussian (SAC) and argmax (PPO, DQN) policies."""
-    if not isinstance(policy, (SquashedGaussianPolicy, ArgmaxPolicy)):
+    """Distillation knows squashed Gaussian (SAC), action-chain (imported: SB3 PPO/A2C, rsl_rl, skrl,
+    CleanRL PPO) and argmax (PPO, DQN) policies."""
+    if not isinstance(policy, (SquashedGaussianPolicy, ActionChainPolicy, ArgmaxPolicy)):
         raise ConfigError(f"cannot distil a {type(policy).__name__}: edgerl distill supports squashed Gaussian "
-                          "(SAC) and argmax (PPO, DQN) policies")
+                          "(SAC), imported action-chain and argmax (PPO, DQN) policies")
+
+
+def squashed(policy: DeployedPolicy) -> bool:
+    """Whether the raw outputs go through tanh before the action chain (the ``action`` loss then
+    compares tanh of them; an unsquashed chain compares the raw outputs themselves)."""
+    return isinstance(policy, SquashedGaussianPolicy) or (isinstance(policy, ActionChainPolicy) and policy.squash)
 
 
 def raw_outputs(policy: DeployedPolicy, obs: torch.Tensor) -> torch.Tensor:
     """What the distillation loss compares: the pre-tanh action mean ``[B, act_dim]`` of a squashed
-    Gaussian policy, or the scores (Q-values/logits) ``[B, n]`` of an argmax policy."""
+    Gaussian policy, the network output before the action chain of an imported policy, or the
+    scores (Q-values/logits) ``[B, n]`` of an argmax policy."""
     if isinstance(policy, ArgmaxPolicy):
         return policy.scores(obs)
+    if isinstance(policy, ActionChainPolicy):
+        return policy._float32(policy.net(policy._normalized(obs)))
     x = policy._normalized(obs)
     if policy.features is not None:
         x = policy.features(x)
@@ -63,6 +78,9 @@ def student_nets(teacher: DeployedPolicy, env: dict[str, Any], widths: list[int]
         raise ConfigError(f"--channel-scale must be positive, got {channel_scale}")
     (name, net), = teacher.nets().items()
     spec = copy.deepcopy(net_spec(net))
+    if spec["type"] == "mlp":  # imported MLPs (edgerl import): same activations, the student's widths
+        spec["kwargs"]["hidden"] = [int(w) for w in widths]
+        return {name: build_net(spec)}
     encoder = spec["kwargs"].get("encoder")
     if not isinstance(encoder, dict):
         raise ConfigError(f"cannot size a student for a {spec['type']} network: it has no image encoder spec; "
