@@ -183,3 +183,23 @@ def random_observations(space: dict[str, Any], n: int, rng: np.random.Generator,
     bounded = np.isfinite(low) & np.isfinite(high)
     uniform = rng.uniform(np.where(bounded, low, 0.0), np.where(bounded, high, 1.0), size=(n, *shape))
     return np.where(bounded, uniform, np.clip(normal, low, high)).astype(dtype)
+
+
+def episode_returns_of(env: Any, act: Any, episodes: int, seed: int, max_steps: int | None = None) -> np.ndarray:
+    """Returns of ``episodes`` episodes of ``act(obs) -> env action`` on ``env`` (env seeds ``seed + i``,
+    each episode capped at ``max_steps``), then closes ``env``. The one evaluation loop of training,
+    distillation, the benchmarks and ``edgerl run``."""
+    returns = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            done, total, n = False, 0.0, 0
+            while not done:
+                obs, r, term, trunc, _ = env.step(act(obs))
+                total += float(r)
+                n += 1
+                done = term or trunc or (max_steps is not None and n >= max_steps)
+            returns.append(total)
+    finally:
+        env.close()
+    return np.asarray(returns, dtype=np.float64)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from edgerl.envs import make_env
+from edgerl.envs import episode_returns_of, make_env
 
 if TYPE_CHECKING:
     from torch import nn
@@ -109,22 +109,11 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int
              to_env_action: Callable[[np.ndarray], Any] | None = None, max_steps: int | None = None,
              env_kwargs: dict[str, Any] | None = None) -> np.ndarray:
     """Returns of ``episodes`` episodes of a deterministic policy, env seeds ``seed + i``."""
-    env = make_env(env_id, **(env_kwargs or {}))
-    returns = []
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            done, total, n = False, 0.0, 0
-            while not done:
-                a = act(obs)
-                obs, r, term, trunc, _ = env.step(to_env_action(a) if to_env_action else a)
-                total += float(r)
-                n += 1
-                done = term or trunc or (max_steps is not None and n >= max_steps)
-            returns.append(total)
-    finally:
-        env.close()
-    return np.asarray(returns, dtype=np.float64)
+    def step_action(obs: np.ndarray) -> Any:
+        a = act(obs)
+        return to_env_action(a) if to_env_action else a
+
+    return episode_returns_of(make_env(env_id, **(env_kwargs or {})), step_action, episodes, seed, max_steps)
 
 
 def crossed(prev: int, now: int, every: int) -> bool:

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgerl.envs import episode_returns_of
+
 # Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (beyond: the normal 1.96).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
@@ -54,18 +56,9 @@ def episode_returns(policy: Any, ckpt: dict[str, Any], episodes: int, seed: int,
 
     env = export_adapter(ckpt["algo"]).make_env(ckpt, None)
     dtype = input_dtype(obs_space(ckpt))
-    returns = []
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            done, total, n = False, 0.0, 0
-            while not done:
-                action = policy(torch.as_tensor(np.asarray(obs, dtype=dtype)[None])).numpy()[0]
-                obs, r, term, trunc, _ = env.step(int(action) if policy.discrete else action)
-                total += float(r)
-                n += 1
-                done = term or trunc or (max_steps is not None and n >= max_steps)
-            returns.append(total)
-    finally:
-        env.close()
-    return np.asarray(returns, dtype=np.float64)
+
+    def act(obs: np.ndarray) -> Any:
+        action = policy(torch.as_tensor(np.asarray(obs, dtype=dtype)[None])).numpy()[0]
+        return int(action) if policy.discrete else action
+
+    return episode_returns_of(env, act, episodes, seed, max_steps)

@@ -26,23 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def rollout(act, env_id: str, episodes: int, seed: int, max_steps: int | None) -> list[float]:
     """Episode returns of ``act(obs) -> env action`` with env seeds ``seed + i``."""
-    from edgerl.envs import make_env
+    from edgerl.envs import episode_returns_of, make_env
 
-    env = make_env(env_id)
-    returns = []
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            total, n, done = 0.0, 0, False
-            while not done:
-                obs, r, term, trunc, _ = env.step(act(obs))
-                total += float(r)
-                n += 1
-                done = term or trunc or (max_steps is not None and n >= max_steps)
-            returns.append(total)
-    finally:
-        env.close()
-    return returns
+    return [float(r) for r in episode_returns_of(make_env(env_id), act, episodes, seed, max_steps)]
 
 
 def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, seed: int = 0,
