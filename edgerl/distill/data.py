@@ -11,7 +11,12 @@ import torch
 
 from edgerl.distill.student import raw_outputs
 from edgerl.errors import CheckpointError, ConfigError
-from edgerl.export.observations import input_dtype, obs_space, recorded_observations
+from edgerl.export.observations import (
+    input_dtype,
+    load_observation_file,
+    obs_space,
+    recorded_observations,
+)
 from edgerl.export.wrappers import DeployedPolicy
 
 
@@ -51,20 +56,7 @@ def load_observations(path: str | Path, ckpt: dict[str, Any]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--observations {path}: no such file (expected an .npz with an 'obs' array)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "obs" not in data:
-                raise ConfigError(f"--observations {path}: no 'obs' array (has {sorted(data.files)}); "
-                                  "save with np.savez(path, obs=observations)")
-            obs = np.asarray(data["obs"])
-    except ConfigError:
-        raise
-    except Exception as e:
-        raise ConfigError(f"--observations {path}: not a readable .npz ({type(e).__name__}: {e})") from None
-    _check_shape(obs, ckpt, f"--observations {path}")
-    if obs.dtype.kind == "f" and not np.isfinite(obs).all():
-        raise ConfigError(f"--observations {path}: holds NaN or infinite values; drop those rows")
-    return obs
+    return load_observation_file(path, list(obs_space(ckpt)["shape"]))
 
 
 def _check_shape(obs: np.ndarray, ckpt: dict[str, Any], what: str) -> None:

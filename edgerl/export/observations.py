@@ -4,6 +4,8 @@ recorded ones from rolling the environment with the policy itself (what the robo
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,3 +115,35 @@ def reference_observations(ckpt: dict[str, Any] | str | os.PathLike, n: int, see
         parts.insert(0, recorded_observations(policy, ckpt, n_rec, seed))
     obs = np.concatenate(parts)
     return {"obs": obs, "action": torch_actions(policy, obs, input_dtype(space))}
+
+
+def latest_replay(ckpt_file: str | os.PathLike) -> Path | None:
+    """The newest ``replay-<step>.npz`` beside a checkpoint, or None."""
+    folder = Path(ckpt_file).parent
+    found = [(int(m.group(1)), p) for p in folder.glob("replay-*.npz")
+             if (m := re.fullmatch(r"replay-(\d+)\.npz", p.name))]
+    return max(found)[1] if found else None
+
+
+def load_observation_file(path: str | os.PathLike, obs_shape: list[int]) -> np.ndarray:
+    """Observations from an ``.npz`` file (key ``obs``, e.g. a replay buffer or a robot log).
+
+    Raises:
+        ConfigError: Unreadable file, no ``obs`` array, or the wrong observation shape.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "obs" not in data:
+                raise ConfigError(f"{path} holds {sorted(data.files)} but no 'obs' array; save observations "
+                                  "as np.savez(FILE, obs=array[n, *obs_shape])")
+            obs = np.asarray(data["obs"])
+    except ConfigError:
+        raise
+    except Exception as e:  # missing file, not a zip, pickled arrays
+        raise ConfigError(f"cannot read observations from {path} ({type(e).__name__}: {e}); pass an .npz file "
+                          "with an 'obs' array") from None
+    if list(obs.shape[1:]) != list(obs_shape) or len(obs) == 0:
+        raise ConfigError(f"{path}: 'obs' has shape {list(obs.shape)}, expected [n>0, *{list(obs_shape)}]")
+    if not np.all(np.isfinite(obs)):
+        raise ConfigError(f"{path}: 'obs' holds NaN or inf; calibrate on finite observations")
+    return obs

@@ -25,6 +25,7 @@ import numpy as np
 
 from edgerl.errors import BackendUnavailableError, ConfigError
 from edgerl.export.errors import ExportError
+from edgerl.export.observations import latest_replay, load_observation_file  # noqa: F401 (re-exported)
 from edgerl.export.onnx_io import EXPORT_HINT, INPUT_NAME, import_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -198,38 +199,6 @@ def quantize_int8(model: Any, calibration: np.ndarray, activation_type: str = "q
     for p in model.metadata_props:
         quantized.metadata_props.add(key=p.key, value=p.value)
     return quantized, keep_float
-
-
-def latest_replay(ckpt_file: str | os.PathLike) -> Path | None:
-    """The newest ``replay-<step>.npz`` beside a checkpoint, or None."""
-    folder = Path(ckpt_file).parent
-    found = [(int(m.group(1)), p) for p in folder.glob("replay-*.npz")
-             if (m := re.fullmatch(r"replay-(\d+)\.npz", p.name))]
-    return max(found)[1] if found else None
-
-
-def load_observation_file(path: str | os.PathLike, obs_shape: list[int]) -> np.ndarray:
-    """Observations from an ``.npz`` file (key ``obs``, e.g. a replay buffer or a robot log).
-
-    Raises:
-        ConfigError: Unreadable file, no ``obs`` array, or the wrong observation shape.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "obs" not in data:
-                raise ConfigError(f"{path} holds {sorted(data.files)} but no 'obs' array; save observations "
-                                  "as np.savez(FILE, obs=array[n, *obs_shape])")
-            obs = np.asarray(data["obs"])
-    except ConfigError:
-        raise
-    except Exception as e:  # missing file, not a zip, pickled arrays
-        raise ConfigError(f"cannot read observations from {path} ({type(e).__name__}: {e}); pass an .npz file "
-                          "with an 'obs' array") from None
-    if list(obs.shape[1:]) != list(obs_shape) or len(obs) == 0:
-        raise ConfigError(f"{path}: 'obs' has shape {list(obs.shape)}, expected [n>0, *{list(obs_shape)}]")
-    if not np.all(np.isfinite(obs)):
-        raise ConfigError(f"{path}: 'obs' holds NaN or inf; calibrate on finite observations")
-    return obs
 
 
 def split_observations(obs: np.ndarray, seed: int = 0, n_calib: int = CALIBRATION_OBS,

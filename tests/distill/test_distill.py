@@ -101,7 +101,7 @@ def test_losses():
 
 
 @pytest.mark.parametrize("obs,msg", [
-    (np.zeros((5, 7)), "the teacher takes"),
+    (np.zeros((5, 7)), r"'obs' has shape \[5, 7\], expected"),
     (np.full((5, 11), np.nan), "NaN"),
 ])
 def test_bad_observations_are_one_line_errors(tmp_path, hopper_info, obs, msg):
