@@ -1,7 +1,9 @@
 """Convert Stable-Baselines3 VecNormalize statistics (a pickle) into a safe file ``edgerl import`` reads.
 
-``vecnormalize.pkl`` is a pickle: loading it runs code, so edgerl never opens it. Run this script
-where SB3 is installed and the file is trusted (e.g. on the training machine); it writes the
+``vecnormalize.pkl`` is a pickle, and a plain ``pickle.load`` runs whatever code it names, so edgerl
+never opens one that way. This script reads it with an allow-list unpickler: numpy arrays, dtypes
+and RNG states are rebuilt, SB3 and gymnasium objects become inert attribute holders (no SB3 code
+runs, SB3 need not be installed), and any other global is refused. It writes the
 observation statistics as ``.npz`` (or ``.json``) with ``mean``, ``var``, ``eps``, ``clip`` and
 ``formula: var`` (SB3 normalises as ``clip((x - mean) / sqrt(var + eps), -clip, clip)``)::
 
@@ -15,10 +17,40 @@ import argparse
 import pickle
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgerl.interop.stats import write_obs_stats  # noqa: E402
+
+
+_NUMPY_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("copyreg", "_reconstructor"), ("builtins", "object"),
+}
+"""Globals rebuilt as themselves: what arrays and plain objects need, nothing that runs user code."""
+_HOLDER_MODULES = ("stable_baselines3.", "gymnasium.spaces", "gym.spaces")
+"""Classes whose objects become attribute holders (their own code never runs)."""
+
+
+class _Holder:
+    """Stands in for an SB3/gymnasium object: keeps its pickled attributes, runs none of its code."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(state if isinstance(state, dict) else {"state": state})
+
+
+class AllowListUnpickler(pickle.Unpickler):
+    """Unpickles VecNormalize statistics without executing code from the file."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _NUMPY_GLOBALS or module.startswith("numpy.random."):
+            return super().find_class(module, name)
+        if module.startswith(_HOLDER_MODULES):
+            return type(name, (_Holder,), {"__module__": module})
+        raise pickle.UnpicklingError(f"refused global {module}.{name}: not VecNormalize statistics")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pkl", help="VecNormalize statistics saved by SB3 (vec_env.save / RL Zoo vecnormalize.pkl)")
     p.add_argument("-o", "--output", required=True, help="output .npz or .json")
     args = p.parse_args(argv)
-    with open(args.pkl, "rb") as f:  # trusted file, on the machine that wrote it (this is the point)
-        vec = pickle.load(f)
+    try:
+        with open(args.pkl, "rb") as f:
+            vec = AllowListUnpickler(f).load()
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+        print(f"{args.pkl}: not readable as VecNormalize statistics ({e})", file=sys.stderr)
+        return 2
     if not getattr(vec, "norm_obs", False):
         print(f"{args.pkl}: VecNormalize did not normalise observations (norm_obs=False); nothing to export")
         return 1

@@ -90,6 +90,24 @@ def test_sb3_vecnormalize_stats(tmp_path):
     assert payload["agent"]["normalizer"] is None
 
 
+class _Planted:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch planted",))
+
+
+def test_vecnormalize_exporter_runs_no_code_from_the_pickle(tmp_path, monkeypatch, capsys):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.pkl").write_bytes(pickle.dumps(_Planted()))
+    tool = runpy.run_path(str(REPO / "tools" / "export_vecnormalize.py"), run_name="tool")
+    assert tool["main"]([str(tmp_path / "bad.pkl"), "-o", str(tmp_path / "stats.npz")]) == 2
+    assert not (tmp_path / "planted").exists() and not (tmp_path / "stats.npz").exists()
+    assert "refused global" in capsys.readouterr().err
+
+
 def test_sb3_unknown_layout_names_keys(tmp_path):
     import zipfile
 
