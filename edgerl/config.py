@@ -116,6 +116,9 @@ class PruneConfig:
     gate_cost: str = doc("Gates: cost counted by the regulariser: train (all nets) or deploy (state block + actor).", "deploy")
     gate_target: float = doc("Gates: fraction of the counted parameters to remove by --prune-end (e.g. 0.75), "
                              "along the cubic schedule; > 0 steers gate_lambda (then only a starting value).", 0.0, min=0, max=1)
+    gate_actor_grad: bool = doc("Gates with --ofenet: the actor's loss also trains the gates of OFENet's state block "
+                                "(the units the deployed actor reads; OFENet's weights still learn only its prediction "
+                                "loss). false: only the prediction loss judges them.", True)
 
 
 def _strip_optional(tp: Any) -> Any:

@@ -103,6 +103,9 @@ class SACAgent:
         self.ofenet_updates = 0
         self.gates: Any = None
         """Bernoulli unit gates (``edgerl.prune.gates.GateSet``) when ``--prune gates`` attaches them."""
+        self.actor_gate_reach: str | None = None
+        """Key prefix of gates the actor's loss also trains (``ofenet.state_block.`` under
+        ``--gate-actor-grad``: the frozen state block's gates; its weights stay frozen)."""
         self._nets_to_device()
         self.make_optimizers()
 
@@ -207,9 +210,13 @@ class SACAgent:
         if self.updates % cfg.policy_frequency == 0:
             for _ in range(cfg.policy_frequency):
                 self._critics_requires_grad(False)
+                s_pi = s
+                if self.actor_gate_reach is not None and self.gates.mode == "sample":  # gates the actor's loss reaches
+                    with self.gates.reaching(self.actor_gate_reach):
+                        s_pi = self.features(obs)
                 with amp():
-                    pi, logp = self.actor.sample(s)
-                    x_pi = self.critic_input(s, pi)
+                    pi, logp = self.actor.sample(s_pi)
+                    x_pi = self.critic_input(s_pi.detach(), pi)  # the critic's view of the state is no lever
                     q_pi = torch.min(self.qf1(*x_pi), self.qf2(*x_pi))
                 logp = logp.float()
                 actor_loss = (alpha * logp - q_pi.float()).mean()

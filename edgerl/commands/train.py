@@ -158,7 +158,8 @@ def resolve_resume(args: argparse.Namespace) -> tuple[RunConfig, Any, PruneConfi
     try:
         run = from_sources(RunConfig, stored["run"], {"out": args.resume, "algo": algo}, override)
         algo_cfg = from_sources(algo_cls, stored["algo"])
-        prune = from_sources(PruneConfig, {"prune_nets": "all"}, stored["prune"])  # runs before --prune-nets pruned all
+        prune = from_sources(PruneConfig, {"prune_nets": "all", "gate_actor_grad": False},
+                             stored["prune"])  # what runs made before these settings existed did
     except ConfigError as e:
         if set(override) & {"total_steps"} and "--total-steps" in str(e):
             raise

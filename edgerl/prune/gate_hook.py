@@ -269,6 +269,8 @@ class GateHook:
         self.finished = False
         self.pruner.active = self.start == 0 < self.end
         agent.gates = self.pruner.gates
+        if prune.gate_actor_grad and getattr(agent, "ofenet", None) is not None:
+            agent.actor_gate_reach = "ofenet.state_block."
         self.history: list[list[Any]] = [[0, self.pruner.gates.widths()]]
         """[global step, {group: width}] at the start and after every removal."""
         self.expected: list[list[Any]] = []

@@ -8,8 +8,10 @@ Modes of a :class:`GateSet`:
 
 - ``sample`` (training): a fresh ``xi`` per sample and unit. The gate probability ``theta``
   receives a gradient only where the gated layer's own weights do (so SAC's actor loss, which
-  runs the critics frozen, does not train the critics' gates, and SAC's losses never train
-  OFENet's gates). Twins (Polyak targets) are gated by the mean, ``xi = theta`` (no sampling,
+  runs the critics frozen, does not train the critics' gates), or inside
+  :meth:`GateSet.reaching` for the sites it names: SAC's actor loss reaches the gates of OFENet's
+  frozen state block that way (``--gate-actor-grad``), since the deploy cost charges those units
+  for the actor's fan-in while OFENet's own loss does not see the actor. Twins (Polyak targets) are gated by the mean, ``xi = theta`` (no sampling,
   no gradient): a lower-variance TD target, continuous as a unit fades out.
 - ``deterministic`` (evaluation, export): ``xi = 1`` for every unit still present.
 
@@ -121,6 +123,7 @@ class GateSet:
         self.sites = dict(sorted(sites.items()))
         self.mode = "sample"
         self._suspended = False
+        self._reach: str | None = None
         self.theta: dict[str, nn.Parameter] = {}
         self._handles: list[Any] = []
         for key, act in self.sites.items():
@@ -139,7 +142,8 @@ class GateSet:
             theta = self.theta[key]
             if layer is None:  # twin: mean gate
                 return out * theta.detach()
-            grad = torch.is_grad_enabled() and layer.weight.requires_grad
+            grad = torch.is_grad_enabled() and (
+                layer.weight.requires_grad or (self._reach is not None and key.startswith(self._reach)))
             return apply_gates(out, theta, grad)
 
         return gate
@@ -160,6 +164,16 @@ class GateSet:
             yield
         finally:
             self.mode = before
+
+    @contextlib.contextmanager
+    def reaching(self, prefix: str) -> Iterator[None]:
+        """Gates whose key starts with ``prefix`` get the straight-through gradient of whatever
+        loss runs inside, even where their layer's weights are frozen (which stay untouched)."""
+        before, self._reach = self._reach, prefix
+        try:
+            yield
+        finally:
+            self._reach = before
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:

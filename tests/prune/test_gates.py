@@ -161,9 +161,10 @@ def _agent(ofenet: bool, seed: int = 0) -> SACAgent:
     return agent
 
 
-def _hook(agent: SACAgent, cost: str = "train", start: float = 0.0, end: float = 1.0) -> GateHook:
+def _hook(agent: SACAgent, cost: str = "train", start: float = 0.0, end: float = 1.0,
+          actor_grad: bool = True) -> GateHook:
     prune = PruneConfig(prune="gates", gate_cost=cost, gate_lambda=1e-3, prune_every=1, prune_start=start,
-                        prune_end=end)
+                        prune_end=end, gate_actor_grad=actor_grad)
     return GateHook(agent, prune, total_steps=100)
 
 
@@ -233,6 +234,46 @@ def test_gates_follow_the_gradients_of_their_own_network():
         gated = agent.actor(agent.features(obs))[0]
     hook.pruner.gates.remove_hooks()
     assert torch.equal(gated, agent.actor(agent.features(obs))[0])
+
+
+def test_actor_loss_reaches_the_state_block_gates_but_not_ofenets_weights():
+    """--gate-actor-grad: OFENet's state-block gates also learn from the actor's loss; OFENet's
+    weights, its action block's gates and the critics' gates see the same gradients as without."""
+    batch = {"obs": torch.randn(32, OBS), "next_obs": torch.randn(32, OBS), "actions": torch.rand(32, ACT),
+             "rewards": torch.randn(32), "terminated": torch.zeros(32)}
+    grads, weights = {}, {}
+    for reach in (False, True):
+        agent = _agent(ofenet=True)
+        hook = _hook(agent, actor_grad=reach)
+        assert agent.actor_gate_reach == ("ofenet.state_block." if reach else None)
+        torch.manual_seed(7)
+        agent.update(batch)
+        grads[reach] = {k: t.grad.clone() for k, t in hook.pruner.gates.theta.items() if t.grad is not None}
+        weights[reach] = {k: v.clone() for k, v in agent.ofenet.state_dict().items()}
+    assert set(grads[True]) == set(grads[False])
+    state = [k for k in grads[True] if k.startswith("ofenet.state_block.")]
+    assert len(state) == 3
+    for k in state:  # the actor's loss adds its share
+        assert not torch.allclose(grads[True][k], grads[False][k], atol=1e-7), k
+    for k in grads[True]:
+        if k.startswith("ofenet.action_layers."):  # only OFENet's prediction loss, which runs first
+            assert torch.equal(grads[True][k], grads[False][k]), k
+    for k, v in weights[True].items():
+        assert torch.equal(v, weights[False][k]), k
+
+
+def test_gates_reaching_a_frozen_layer_train_theta_only():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 1)).requires_grad_(False)
+    gates = GateSet(net, {"0": "1"})
+    x = torch.randn(8, 4)
+    assert not net(x).requires_grad  # frozen weights: no straight-through gradient
+    with gates.reaching("0"):
+        net(x).sum().backward()
+    assert gates.theta["0"].grad is not None and bool(gates.theta["0"].grad.abs().sum() > 0)
+    assert all(p.grad is None for p in net.parameters())
+    with gates.reaching("1"):  # another prefix: no gradient
+        assert not net(x).requires_grad
 
 
 def test_twins_are_gated_by_the_mean():
