@@ -76,23 +76,48 @@ def train_command(plan: RunPlan, extra: dict[str, Any] | None = None) -> list[st
             *flag_args(flags)]
 
 
+DISTILL_REPORT = "distill.json"
+"""A distilled run's report (``edgerl distill --json``): its score is the student's return."""
+
+
+def distill_command(plan: RunPlan) -> list[str]:
+    """The ``edgerl distill`` command of a distilled run (restartable: a rerun continues)."""
+    options = dict(plan.distill)
+    init = options.pop("init_from", None)
+    teacher = plan.source(str(plan.distill_of)) / "ckpt.pt"
+    cmd = [sys.executable, "-m", "edgerl.cli", "distill", str(teacher), "-o", str(plan.folder / "student.pt"),
+           "--json", str(plan.folder / DISTILL_REPORT), "--seed", str(plan.seed), "--threads", "1",
+           "--progress", "false", *flag_args(options)]
+    return cmd + (["--init", str(plan.source(init) / "ckpt.pt")] if init else [])
+
+
+def _logged(cmd: list[str], folder: Path, cwd: str | None) -> int:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    with open(folder / "train.log", "a") as log:
+        log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    return proc.returncode
+
+
 def run_plan(plan: RunPlan, extra: dict[str, Any] | None = None, cwd: str | None = None) -> dict[str, Any]:
-    """Train (or continue, or skip) one run; returns its ``done.json`` record."""
+    """Train or distil (or continue, or skip) one run; returns its ``done.json`` record."""
     done = plan.folder / "done.json"
     if done.exists():
         return json.loads(done.read_text())
     plan.folder.mkdir(parents=True, exist_ok=True)
+    if plan.distill_of is not None:
+        code = _logged(distill_command(plan), plan.folder, cwd)
+        if code != 0 or not (plan.folder / DISTILL_REPORT).exists():
+            raise SweepError(f"run {plan.folder} failed (exit {code}); see {plan.folder / 'train.log'}")
+        record = {"variant": plan.variant, "env": plan.env, "seed": plan.seed, "distill_of": plan.distill_of}
+        atomic_write_text(done, json.dumps(record, indent=2) + "\n")
+        return record
     steps = finished_steps(plan.folder)
     if steps is None or steps[0] < steps[1]:
-        cmd = train_command(plan, extra)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-        with open(plan.folder / "train.log", "a") as log:
-            log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {' '.join(cmd)}\n")
-            log.flush()
-            proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  preexec_fn=_die_with_parent)
-        if proc.returncode != 0:
-            raise SweepError(f"run {plan.folder} failed (exit {proc.returncode}); see {plan.folder / 'train.log'}")
+        code = _logged(train_command(plan, extra), plan.folder, cwd)
+        if code != 0:
+            raise SweepError(f"run {plan.folder} failed (exit {code}); see {plan.folder / 'train.log'}")
         steps = finished_steps(plan.folder)
         if steps is None or steps[0] < steps[1]:
             raise SweepError(f"run {plan.folder} ended before its step budget; see {plan.folder / 'train.log'}")
@@ -150,13 +175,14 @@ def ray_runner(address: str | None, cwd: str | None = None) -> Runner:
 
 
 def run_all(plans: list[RunPlan], runner: Runner) -> list[dict[str, Any]]:
-    """Every run: first the plain variants, then those derived from them (``scratch_of``)."""
-    plain = [p for p in plans if p.scratch_of is None]
+    """Every run: first the plain variants, then those derived from them (``scratch_of``,
+    ``distill_of``)."""
+    plain = [p for p in plans if p.scratch_of is None and p.distill_of is None]
     records = runner([(p, {}) for p in plain])
-    by_key = {p.key: p for p in plain}
     derived = []
     for p in plans:
         if p.scratch_of is not None:
-            source = by_key[(p.scratch_of, p.env, p.seed)]
-            derived.append((p, scratch_flags(source.folder)))
+            derived.append((p, scratch_flags(p.source(p.scratch_of))))
+        elif p.distill_of is not None:
+            derived.append((p, {}))
     return records + (runner(derived) if derived else [])

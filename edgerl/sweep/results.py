@@ -13,13 +13,22 @@ from typing import Any
 import numpy as np
 
 from edgerl.runtime.fileio import atomic_write_text
+from edgerl.sweep.execute import DISTILL_REPORT
 from edgerl.sweep.spec import RunPlan, SweepSpec
 
 BOOTSTRAP_SAMPLES = 10_000
 
 
 def run_score(folder: Path, last: int) -> dict[str, Any]:
-    """Mean of the run's last ``last`` evaluation returns, its deployed parameters, wall-clock."""
+    """Mean of the run's last ``last`` evaluation returns, its deployed parameters, wall-clock; for a
+    distilled run, the student's return over the distillation's evaluation episodes, its
+    parameters and the distillation's wall-clock."""
+    report = folder / DISTILL_REPORT
+    if report.exists():
+        data = json.loads(report.read_text())
+        ret = data.get("student_return") or {}
+        return {"score": float(ret.get("mean", math.nan)), "params": data.get("student_params"),
+                "wall_s": data.get("wall_s")}
     with open(folder / "metrics.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("eval_return")]
     if not rows:
@@ -62,7 +71,10 @@ def collect(spec: SweepSpec, plans: list[RunPlan]) -> list[dict[str, Any]]:
 
 def markdown(spec: SweepSpec, rows: list[dict[str, Any]]) -> str:
     what = f"mean of the last {spec.last} evaluations" if spec.last > 1 else "final evaluation"
-    lines = [f"Return ({what}), mean over seeds with a 95% percentile-bootstrap interval.", "",
+    distilled = [v for v, f in spec.variants.items() if "distill_of" in f]
+    note = (f" Distilled variants ({', '.join(distilled)}): the student's return over the distillation's "
+            "evaluation episodes (`edgerl distill --eval-episodes`), and the distillation's minutes.") if distilled else ""
+    lines = [f"Return ({what}), mean over seeds with a 95% percentile-bootstrap interval.{note}", "",
              "| variant | env | seeds | return | 95% interval | deployed params | train min |",
              "|---|---|---:|---:|---|---:|---:|"]
     for r in rows:

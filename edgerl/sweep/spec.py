@@ -9,8 +9,15 @@ variants:
   dense: {hidden: "256,256"}
   gradual-0.8: {hidden: "1024,1024", prune: gradual, final_ratio: 0.8}
   scratch: {scratch_of: gradual-0.8}                 # that run's final architecture, from scratch
+  student-32: {distill_of: dense, distill: {widths: [32, 32]}}          # edgerl distill of that run
+  pruned-distilled: {distill_of: dense, distill: {init_from: gradual-0.8}}  # prune, then distill
 metric: {last: 3}                                    # mean of the last 3 evaluations
 ```
+
+A distilled variant runs ``edgerl distill`` on the teacher variant's run of the same env and seed
+(its ``distill`` keys are ``edgerl distill`` flags, plus ``init_from``: start the student from that
+variant's pruned networks); its score is the student's return over the distillation's evaluation
+episodes.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from edgerl.errors import ConfigError
 MAX_SPEC_BYTES = 256 * 1024
 OWNED = {"env", "seed", "out", "resume", "progress"}
 """Flags the sweep sets itself for every run."""
-SPECIAL = {"scratch_of"}
+SPECIAL = {"scratch_of", "distill_of", "distill"}
+DISTILL_OWNED = {"seed", "progress", "threads"}
+"""``edgerl distill`` flags the sweep sets itself (the run's seed, one thread, no progress bar)."""
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
@@ -40,6 +49,14 @@ class RunPlan:
     folder: Path
     flags: dict[str, Any]
     scratch_of: str | None = None
+    distill_of: str | None = None
+    """Teacher variant of a distilled run (its run of the same env and seed)."""
+    distill: dict[str, Any] = field(default_factory=dict)
+    """``edgerl distill`` flags of a distilled run, plus ``init_from`` (a variant name)."""
+
+    def source(self, variant: str) -> Path:
+        """The folder of ``variant``'s run of this env and seed (sweep folders are out/env/variant/seedN)."""
+        return self.folder.parent.parent / variant / self.folder.name
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -66,6 +83,10 @@ class SweepSpec:
             for env in self.envs:
                 for seed in self.seeds:
                     folder = out / env.replace("/", "_") / variant / f"seed{seed}"
+                    if "distill_of" in flags:  # no training flags: the teacher's run has them
+                        plans.append(RunPlan(variant, env, seed, folder, {}, distill_of=flags["distill_of"],
+                                             distill=dict(flags.get("distill") or {})))
+                        continue
                     plans.append(RunPlan(variant, env, seed, folder, {**self.train, **own}, flags.get("scratch_of")))
         return plans
 
@@ -126,9 +147,12 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Swee
     for name, flags in variants.items():
         if not isinstance(name, str) or not NAME.match(name):
             raise ConfigError(f"sweep spec {path}: variant name {name!r} must be 1-64 letters, digits, '_.+-'")
-        checked[name] = _flags(path, f"variant {name!r}", flags or {}, known | SPECIAL)
+        if isinstance(flags, dict) and "distill_of" in flags:
+            checked[name] = _distill_variant(path, name, flags, checked)
+            continue
+        checked[name] = _flags(path, f"variant {name!r}", flags or {}, known | SPECIAL - {"distill"})
         src = checked[name].get("scratch_of")
-        if src is not None and (src not in checked or checked[src].get("scratch_of")):
+        if src is not None and not _trained(checked, src):
             raise ConfigError(f"sweep spec {path}: variant {name!r}: scratch_of must name an earlier, "
                               f"non-derived variant, got {src!r}")
     metric = data.get("metric") or {}
@@ -139,16 +163,48 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Swee
     return SweepSpec(name, envs, seeds, checked, train, last, str(path))
 
 
-def _flags(path: Path, where: str, flags: Any, known: set[str]) -> dict[str, Any]:
+def _trained(checked: dict[str, dict[str, Any]], name: Any) -> bool:
+    """Whether ``name`` is an earlier variant trained by its own flags (not derived from another)."""
+    return name in checked and not ({"scratch_of", "distill_of"} & set(checked[name]))
+
+
+def _distill_variant(path: Path, name: str, flags: dict[str, Any], checked: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Validate ``{distill_of: VARIANT, distill: {edgerl distill flags, init_from: VARIANT}}``."""
+    from edgerl.distill.config import DistillConfig
+
+    where = f"variant {name!r}"
+    extra = set(flags) - {"distill_of", "distill"}
+    if extra:
+        raise ConfigError(f"sweep spec {path}: {where} distils another run and takes no train flags, got "
+                          f"{sorted(extra)}; put them on the teacher variant")
+    if not _trained(checked, flags["distill_of"]):
+        raise ConfigError(f"sweep spec {path}: {where}: distill_of must name an earlier, non-derived variant, "
+                          f"got {flags['distill_of']!r}")
+    known = {f.name for f in dataclasses.fields(DistillConfig)}
+    options = flags.get("distill") or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"sweep spec {path}: {where}: distill must map `edgerl distill` flags to values")
+    out = _flags(path, f"{where} distill", {k: v for k, v in options.items() if k != "init_from"}, known,
+                 what="distill flag", help_cmd="edgerl distill --help", owned=DISTILL_OWNED)
+    if "init_from" in options:
+        if not _trained(checked, options["init_from"]):
+            raise ConfigError(f"sweep spec {path}: {where}: distill.init_from must name an earlier, non-derived "
+                              f"variant, got {options['init_from']!r}")
+        out["init_from"] = options["init_from"]
+    return {"distill_of": flags["distill_of"], "distill": out}
+
+
+def _flags(path: Path, where: str, flags: Any, known: set[str], what: str = "train flag",
+           help_cmd: str = "edgerl train --help", owned: set[str] = OWNED) -> dict[str, Any]:
     if not isinstance(flags, dict):
         raise ConfigError(f"sweep spec {path}: {where} must be a mapping of train flags")
     out: dict[str, Any] = {}
     for key, value in flags.items():
         name = str(key).replace("-", "_")
-        if name in OWNED:
+        if name in owned:
             raise ConfigError(f"sweep spec {path}: {where} sets {key!r}, which the sweep sets per run (envs, seeds, folders)")
         if name not in known:
-            raise ConfigError(f"sweep spec {path}: {where} has unknown train flag {key!r}; see `edgerl train --help`")
+            raise ConfigError(f"sweep spec {path}: {where} has unknown {what} {key!r}; see `{help_cmd}`")
         if isinstance(value, (dict, type(None))):
             raise ConfigError(f"sweep spec {path}: {where}: {key} needs a value (number, string, bool or list)")
         out[name] = value

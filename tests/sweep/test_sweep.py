@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from edgerl.errors import ConfigError
 from edgerl.sweep import load_spec, run_sweep
-from edgerl.sweep.execute import SweepError, run_plan, sweep_lock, train_command
+from edgerl.sweep.execute import SweepError, distill_command, run_plan, sweep_lock, train_command
 from edgerl.sweep.results import bootstrap_ci, collect
 from edgerl.sweep.spec import flag_args
 from tests.conftest import REPO
@@ -62,11 +63,51 @@ def test_spec_expands_to_one_folder_per_env_seed_variant(tmp_path):
     ("envs: [Pendulum-v1]\nseeds: [1]\nvariants: {'a/b': {}}", "variant name 'a/b'"),
     ("envs: [Pendulum-v1]\nseed: [1]\nvariants: {a: {}}", "unknown keys ['seed']"),
     ("a: &a [1, 2]\nb: [*a, *a]\n: : :", "not valid YAML"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: b}}", "distill_of must name an earlier"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a, distill: {widht: [8]}}}", "unknown distill flag 'widht'"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a, distill: {seed: 3}}}", "which the sweep sets per run"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a, distill: {init_from: z}}}", "init_from must name an earlier"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a, hidden: [8]}}", "takes no train flags"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a}, t: {scratch_of: s}}", "scratch_of must name an earlier"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {distill: {widths: [8]}}}", "unknown train flag 'distill'"),
 ])
 def test_bad_specs_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         load_spec(_spec(tmp_path, text))
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+DISTILLED = TINY.replace("seeds: [1, 2]", "seeds: [1]").replace("metric:", """  student: {distill_of: dense, distill: {widths: [8, 8], rounds: 1, round_states: 300, steps_per_round: 60,
+                                         eval_episodes: 2}}
+  pruned-student: {distill_of: dense, distill: {init_from: gradual, rounds: 0, steps_per_round: 30,
+                                                eval_episodes: 2}}
+metric:""")
+
+
+def test_a_distilled_variant_distils_its_teachers_run_of_the_same_env_and_seed(tmp_path):
+    """prune -> distill as one step of a sweep: the student variants run ``edgerl distill`` on the
+    dense run (one from --widths, one from the pruned run's networks), after the runs they need."""
+    spec = load_spec(_spec(tmp_path, DISTILLED))
+    out = (tmp_path / "out").resolve()
+    plans = {p.variant: p for p in spec.plans(out)}
+    assert plans["student"].flags == {} and plans["student"].distill_of == "dense"
+    cmd = distill_command(plans["pruned-student"])
+    assert cmd[cmd.index("distill") + 1] == str(out / "Pendulum-v1" / "dense" / "seed1" / "ckpt.pt")
+    assert cmd[cmd.index("--init") + 1] == str(out / "Pendulum-v1" / "gradual" / "seed1" / "ckpt.pt")
+    assert cmd[cmd.index("--seed") + 1] == "1" and cmd[cmd.index("--rounds") + 1] == "0"
+    rows = {r["variant"]: r for r in run_sweep(spec, out, jobs=1, cwd=str(REPO))}
+    assert set(rows) == {"dense", "gradual", "student", "pruned-student"}
+    for name in ("student", "pruned-student"):
+        report = json.loads((plans[name].folder / "distill.json").read_text())
+        assert rows[name]["scores"] == [report["student_return"]["mean"]]
+        assert np.isfinite(rows[name]["scores"]).all() and rows[name]["params"] == report["student_params"]
+        assert report["teacher"].endswith(str(Path("dense", "seed1", "ckpt.pt")))
+    assert rows["student"]["params"] < rows["dense"]["params"]
+    student = torch.load(plans["pruned-student"].folder / "student.pt", weights_only=True)
+    gradual = json.loads((plans["gradual"].folder / "done.json").read_text())
+    assert gradual["steps"] == 240 and student["kind"] == "policy"
+    assert "Distilled variants (student, pruned-student)" in (out / "results.md").read_text()
+    assert run_sweep(spec, out, jobs=1, cwd=str(REPO)) == list(rows.values())  # finished: nothing reruns
 
 
 def test_oversized_spec_is_refused(tmp_path):
@@ -168,3 +209,15 @@ def test_ray_executor_runs_a_sweep_on_a_local_instance(tmp_path):
     assert [(r["variant"], r["seeds"]) for r in rows] == [("dense", [1]), ("gradual", [1])]
     assert all(np.isfinite(r["scores"]).all() for r in rows)
     assert all((p.folder / "done.json").exists() for p in spec.plans(tmp_path / "ray"))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "profiles" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_sweep_specs_are_valid(path, tmp_path):
+    spec = load_spec(path)
+    plans = spec.plans(tmp_path)
+    assert len(plans) == len(spec.envs) * len(spec.seeds) * len(spec.variants)
+    for plan in plans:
+        if plan.distill_of is not None:
+            assert distill_command(plan)[3] == "distill"
+        else:
+            assert train_command(plan)[3] == "train"
