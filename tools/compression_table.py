@@ -22,7 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DEFAULT_VARIANTS = ("dense,gradual-actor,scratch-gradual,distill-gradual,distill-32,gradual-all,scaled,"
+DEFAULT_VARIANTS = ("dense,gradual-actor,scratch-gradual,distill-gradual,distill-32,scaled,distill-scaled-32,"
+                    "distill-scaled-gradual,gradual-all,"
                     "scratch-32,gates")
 
 

@@ -46,6 +46,9 @@ class Variant:
     """Distilled variants: the variant whose checkpoint teaches."""
     widths: tuple[int, ...] = ()
     """Distilled variants: the student's widths."""
+    size: str | None = None
+    """Compact variants: the small-from-scratch variant of the same deployed size (the baseline the
+    goal asks it to match); None for dense and scaled."""
 
 
 def variants() -> dict[str, Variant]:
@@ -55,11 +58,15 @@ def variants() -> dict[str, Variant]:
     vs = [
         Variant("dense", "dense 256x256 (teacher)", ("--hidden", "256,256")),
         Variant("scaled", f"scaled {SCALED}x{SCALED}", ("--hidden", f"{SCALED},{SCALED}")),
-        Variant("gradual-actor", f"gradual {RATIO} actor only ({w}x{w}, critics {SCALED})", (*grad, "--prune-nets", "actor")),
-        Variant("gradual-all", f"gradual {RATIO} all nets ({w}x{w})", (*grad, "--prune-nets", "all")),
+        Variant("gradual-actor", f"gradual {RATIO} actor only ({w}x{w}, critics {SCALED})", (*grad, "--prune-nets", "actor"),
+                size="scratch-gradual"),
+        Variant("gradual-all", f"gradual {RATIO} all nets ({w}x{w})", (*grad, "--prune-nets", "all"), size="scratch-gradual"),
         Variant("gates", "OFENet + gates (target 0.75)", ("--hidden", "256,256", "--ofenet", "true", "--prune", "gates")),
-        Variant("distill-gradual", f"distilled {w}x{w} from dense", teacher="dense", widths=(w, w)),
-        Variant("distill-32", "distilled 32x32 from dense", teacher="dense", widths=(32, 32)),
+        Variant("distill-gradual", f"distilled {w}x{w} from dense", teacher="dense", widths=(w, w), size="scratch-gradual"),
+        Variant("distill-32", "distilled 32x32 from dense", teacher="dense", widths=(32, 32), size="scratch-32"),
+        Variant("distill-scaled-gradual", f"distilled {w}x{w} from scaled", teacher="scaled", widths=(w, w),
+                size="scratch-gradual"),
+        Variant("distill-scaled-32", "distilled 32x32 from scaled", teacher="scaled", widths=(32, 32), size="scratch-32"),
         Variant("scratch-gradual", f"scratch {w}x{w} (critics {SCALED})", ("--hidden", f"{SCALED},{SCALED}", "--actor-hidden", f"{w},{w}")),
         Variant("scratch-32", f"scratch 32x32 (critics {SCALED})", ("--hidden", f"{SCALED},{SCALED}", "--actor-hidden", "32,32")),
     ]
@@ -237,6 +244,42 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+GOAL_SHRINK = 5.0
+"""The goal's compact policy has at least this many times fewer deployed parameters than dense."""
+GOAL_RETURN = 0.97
+"""... and returns at least this share of the best dense policy (dense 256x256 or scaled)."""
+
+
+def goal_check(summaries: list[dict[str, Any]]) -> str:
+    """One env's verdict on the goal: a compact policy with >= 5x fewer deployed parameters than
+    dense 256x256 that returns >= 97% of the best dense policy and at least as much as
+    small-from-scratch of its size (both means over the seeds finished so far)."""
+    by = {s["variant"]: s for s in summaries}
+    dense = [by[v] for v in ("dense", "scaled") if v in by]
+    if "dense" not in by:
+        return "no dense run yet"
+    best = max(dense, key=lambda s: s["return"]["mean"])
+    bar = GOAL_RETURN * best["return"]["mean"]
+    vs = variants()
+    verdicts, met = [], []
+    for s in summaries:
+        v = vs[s["variant"]]
+        if v.size is None or not s["params"] * GOAL_SHRINK <= by["dense"]["params"]:
+            continue
+        ret = s["return"]["mean"]
+        scratch = by.get(v.size)
+        beats = "scratch not run" if scratch is None else (
+            f"{'>=' if ret >= scratch['return']['mean'] else '<'} scratch {scratch['return']['mean']:.0f}")
+        ok = ret >= bar and scratch is not None and ret >= scratch["return"]["mean"]
+        verdicts.append(f"{s['variant']} {ret:.0f} ({100 * ret / best['return']['mean']:.0f}% of {best['variant']}, "
+                        f"{beats}, seeds {','.join(map(str, s['seeds']))})")
+        if ok:
+            met.append(s["variant"])
+    head = f"**met** by {', '.join(met)}" if met else "**not met**"
+    return (f"{head}: bar {bar:.0f} = {GOAL_RETURN:.0%} of {best['variant']} {best['return']['mean']:.0f}; "
+            + ("; ".join(verdicts) if verdicts else "no compact run yet"))
+
+
 def render_markdown(rows: list[dict[str, Any]], command: str, pending: list[str] | None = None) -> str:
     """The page ``docs/benchmarks/compression.md``."""
     episodes, seed = (rows[0]["episodes"], rows[0]["eval_seed"]) if rows else (10, 10_000)
@@ -256,7 +299,8 @@ def render_markdown(rows: list[dict[str, Any]], command: str, pending: list[str]
             lines.append(f"| {s['label']} | {','.join(map(str, s['seeds']))} | {','.join(map(str, s['steps']))} | "
                          f"{format_ci(s['return'])} | {pct} | {_fmt_int(s['params'])} | {_fmt_int(s['macs'])} | "
                          f"{s['ort_p50_us']:.1f} | {s['wall_s']:.0f} |")
-        lines.append("")
+        lines += ["", f"Goal ({GOAL_SHRINK:g}x fewer deployed params than dense, >= {GOAL_RETURN:.0%} of the best dense, "
+                      f">= scratch of its size): {goal_check(summaries)}", ""]
     if pending:
         lines += ["## Not measured yet", "", "Runs the command above would train next, in order:", "",
                   *(f"- {p}" for p in pending), ""]

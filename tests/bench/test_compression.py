@@ -41,3 +41,21 @@ def test_finished_runs_are_skipped(tmp_path):
     # Nothing to train: the queue's only run has a result (a run would fail: no runs folder exists).
     c.run_queue([key], 100, tmp_path, tmp_path / "missing", log=lambda _: None)
     assert c.load_results(tmp_path)[0]["variant"] == "dense"
+
+
+def test_goal_check_needs_the_bar_and_the_scratch_baseline_of_the_same_size():
+    rows = [_row("dense", 1, [100.0], params=70_000), _row("scaled", 1, [120.0], params=270_000),
+            _row("distill-32", 1, [118.0], params=1_600), _row("distill-gradual", 1, [119.0], params=13_000),
+            _row("scratch-32", 1, [110.0], params=1_600), _row("gradual-actor", 1, [200.0], params=15_000)]
+    (summaries,) = c.summarise(rows).values()
+    verdict = c.goal_check(summaries)
+    # bar = 0.97 * 120 (scaled is the best dense); 32x32 beats its scratch; 102x102 has no scratch run;
+    # gradual-actor is not 5x smaller than dense.
+    assert verdict.startswith("**met** by distill-32:") and "bar 116" in verdict
+    assert "distill-gradual 119 (99% of scaled, scratch not run" in verdict and "gradual-actor" not in verdict
+    rows[4] = _row("scratch-32", 1, [119.0], params=1_600)
+    assert c.goal_check(c.summarise(rows)["Hopper-v5"]).startswith("**not met**: bar 116")
+    rows[0] = _row("dense", 1, [float("nan")], params=70_000)
+    assert "**met**" not in c.goal_check(c.summarise(rows[:1])["Hopper-v5"])
+    page = c.render_markdown(rows, "cmd")
+    assert "Goal (5x fewer deployed params than dense, >= 97% of the best dense, >= scratch of its size)" in page
