@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 DEFAULT_VARIANTS = ("dense,gradual-actor,scratch-gradual,distill-gradual,distill-32,scaled,distill-scaled-32,"
-                    "distill-scaled-gradual,gradual-all,"
+                    "distill-scaled-gradual,distill-32-from-102,gradual-all,"
                     "scratch-32,gates")
 
 
