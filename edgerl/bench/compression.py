@@ -193,7 +193,8 @@ def run_queue(queue: list[RunKey], steps: int, results: Path, runs: Path, episod
             report = load_checkpoint(ckpt)["distill"]
             teacher_wall = json.loads(result_path(results, RunKey(key.env, v.teacher, key.seed)).read_text())[
                 "train_wall_s"] if result_path(results, RunKey(key.env, v.teacher, key.seed)).exists() else math.nan
-            extra = {"distill_wall_s": report["wall_s"], "teacher_wall_s": teacher_wall, "distill_states": report["states"]}
+            extra = {"distill_wall_s": report["wall_s"], "teacher_wall_s": teacher_wall, "distill_states": report["states"],
+                     "distill_rounds": report["rounds"], "distill_steps": report["steps"]}
         else:
             ckpt = train_run(key, v, steps, runs) / "ckpt.pt"
         m = measure(ckpt, ckpt.parent if v.teacher else ckpt.parent, episodes, eval_seed)
