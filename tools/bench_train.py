@@ -41,7 +41,7 @@ def fill_random(env, n: int, add) -> None:
         obs = nxt if not (term or trunc) else env.reset()[0]
 
 
-def edgerl_bench(args, hidden: list[int], autocast: str | None = None):
+def edgerl_bench(args, hidden: list[int], autocast: str | None = None, actor_hidden: list[int] | None = None):
     """A closure doing ``k`` SAC updates, and the FLOPs of one update."""
     from contextlib import nullcontext
 
@@ -59,7 +59,7 @@ def edgerl_bench(args, hidden: list[int], autocast: str | None = None):
         env = make_env(args.env, seed=0)
         od, ad = env.observation_space.shape[0], env.action_space.shape[0]
     torch.manual_seed(0)
-    agent = SACAgent(SACConfig(hidden=hidden, batch_size=args.batch), od, ad, device)
+    agent = SACAgent(SACConfig(hidden=hidden, actor_hidden=actor_hidden, batch_size=args.batch), od, ad, device)
     buf = make_replay(args.fill, (od,), (ad,), device)
     if args.env == "random":
         g = np.random.default_rng(0)
@@ -146,6 +146,10 @@ def main() -> None:
     p.add_argument("--obs-dim", type=int, default=11, help="--env random: observation size (Hopper: 11)")
     p.add_argument("--act-dim", type=int, default=3, help="--env random: action size (Hopper: 3)")
     p.add_argument("--hidden", default="256,256")
+    p.add_argument("--actor-hidden", default=None, help="SAC: the actor's widths when they differ from --hidden")
+    p.add_argument("--also-hidden", default=None, metavar="H",
+                   help="SAC: also time edgerl with critics of widths H (same actor), interleaved: what pruning the "
+                        "critics buys in training time, e.g. --hidden 512,512 --actor-hidden 102,102 --also-hidden 102,102")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--width", type=float, default=3.0, help="PPO: Impala width tau")
     p.add_argument("--device", default="cpu")
@@ -159,7 +163,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     hidden = [int(x) for x in args.hidden.split(",")]
-    result: dict = {"algo": args.algo, "env": args.env, "hidden": hidden, "batch": args.batch, "threads": args.threads,
+    result: dict = {"algo": args.algo, "env": args.env, "hidden": hidden, "actor_hidden": args.actor_hidden,
+                    "batch": args.batch, "threads": args.threads,
                     "device": args.device, "torch": str(torch.__version__), "cpu": platform.processor()}
     if args.algo == "ppo":
         run, samples = ppo_bench(args)
@@ -175,9 +180,14 @@ def main() -> None:
         _write(args, result)
         return
     runners: dict = {}
-    runners["edgerl"], flops = edgerl_bench(args, hidden)
+    actor = [int(x) for x in args.actor_hidden.split(",")] if args.actor_hidden else None
+    runners["edgerl"], flops = edgerl_bench(args, hidden, actor_hidden=actor)
     if args.autocast:
-        runners["edgerl-" + args.autocast], _ = edgerl_bench(args, hidden, args.autocast)
+        runners["edgerl-" + args.autocast], _ = edgerl_bench(args, hidden, args.autocast, actor)
+    if args.also_hidden:
+        also = [int(x) for x in args.also_hidden.split(",")]
+        runners[f"critics-{args.also_hidden}"], _ = edgerl_bench(args, also, actor_hidden=actor or hidden)
+        result["also_hidden"] = also
     if not args.no_sb3 and args.env != "random":
         try:
             runners["sb3"] = sb3_bench(args.env, hidden, args.batch, args.fill, args.device)
