@@ -27,6 +27,16 @@ ACT_DTYPES = {False: ("float16", "float32", "float64"), True: ("int32", "int64",
 """Action dtypes by ``action.discrete``: real floats for continuous actions, integers for discrete ones."""
 PRECISIONS = ("fp32", "fp16", "int8")
 """What a graph may compute in (``precision`` in the contract)."""
+RECURRENT_STATES = {"lstm": ("h", "c"), "gru": ("h",)}
+"""State tensors of each recurrent kind, in graph order: input ``<name>_in``, output ``<name>_out``."""
+RESET_RULES = ("zeros_at_episode_start",)
+"""When the control loop resets a recurrent state, and to what."""
+
+
+def state_io_names(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(inputs, outputs)`` state tensor names of a recurrent ``kind`` (``h_in``, ``c_in`` / ``h_out``, ...)."""
+    names = RECURRENT_STATES[kind]
+    return tuple(f"{n}_in" for n in names), tuple(f"{n}_out" for n in names)
 
 
 @dataclass(frozen=True)
