@@ -223,7 +223,8 @@ class ActionChainPolicy(DeployedPolicy):
 
     @property
     def baked_in(self) -> list[str]:
-        steps = [*super().baked_in, "deterministic_head"]
+        memory = [f"{self.recurrent.rnn_type}_memory"] if self.recurrent is not None else []
+        steps = [*super().baked_in, *memory, "deterministic_head"]
         steps += ["tanh_squash"] if self.squash else []
         steps += ["action_clip"] if self.clips else []
         steps += ["action_scale"] if self.scales else []

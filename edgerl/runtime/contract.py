@@ -40,6 +40,22 @@ def state_io_names(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 @dataclass(frozen=True)
+class RecurrentSpec:
+    """The ``recurrent`` section: the state a recurrent graph takes and returns beside obs/action."""
+
+    kind: str
+    """``lstm`` (state h, c) or ``gru`` (state h)."""
+    inputs: tuple[str, ...]
+    """Graph inputs of the state, in order (``h_in``, ``c_in``)."""
+    outputs: tuple[str, ...]
+    """Graph outputs of the next state, paired with :attr:`inputs` (``h_out``, ``c_out``)."""
+    shape: tuple[int, ...]
+    """One state tensor at batch 1: ``(layers, 1, hidden)``."""
+    reset: str
+    """When and how the state is reset: ``zeros_at_episode_start``."""
+
+
+@dataclass(frozen=True)
 class Contract:
     """Parsed contract: shapes, dtypes and bounds the runtime checks against."""
 
@@ -63,6 +79,8 @@ class Contract:
     """The JSON document as read."""
     precision: str = "fp32"
     """What the exported graph computes in: ``fp32``, ``fp16`` or ``int8`` (Q/DQ nodes)."""
+    recurrent: RecurrentSpec | None = None
+    """The state of a recurrent policy (None: feed-forward)."""
 
     def __post_init__(self) -> None:
         parse_io_section(self.raw.get("io"), self.obs_shape, self.act_shape, "contract.json")
@@ -168,6 +186,7 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
     if precision not in PRECISIONS:
         raise _fail(source, f"precision {_short(precision)} is not one of {list(PRECISIONS)}")
     return Contract(
+        recurrent=parse_recurrent_section(data.get("recurrent"), source),
         obs_shape=obs_shape,
         obs_dtype=_dtype(obs.get("dtype", "float32"), "observation.dtype", source, OBS_DTYPES),
         act_shape=act_shape,
@@ -179,6 +198,44 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
         raw=data,
         precision=precision,
     )
+
+
+RECURRENT_KEYS = ("kind", "inputs", "outputs", "shape", "batch_axis", "dtype", "reset")
+MAX_STATE_ELEMENTS = 1 << 20
+"""Largest state tensor (layers x hidden) a contract may declare."""
+
+
+def parse_recurrent_section(rec: Any, source: str) -> RecurrentSpec | None:
+    """Validate the optional ``recurrent`` section (see :mod:`edgerl.export.contract`).
+
+    Raises:
+        BundleError: The section is malformed (names the key and what it must be).
+    """
+    if rec is None:
+        return None
+    if not isinstance(rec, dict) or sorted(rec) != sorted(RECURRENT_KEYS):
+        raise _fail(source, f"recurrent must be an object with exactly {list(RECURRENT_KEYS)}, got "
+                            f"{_short(sorted(rec) if isinstance(rec, dict) else rec)}")
+    kind = rec["kind"]
+    if not isinstance(kind, str) or kind not in RECURRENT_STATES:
+        raise _fail(source, f"recurrent.kind is {_short(kind)}; expected one of {sorted(RECURRENT_STATES)}")
+    ins, outs = state_io_names(kind)
+    for key, want in (("inputs", ins), ("outputs", outs)):
+        if rec[key] != list(want):
+            raise _fail(source, f"recurrent.{key} is {_short(rec[key])}; a {kind} graph's state tensors are {list(want)}")
+    shape = rec["shape"]
+    if (not isinstance(shape, list) or len(shape) != 3 or not all(type(d) is int and d > 0 for d in shape)
+            or shape[1] != 1 or shape[0] * shape[2] > MAX_STATE_ELEMENTS):
+        raise _fail(source, f"recurrent.shape must be [layers, 1, hidden] (positive integers, batch 1, at most "
+                            f"{MAX_STATE_ELEMENTS} entries), got {_short(shape)}")
+    if type(rec["batch_axis"]) is not int or rec["batch_axis"] != 1:
+        raise _fail(source, f"recurrent.batch_axis is {_short(rec['batch_axis'])}; state tensors are "
+                            "[layers, batch, hidden] (batch_axis 1)")
+    if rec["dtype"] != "float32":
+        raise _fail(source, f"recurrent.dtype is {_short(rec['dtype'])}; the state is float32")
+    if rec["reset"] not in RESET_RULES:
+        raise _fail(source, f"recurrent.reset is {_short(rec['reset'])}; this runtime knows {list(RESET_RULES)}")
+    return RecurrentSpec(kind=kind, inputs=ins, outputs=outs, shape=tuple(shape), reset=rec["reset"])
 
 
 def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, ...], source: str) -> None:

@@ -98,6 +98,10 @@ class Policy:
         self._out_1d = len(self._act_shape) == 1
         self._same_dtype = np.dtype(backend.output_dtype) == np.dtype(self._act_dtype)
         self._latency = LatencyRecorder(profile.latency_budget_us, latency_window)
+        # A recurrent graph's state: fed from backend.single_state, the next one read from single_state_out.
+        self._state_in, self._state_out = backend.single_state, backend.single_state_out
+        self._state_flat = [s.reshape(-1) for s in self._state_out]
+        self._zero_state = np.zeros(int(np.prod(backend.state_shape, dtype=np.int64)), np.float32)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -141,6 +145,7 @@ class Policy:
             policy.check_reference(ref_obs, ref_act)
             for i in range(profile.warmup_runs):
                 policy.act(ref_obs[i % len(ref_obs)])
+            policy.reset()
         except BaseException:
             backend.close()
             raise
@@ -160,12 +165,19 @@ class Policy:
             raise BundleError(f"{path}: input dtype {b.input_dtype} is neither float nor uint8; {todo}")
         if not (b.output_dtype.kind in "iu" if c.discrete else b.output_dtype.kind == "f"):
             raise BundleError(f"{path}: output dtype {b.output_dtype} does not fit action.discrete={c.discrete}; {todo}")
+        rec = c.recurrent
+        want = (rec.inputs, rec.outputs, rec.shape) if rec is not None else ((), (), ())
+        if (b.state_inputs, b.state_outputs, b.state_shape if b.state_inputs else ()) != want:
+            graph = (f"state {list(b.state_inputs)} -> {list(b.state_outputs)} of shape {list(b.state_shape)}"
+                     if b.state_inputs else "no state (feed-forward)")
+            says = f"recurrent {rec.kind} state {list(rec.inputs)} of shape {list(rec.shape)}" if rec else "no recurrent section"
+            raise BundleError(f"{path}: the graph has {graph} but contract.json has {says}; {todo}")
 
     def check_reference(self, obs: np.ndarray, expected: np.ndarray) -> None:
         """Compare this backend's actions with the training framework's; raise on mismatch."""
         p, src = self.profile, self.bundle_dir / "reference.npz"
         try:
-            got = self.act_batch(obs)
+            got = self._act_sequence(obs) if self.contract.recurrent is not None else self.act_batch(obs)
         except (ObservationError, ActionError) as e:
             raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {e}; re-run edgerl "
                               "deploy") from None
@@ -190,7 +202,28 @@ class Policy:
                               f"action {[int(i) for i in worst[1:]]} of sample {int(worst[0])} is {float(got[worst]):.6g}, reference "
                               f"{ref[worst]:.6g} (|diff| {diff:.3g} > atol {atol:g} + rtol {rtol:g}*|ref|); {todo}")
 
+    def _act_sequence(self, obs: np.ndarray) -> np.ndarray:
+        """A recurrent policy's actions for ``obs`` as ONE episode from the zero state (the semantics
+        of a recurrent bundle's ``reference.npz``); the state is zero again afterwards."""
+        self.reset()
+        try:
+            acts = [self.act(o) for o in obs]
+        finally:
+            self.reset()
+        return np.asarray(acts, dtype=self._act_dtype).reshape(len(obs), *self._act_shape)
+
     # ------------------------------------------------------------------ acting
+    @property
+    def recurrent(self) -> bool:
+        """Whether the policy carries a state between ``act`` calls (reset it at episode start)."""
+        return bool(self._state_in)
+
+    def reset(self) -> None:
+        """Start a new episode: a recurrent policy's state becomes zeros (contract ``recurrent.reset``);
+        nothing for a feed-forward policy. Call it whenever the robot (re)starts an episode."""
+        for s in self._state_in:
+            s.fill(0.0)
+
     def act(self, obs: Any) -> np.ndarray | int:
         """One observation (as the env returns it) -> one action (contract shape/dtype; int if discrete).
 
@@ -231,11 +264,25 @@ class Policy:
             if (result if self._out_1d else result.reshape(-1)).dot(self._zero_act) != 0:
                 raise ActionError(f"policy returned a non-finite action {out.tolist()}; not sent. Check the "
                                   "observation scale against the training data (normaliser in contract.json)")
+        if self._state_in:  # keep the next state only when all of it is finite
+            for name, flat in zip(self.backend.state_outputs, self._state_flat, strict=True):
+                if flat.dot(self._zero_state) != 0:
+                    raise ActionError(f"policy returned a non-finite recurrent state {name!r}; action not sent, "
+                                      "state not kept (call reset() if the episode restarts)")
+            for dst, src in zip(self._state_in, self._state_out, strict=True):
+                np.copyto(dst, src)
         self._latency.add(time.perf_counter_ns() - t0)
         return result
 
     def act_batch(self, obs: Any) -> np.ndarray:
-        """``[B, *obs_shape]`` -> ``[B, *act_shape]`` actions (same checks as :meth:`act`; not timed)."""
+        """``[B, *obs_shape]`` -> ``[B, *act_shape]`` actions (same checks as :meth:`act`; not timed).
+
+        The B observations are independent; a recurrent policy's action depends on its state, so
+        it refuses (call :meth:`act` once per step)."""
+        if self._state_in:
+            raise ObservationError("act_batch runs independent observations but this policy is recurrent "
+                                   f"({self.contract.recurrent.kind if self.contract.recurrent else ''} state): call "
+                                   "act() once per control step and reset() at each episode start")
         x = _as_array(obs)
         if x.ndim != len(self._obs_shape) + 1 or x.shape[1:] != self._obs_shape:
             raise self._shape_error(x, batched=True)
