@@ -227,11 +227,10 @@ def ort_sequence(session: Any, obs: np.ndarray, starts: np.ndarray, kind: str, l
     actions, states = [], []
     for t in range(len(obs)):
         if starts[t].any():
-            for s in state:
-                s[:, starts[t]] = 0.0
+            state = [np.where(starts[t][None, :, None], np.float32(0.0), s) for s in state]
         got = session.run([OUTPUT_NAME, *outs], {INPUT_NAME: obs[t], **dict(zip(ins, state, strict=True))})
         actions.append(got[0])
-        state = [np.array(s) for s in got[1:]]
+        state = list(got[1:])
         states.append(state)
     return np.stack(actions), [np.stack([s[i] for s in states]) for i in range(len(ins))]
 
