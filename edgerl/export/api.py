@@ -23,9 +23,9 @@ from edgerl.export.checks import (
     check_model,
     check_parity,
     check_signature,
-    recurrent_signature,
     check_single_file,
     ort_session,
+    recurrent_signature,
 )
 from edgerl.export.contract import build_contract
 from edgerl.export.observations import (

@@ -93,12 +93,13 @@ def check_signature(model: Any, obs_shape: Sequence[int], obs_dtype: np.dtype,
     if [i.name for i in inputs] != want_in or [o.name for o in graph.output] != want_out:
         raise ExportCheckError(f"exported model has inputs {[i.name for i in inputs]} and outputs "
                                f"{[o.name for o in graph.output]}; expected {want_in} -> {want_out}")
-    for vi in [*inputs[1:], *graph.output[1:]] if recurrent is not None else []:
+    _, layers, hidden = recurrent or ("", 0, 0)
+    for vi in [*inputs[1:], *graph.output[1:]]:
         dims = _dims(vi)
         if (_np_dtype(vi.type.tensor_type.elem_type) != np.float32 or len(dims) != 3 or isinstance(dims[1], int)
-                or dims[0] != recurrent[1] or dims[2] != recurrent[2]):
+                or dims[0] != layers or dims[2] != hidden):
             raise ExportCheckError(f"exported state {vi.name!r} is {_np_dtype(vi.type.tensor_type.elem_type)} "
-                                   f"{dims}, expected float32 [{recurrent[1]}, batch, {recurrent[2]}]")
+                                   f"{dims}, expected float32 [{layers}, batch, {hidden}]")
     for vi, shape, dtype in ((inputs[0], obs_shape, obs_dtype), (graph.output[0], action_shape, action_dtype)):
         got_dtype = _np_dtype(vi.type.tensor_type.elem_type)
         dims = _dims(vi)

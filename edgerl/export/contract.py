@@ -41,7 +41,13 @@ from edgerl.envs import action_bounds
 from edgerl.errors import BundleError
 from edgerl.export.errors import ExportCheckError
 from edgerl.export.wrappers import DeployedPolicy
-from edgerl.runtime.contract import CONTRACT_FORMAT, CONTRACT_VERSION, RESET_RULES, parse_contract, state_io_names
+from edgerl.runtime.contract import (
+    CONTRACT_FORMAT,
+    CONTRACT_VERSION,
+    RESET_RULES,
+    parse_contract,
+    state_io_names,
+)
 
 
 def _bounds(values: list | None) -> list | None:

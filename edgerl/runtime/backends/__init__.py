@@ -53,10 +53,12 @@ def recurrent_io(inputs: list[str], outputs: list[str], path: str) -> tuple[str,
     """
     if len(inputs) == 1 and len(outputs) == 1:
         return inputs[0], outputs[0], (), ()
-    for kind in RECURRENT_STATES:
+    for kind in RECURRENT_STATES:  # any order (TensorRT lists an engine's tensors its own way)
         ins, outs = state_io_names(kind)
-        if inputs[1:] == list(ins) and outputs[1:] == list(outs) and inputs and outputs:
-            return inputs[0], outputs[0], ins, outs
+        obs, act = [n for n in inputs if n not in ins], [n for n in outputs if n not in outs]
+        if (len(obs) == len(act) == 1 and sorted(inputs) == sorted([*obs, *ins])
+                and sorted(outputs) == sorted([*act, *outs])):
+            return obs[0], act[0], ins, outs
     raise BundleError(f"{path}: expected one input 'obs' and one output 'action' (a recurrent graph: obs, h_in[, c_in] "
                       f"-> action, h_out[, c_out]), got {inputs} -> {outputs}; re-export the policy")
 
