@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,28 @@ def state_io_names(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(inputs, outputs)`` state tensor names of a recurrent ``kind`` (``h_in``, ``c_in`` / ``h_out``, ...)."""
     names = RECURRENT_STATES[kind]
     return tuple(f"{n}_in" for n in names), tuple(f"{n}_out" for n in names)
+
+
+@dataclass(frozen=True)
+class ObservationRanges:
+    """Plausible observation ranges from the ``io`` terms' ``low``/``high``, flattened once for ``act``."""
+
+    low: np.ndarray
+    """float64 per observation element (-inf where a term gives no lower bound)."""
+    high: np.ndarray
+    """float64 per observation element (+inf where unbounded)."""
+    terms: tuple[tuple[str, int, int, str | None], ...]
+    """``(name, first element, size, unit)`` of each term, in order (to name the offending element)."""
+
+    def where(self, i: int) -> str:
+        """``joint_pos[3]``: the term and element of flat observation element ``i``."""
+        for name, start, size, _ in self.terms:
+            if start <= i < start + size:
+                return f"{name}[{i - start}]" if size > 1 else name
+        return f"element {i}"
+
+    def unit(self, i: int) -> str:
+        return next((f" {u}" for _, start, size, u in self.terms if start <= i < start + size and u), "")
 
 
 @dataclass(frozen=True)
@@ -81,9 +103,12 @@ class Contract:
     """What the exported graph computes in: ``fp32``, ``fp16`` or ``int8`` (Q/DQ nodes)."""
     recurrent: RecurrentSpec | None = None
     """The state of a recurrent policy (None: feed-forward)."""
+    obs_ranges: ObservationRanges | None = field(default=None, init=False, compare=False)
+    """Plausible observation ranges of the ``io`` terms (None when no term gives one)."""
 
     def __post_init__(self) -> None:
-        parse_io_section(self.raw.get("io"), self.obs_shape, self.act_shape, "contract.json")
+        ranges = parse_io_section(self.raw.get("io"), self.obs_shape, self.act_shape, "contract.json")
+        object.__setattr__(self, "obs_ranges", ranges)
 
 
 def _fail(source: str, msg: str) -> BundleError:
@@ -238,16 +263,53 @@ def parse_recurrent_section(rec: Any, source: str) -> RecurrentSpec | None:
     return RecurrentSpec(kind=kind, inputs=ins, outputs=outs, shape=tuple(shape), reset=rec["reset"])
 
 
-def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, ...], source: str) -> None:
+def _term_range(t: dict[str, Any], key: str, i: int, source: str) -> np.ndarray | None:
+    v = t.get(key)
+    if v is None:
+        return None
+    vals = v if isinstance(v, list) else [v]
+    if (len(vals) not in (1, t["size"]) or not all(type(x) in (int, float) for x in vals)
+            or not all(abs(x) <= MAX_ABS_BOUND for x in vals)):  # NaN and infinity fail too
+        raise _fail(source, f"io.observation.terms[{i}].{key} ({t['name']}) must be one finite number or {t['size']} "
+                            f"of them, got {_short(v)}")
+    return np.broadcast_to(np.asarray(vals, dtype=np.float64), (t["size"],))
+
+
+def _obs_ranges(terms: list[dict[str, Any]], source: str) -> ObservationRanges | None:
+    """Flat low/high of the terms' plausible ranges (None when no term has one)."""
+    lows, highs, spans, start = [], [], [], 0
+    for i, t in enumerate(terms):
+        lo, hi = _term_range(t, "low", i, source), _term_range(t, "high", i, source)
+        if lo is not None and hi is not None and not np.all(lo < hi):
+            j = int(np.flatnonzero(~(lo < hi))[0])
+            raise _fail(source, f"io.observation.terms[{i}] ({t['name']}) low[{j}] = {lo[j]:g} is not below "
+                                f"high[{j}] = {hi[j]:g}")
+        lows.append(np.full(t["size"], -np.inf) if lo is None else lo)
+        highs.append(np.full(t["size"], np.inf) if hi is None else hi)
+        unit = t.get("unit")
+        spans.append((t["name"], start, t["size"], unit if isinstance(unit, str) else None))
+        start += t["size"]
+    if all(np.isinf(lo).all() for lo in lows) and all(np.isinf(hi).all() for hi in highs):
+        return None
+    return ObservationRanges(low=np.concatenate(lows), high=np.concatenate(highs), terms=tuple(spans))
+
+
+def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, ...],
+                     source: str) -> ObservationRanges | None:
     """Validate the optional ``io`` section (``edgerl import --io``): observation terms in order
-    (``name``, ``size``, ``unit``, ``scale`` already baked in), action ``joint_names`` in order,
-    ``control_rate_hz``. Sizes must add up to the observation and action shapes.
+    (``name``, ``size``, ``unit``, ``scale`` already baked in, optional plausible range ``low``/
+    ``high``: one number or ``size`` of them), action ``joint_names`` in order, ``control_rate_hz``.
+    Sizes must add up to the observation and action shapes.
+
+    Returns:
+        The terms' observation ranges, flattened (None without any).
 
     Raises:
         BundleError: The section is malformed or disagrees with the shapes.
     """
+    ranges = None
     if io is None:
-        return
+        return None
     if not isinstance(io, dict) or set(io) - {"observation", "action", "control_rate_hz"}:
         raise _fail(source, "io must be an object with observation, action and/or control_rate_hz")
     terms = (io.get("observation") or {}).get("terms") if isinstance(io.get("observation"), dict) else None
@@ -255,10 +317,11 @@ def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, 
         if not isinstance(terms, list) or not all(
                 isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("size"), int)
                 and not isinstance(t.get("size"), bool) and t["size"] > 0 for t in terms):
-            raise _fail(source, "io.observation.terms must be a list of {name, size > 0, unit, scale}")
+            raise _fail(source, "io.observation.terms must be a list of {name, size > 0, unit, scale, low, high}")
         total, need = sum(t["size"] for t in terms), int(np.prod(obs_shape, dtype=np.int64))
         if total != need:
             raise _fail(source, f"io.observation.terms sum to {total} entries but the observation has {need}")
+        ranges = _obs_ranges(terms, source)
     if io.get("action") is not None:
         names = io["action"].get("joint_names") if isinstance(io["action"], dict) else None
         need = int(np.prod(act_shape, dtype=np.int64))
@@ -267,6 +330,7 @@ def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, 
     rate = io.get("control_rate_hz")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
         raise _fail(source, f"io.control_rate_hz must be a positive number, got {rate!r}")
+    return ranges
 
 
 def read_contract(path: str | os.PathLike) -> Contract:

@@ -1,7 +1,9 @@
 """Load a bundle and act: the object a robot's control loop calls.
 
 Safety contract of :meth:`Policy.act`:
-  * the observation's shape, dtype kind and finiteness are checked (``ObservationError``);
+  * the observation's shape, dtype kind and finiteness are checked (``ObservationError``), and,
+    when the contract's ``io`` terms give plausible ranges (``low``/``high``), that every element
+    lies in its term's range (the error names the term and element: a swapped term or wrong units);
   * a NaN/inf network output raises ``ActionError`` instead of reaching the actuators;
   * continuous actions are clipped to the contract's bounds (validated finite and ordered by
     :mod:`.contract`, rounded inwards to the action dtype), and the finiteness test runs on the
@@ -102,6 +104,10 @@ class Policy:
         self._state_in, self._state_out = backend.single_state, backend.single_state_out
         self._state_flat = [s.reshape(-1) for s in self._state_out]
         self._zero_state = np.zeros(int(np.prod(backend.state_shape, dtype=np.int64)), np.float32)
+        # Plausible observation ranges of the io terms, flat (None: no term gives one).
+        self._ranges = contract.obs_ranges
+        self._obs_low = None if self._ranges is None else self._ranges.low
+        self._obs_high = None if self._ranges is None else self._ranges.high
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -143,8 +149,12 @@ class Policy:
         try:
             policy = cls(backend, contract, profile, root, skipped, latency_window)
             policy.check_reference(ref_obs, ref_act)
-            for i in range(profile.warmup_runs):
-                policy.act(ref_obs[i % len(ref_obs)])
+            low, policy._obs_low = policy._obs_low, None  # warm up on the reference: no range check
+            try:
+                for i in range(profile.warmup_runs):
+                    policy.act(ref_obs[i % len(ref_obs)])
+            finally:
+                policy._obs_low = low
             policy.reset()
         except BaseException:
             backend.close()
@@ -176,11 +186,14 @@ class Policy:
     def check_reference(self, obs: np.ndarray, expected: np.ndarray) -> None:
         """Compare this backend's actions with the training framework's; raise on mismatch."""
         p, src = self.profile, self.bundle_dir / "reference.npz"
+        low, self._obs_low = self._obs_low, None  # reference observations may be random: no range check
         try:
             got = self._act_sequence(obs) if self.contract.recurrent is not None else self.act_batch(obs)
         except (ObservationError, ActionError) as e:
             raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {e}; re-run edgerl "
                               "deploy") from None
+        finally:
+            self._obs_low = low
         todo = ("policy.onnx and reference.npz disagree; re-export the policy and re-run edgerl deploy "
                 "(for fp16 targets, loosen parity_atol_fp16 in the profile only if episodic return is unaffected)")
         if self.contract.discrete:
@@ -244,6 +257,10 @@ class Policy:
         self._in0[...] = x  # cast into the preallocated model input (dtype checked above)
         if self._float_in and self._flat_in.dot(self._zero_in) != 0:
             self._raise_non_finite(x, self._in0)
+        if self._obs_low is not None:
+            flat = x.reshape(-1)
+            if (flat < self._obs_low).any() or (flat > self._obs_high).any():
+                raise self._range_error(flat[None], batched=False)
         out = self.backend.run_single()[0]
         if self._discrete:
             a = int(out)
@@ -294,6 +311,10 @@ class Policy:
             xb = np.ascontiguousarray(x, dtype=self.backend.input_dtype)
         if self._float_in and not np.isfinite(xb).all():
             self._raise_non_finite(x, xb, batched=True)
+        if self._obs_low is not None:
+            flat = x.reshape(len(x), -1)
+            if (flat < self._obs_low).any() or (flat > self._obs_high).any():
+                raise self._range_error(flat, batched=True)
         step = self.backend.max_batch or len(xb)
         outs = [self.backend.run(xb[i:i + step]) for i in range(0, len(xb), step)]
         out = outs[0] if len(outs) == 1 else np.concatenate(outs)
@@ -321,6 +342,17 @@ class Policy:
         else:
             want = f"{self._env_dtype} (e.g. raw uint8 image pixels; the graph normalises them)"
         return ObservationError(f"observation dtype {x.dtype} is wrong: expected {want}")
+
+    def _range_error(self, flat: np.ndarray, batched: bool) -> ObservationError:
+        """The first element outside its io term's plausible range, named (slow path)."""
+        assert self._ranges is not None and self._obs_low is not None and self._obs_high is not None
+        bad = np.argwhere((flat < self._obs_low) | (flat > self._obs_high))[0]
+        k, i = int(bad[0]), int(bad[1])
+        lo, hi = self._obs_low[i], self._obs_high[i]
+        sample = f" (sample {k})" if batched else ""
+        return ObservationError(
+            f"observation term {self._ranges.where(i)} = {float(flat[k, i]):.6g}{sample} outside its io range "
+            f"[{lo:g}, {hi:g}]{self._ranges.unit(i)}: wrong observation order or units? (contract.json io.observation)")
 
     def _raise_non_finite(self, x: np.ndarray, cast: np.ndarray, batched: bool = False) -> None:
         """Raise ObservationError naming the first NaN/inf (or float overflow in the cast)."""

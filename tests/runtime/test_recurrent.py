@@ -233,3 +233,46 @@ def test_tensorrt_state_io_pure_parts():
     assert profile_shapes((2, -1, 16), 8) == ((2, 1, 16), (2, 1, 16), (2, 8, 16))
     with pytest.raises(BundleError, match="exactly one dynamic"):
         profile_shapes((2, 3), 8)
+
+
+def test_observation_ranges_from_io_terms(make_bundle):
+    """The io terms' plausible ranges: act() and act_batch() name the term and element that leaves its range."""
+    from conftest import OBS_DIM, ref_obs
+
+    c = contract()
+    c["io"] = {"observation": {"terms": [
+        {"name": "joint_pos", "size": 4, "unit": "rad", "scale": 1.0, "low": -3.2, "high": 3.2},
+        {"name": "vel", "size": OBS_DIM - 5, "unit": "m/s", "scale": 1.0, "high": [5.0] * (OBS_DIM - 5)},
+        {"name": "phase", "size": 1, "unit": None, "scale": 1.0}]}}
+    obs = ref_obs() * 10  # reference observations may leave the ranges: the reference check does not apply them
+    with Policy.load(make_bundle(contract=c, reference_obs=obs)) as p:
+        ok = np.zeros(OBS_DIM)
+        p.act(ok)
+        bad = ok.copy()
+        bad[3] = 41.2
+        with pytest.raises(ObservationError, match=r"observation term joint_pos\[3\] = 41.2 outside its io range "
+                                                   r"\[-3.2, 3.2\] rad: wrong observation order or units\?"):
+            p.act(bad)
+        bad = ok.copy()
+        bad[4 + 2] = 7.0
+        with pytest.raises(ObservationError, match=r"vel\[2\] = 7 outside its io range \[-inf, 5\] m/s"):
+            p.act(bad)
+        ok[-1] = 1e5  # a term without a range is not checked
+        p.act(ok)
+        with pytest.raises(ObservationError, match=r"joint_pos\[0\] = -4 \(sample 1\)"):
+            p.act_batch(np.stack([np.zeros(OBS_DIM), np.full(OBS_DIM, -4.0)]))
+
+
+@pytest.mark.parametrize("term,message", [
+    ({"low": [1.0, 2.0]}, "must be one finite number or 4 of them"),
+    ({"low": float("nan")}, "must be one finite number"),
+    ({"high": "3"}, "must be one finite number"),
+    ({"low": 1.0, "high": [2.0, 2.0, 0.5, 2.0]}, r"low\[2\] = 1 is not below high\[2\] = 0.5"),
+])
+def test_malformed_observation_range_is_one_line(term, message):
+    c = contract()
+    c["io"] = {"observation": {"terms": [{"name": "q", "size": 4, "unit": "rad", "scale": 1.0, **term},
+                                         {"name": "rest", "size": 7, "unit": None, "scale": 1.0}]}}
+    with pytest.raises(BundleError, match=message) as e:
+        parse_contract(c)
+    assert "\n" not in str(e.value)
