@@ -108,6 +108,7 @@ class Policy:
         self._ranges = contract.obs_ranges
         self._obs_low = None if self._ranges is None else self._ranges.low
         self._obs_high = None if self._ranges is None else self._ranges.high
+        self._range_buf = np.empty(int(np.prod(self._obs_shape, dtype=np.int64)), np.float64)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -257,9 +258,11 @@ class Policy:
         self._in0[...] = x  # cast into the preallocated model input (dtype checked above)
         if self._float_in and self._flat_in.dot(self._zero_in) != 0:
             self._raise_non_finite(x, self._in0)
-        if self._obs_low is not None:
-            flat = x.reshape(-1)
-            if (flat < self._obs_low).any() or (flat > self._obs_high).any():
+        if self._obs_low is not None:  # clip into the ranges: nonzero change iff outside (~3 us, not 7 for any())
+            flat, buf = x.reshape(-1), self._range_buf
+            np.minimum(np.maximum(flat, self._obs_low, out=buf), self._obs_high, out=buf)
+            np.subtract(buf, flat, out=buf)
+            if buf.dot(buf) != 0:
                 raise self._range_error(flat[None], batched=False)
         out = self.backend.run_single()[0]
         if self._discrete:
