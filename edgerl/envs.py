@@ -185,14 +185,18 @@ def random_observations(space: dict[str, Any], n: int, rng: np.random.Generator,
     return np.where(bounded, uniform, np.clip(normal, low, high)).astype(dtype)
 
 
-def episode_returns_of(env: Any, act: Any, episodes: int, seed: int, max_steps: int | None = None) -> np.ndarray:
+def episode_returns_of(env: Any, act: Any, episodes: int, seed: int, max_steps: int | None = None,
+                       reset: Any = None) -> np.ndarray:
     """Returns of ``episodes`` episodes of ``act(obs) -> env action`` on ``env`` (env seeds ``seed + i``,
     each episode capped at ``max_steps``), then closes ``env``. The one evaluation loop of training,
-    distillation, the benchmarks and ``edgerl run``."""
+    distillation, the benchmarks and ``edgerl run``. ``reset()``, if given, is called at every episode
+    start (a recurrent policy's state is zeroed there)."""
     returns = []
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
+            if reset is not None:
+                reset()
             done, total, n = False, 0.0, 0
             while not done:
                 obs, r, term, trunc, _ = env.step(act(obs))

@@ -57,8 +57,14 @@ def episode_returns(policy: Any, ckpt: dict[str, Any], episodes: int, seed: int,
     env = export_adapter(ckpt["algo"]).make_env(ckpt, None)
     dtype = input_dtype(obs_space(ckpt))
 
+    state = [policy.initial_state(1)]  # a recurrent policy's memory, zeroed at every episode start
+
     def act(obs: np.ndarray) -> Any:
-        action = policy(torch.as_tensor(np.asarray(obs, dtype=dtype)[None])).numpy()[0]
+        action_t, state[0] = policy.step(torch.as_tensor(np.asarray(obs, dtype=dtype)[None]), state[0])
+        action = action_t.numpy()[0]
         return int(action) if policy.discrete else action
 
-    return episode_returns_of(env, act, episodes, seed, max_steps)
+    def reset() -> None:
+        state[0] = policy.initial_state(1)
+
+    return episode_returns_of(env, act, episodes, seed, max_steps, reset)

@@ -64,7 +64,8 @@ def torch_runner(model: BenchModel, batch: int) -> Timed:
     def call(x: np.ndarray) -> Any:
         buf[...] = x
         with torch.inference_mode():
-            return policy(inp).numpy()
+            out = policy(inp)  # a recurrent policy: (action, *state), from the zero state
+            return (out[0] if isinstance(out, tuple) else out).numpy()
 
     return Timed(call, describe=f"torch {torch.__version__} eager, {torch.get_num_threads()} thread(s)")
 
@@ -111,6 +112,8 @@ def bare_ort_runner(onnx_path: Path, threads: int, input_shape: tuple[int, ...],
     sess = ort.InferenceSession(os.fspath(onnx_path), so, providers=["CPUExecutionProvider"])
     buf = np.zeros((1, *input_shape), input_dtype)
     outputs, feed, run, row = [sess.get_outputs()[0].name], {sess.get_inputs()[0].name: buf}, sess.run, buf[0]
+    for state in sess.get_inputs()[1:]:  # a recurrent graph's state [layers, batch, hidden]: zeros at batch 1
+        feed[state.name] = np.zeros([d if isinstance(d, int) else 1 for d in state.shape], np.float32)
 
     def call(x: np.ndarray) -> Any:
         row[...] = x

@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         enc = spec["encoder"]["kwargs"]
         print(f"  network    uint8 {enc['in_shape']} -> Nature CNN {enc['channels']} -> {enc['hidden']} -> "
               f"{imported.out_dim}")
+    elif "rnn_type" in spec:
+        print(f"  network    {spec['in_dim']} -> {spec['rnn_type'].upper()} {spec['rnn_layers']}x{spec['rnn_hidden']} -> "
+              f"{spec['hidden']} -> {net.out_dim} ({net.activation}); state zero at episode start")
     else:
         print(f"  network    {spec['in_dim']} -> {spec['hidden']} -> {net.out_dim} ({net.activation})")
     print(f"  normaliser {'baked in' if imported.normalizer is not None else 'none'}")

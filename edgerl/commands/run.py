@@ -24,11 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, metavar="FILE")
 
 
-def rollout(act, env_id: str, episodes: int, seed: int, max_steps: int | None) -> list[float]:
-    """Episode returns of ``act(obs) -> env action`` with env seeds ``seed + i``."""
+def rollout(act, env_id: str, episodes: int, seed: int, max_steps: int | None, reset=None) -> list[float]:
+    """Episode returns of ``act(obs) -> env action`` with env seeds ``seed + i`` (``reset()`` at
+    every episode start: a recurrent policy's state)."""
     from edgerl.envs import episode_returns_of, make_env
 
-    return [float(r) for r in episode_returns_of(make_env(env_id), act, episodes, seed, max_steps)]
+    return [float(r) for r in episode_returns_of(make_env(env_id), act, episodes, seed, max_steps, reset)]
 
 
 def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, seed: int = 0,
@@ -47,8 +48,9 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
                               "precision": policy.backend.precision, "contract_precision": policy.contract.precision,
                               "skipped_backends": policy.skipped_backends, "seeds": [seed + i for i in range(episodes)]}
     policy.act(np.zeros(policy.contract.obs_shape, dtype=policy.contract.obs_dtype))  # warm-up
+    policy.reset()
     policy.reset_stats()
-    result["runtime_returns"] = rollout(policy.act, env_id, episodes, seed, max_steps)
+    result["runtime_returns"] = rollout(policy.act, env_id, episodes, seed, max_steps, policy.reset)
     result["latency"] = policy.stats()
     ckpt_path = checkpoint or policy.contract.raw.get("source", {}).get("checkpoint")
     if compare and ckpt_path and Path(ckpt_path).exists():
@@ -59,14 +61,19 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
 
         torch_policy = policy_from_checkpoint(load_checkpoint(ckpt_path))
         dtype = torch.uint8 if policy.contract.obs_dtype == np.uint8 else torch.float32
+        state = [torch_policy.initial_state(1)]  # a recurrent policy's memory, zeroed at episode start
 
         @torch.inference_mode()
         def torch_act(obs):
-            a = torch_policy(torch.as_tensor(np.asarray(obs)[None], dtype=dtype))[0].numpy()
+            action, state[0] = torch_policy.step(torch.as_tensor(np.asarray(obs)[None], dtype=dtype), state[0])
+            a = action[0].numpy()
             return int(a) if policy.contract.discrete else a
 
+        def torch_reset() -> None:
+            state[0] = torch_policy.initial_state(1)
+
         result["torch_checkpoint"] = str(ckpt_path)
-        result["torch_returns"] = rollout(torch_act, env_id, episodes, seed, max_steps)
+        result["torch_returns"] = rollout(torch_act, env_id, episodes, seed, max_steps, torch_reset)
     elif compare:
         result["torch_note"] = f"no torch comparison: checkpoint {ckpt_path!r} not found (pass --checkpoint)"
     policy.close()

@@ -32,6 +32,10 @@ def check_supported(policy: DeployedPolicy) -> None:
     if not isinstance(policy, (SquashedGaussianPolicy, ActionChainPolicy, ArgmaxPolicy)):
         raise ConfigError(f"cannot distil a {type(policy).__name__}: edgerl distill supports squashed Gaussian "
                           "(SAC), imported action-chain and argmax (PPO, DQN) policies")
+    if policy.recurrent is not None:
+        raise ConfigError(f"cannot distil a recurrent ({policy.recurrent.rnn_type}) teacher: its actions depend on "
+                          "its memory, and distillation labels single observations for a feed-forward student; "
+                          "deploy the recurrent policy itself (edgerl export / deploy run it with its state)")
 
 
 def squashed(policy: DeployedPolicy) -> bool:

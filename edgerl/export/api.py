@@ -25,6 +25,7 @@ from edgerl.export.checks import (
     check_signature,
     check_single_file,
     ort_session,
+    recurrent_signature,
 )
 from edgerl.export.contract import build_contract
 from edgerl.export.observations import (
@@ -201,7 +202,7 @@ def run_checks(model: Any, policy: DeployedPolicy, observations: dict[str, np.nd
     """Run every model check; returns the serialized model, the parity numbers and the checks passed."""
     check_model(model)
     check_single_file(model)
-    check_signature(model, obs_shape, in_dtype, action_shape, action_dtype)
+    check_signature(model, obs_shape, in_dtype, action_shape, action_dtype, recurrent_signature(policy))
     model_bytes = model.SerializeToString()
     parity = check_parity(policy, ort_session(model_bytes), observations, in_dtype, atol=atol)
     checks = ["onnx.checker", "single-file", "signature", *(f"parity-{s}" for s in parity.n_obs)]
@@ -285,6 +286,9 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
     obs_shape = [int(d) for d in space["shape"]]
 
     policy = policy_from_checkpoint(ckpt)
+    if policy.recurrent is not None and precision != "fp32":
+        raise ConfigError(f"--precision {precision} covers feed-forward policies; this one carries a "
+                          f"{policy.recurrent.rnn_type} state: export it at --precision fp32")
     exported = policy.to_fp16() if fp16 else policy
     notes: list[str] = []
     # Rolled before the slow conversion, so a missing environment fails early.

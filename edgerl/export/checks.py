@@ -17,6 +17,7 @@ from edgerl.errors import BackendUnavailableError
 from edgerl.export.errors import ExportCheckError
 from edgerl.export.onnx_io import EXPORT_HINT, INPUT_NAME, OUTPUT_NAME, import_onnx
 from edgerl.export.wrappers import ArgmaxPolicy, DeployedPolicy, SquashedGaussianPolicy
+from edgerl.runtime.contract import state_io_names
 
 BATCH_SIZES = (1, 7, 64)
 """Batch sizes parity is checked at (1: the control loop; 7: odd; 64: a vectorised caller)."""
@@ -80,14 +81,25 @@ def _dims(value_info: Any) -> list[int | str]:
 
 
 def check_signature(model: Any, obs_shape: Sequence[int], obs_dtype: np.dtype,
-                    action_shape: Sequence[int], action_dtype: np.dtype) -> None:
+                    action_shape: Sequence[int], action_dtype: np.dtype,
+                    recurrent: tuple[str, int, int] | None = None) -> None:
     """One input ``obs[batch, *obs_shape]`` and one output ``action[batch, *action_shape]``,
-    with a symbolic batch dimension and the expected dtypes."""
+    with a symbolic batch dimension and the expected dtypes; a ``recurrent`` policy
+    (``(kind, layers, hidden)``) also takes and returns its float32 state ``[layers, batch, hidden]``."""
     graph = model.graph
     inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
-    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in graph.output] != [OUTPUT_NAME]:
+    state_in, state_out = state_io_names(recurrent[0]) if recurrent else ((), ())
+    want_in, want_out = [INPUT_NAME, *state_in], [OUTPUT_NAME, *state_out]
+    if [i.name for i in inputs] != want_in or [o.name for o in graph.output] != want_out:
         raise ExportCheckError(f"exported model has inputs {[i.name for i in inputs]} and outputs "
-                               f"{[o.name for o in graph.output]}; expected ['{INPUT_NAME}'] -> ['{OUTPUT_NAME}']")
+                               f"{[o.name for o in graph.output]}; expected {want_in} -> {want_out}")
+    _, layers, hidden = recurrent or ("", 0, 0)
+    for vi in [*inputs[1:], *graph.output[1:]]:
+        dims = _dims(vi)
+        if (_np_dtype(vi.type.tensor_type.elem_type) != np.float32 or len(dims) != 3 or isinstance(dims[1], int)
+                or dims[0] != layers or dims[2] != hidden):
+            raise ExportCheckError(f"exported state {vi.name!r} is {_np_dtype(vi.type.tensor_type.elem_type)} "
+                                   f"{dims}, expected float32 [{layers}, batch, {hidden}]")
     for vi, shape, dtype in ((inputs[0], obs_shape, obs_dtype), (graph.output[0], action_shape, action_dtype)):
         got_dtype = _np_dtype(vi.type.tensor_type.elem_type)
         dims = _dims(vi)
@@ -168,6 +180,8 @@ def check_parity(policy: DeployedPolicy, session: Any, observations: Mapping[str
     Raises:
         ExportCheckError: A difference exceeds the tolerance, or an action leaves its bounds.
     """
+    if policy.recurrent is not None:
+        return check_recurrent_parity(policy, session, observations, in_dtype, atol, batch_sizes)
     result = ParityResult(atol=atol)
     for source, raw in observations.items():
         if len(raw) == 0:
@@ -191,6 +205,75 @@ def check_parity(policy: DeployedPolicy, session: Any, observations: Mapping[str
                 raise ExportCheckError(
                     f"ONNX Runtime and torch disagree on {source} observations at batch size {b}: max |diff| "
                     f"{gap:.3g} > tolerance {atol:g}; {_REPORT_HINT}")
+    return result
+
+
+RESET_EVERY = 97
+"""Recurrent parity: an episode starts (the state is zeroed) every this many steps of a stream."""
+
+
+def recurrent_signature(policy: DeployedPolicy) -> tuple[str, int, int] | None:
+    """``(kind, layers, hidden)`` of a recurrent policy's state, None for a feed-forward one."""
+    net = policy.recurrent
+    return None if net is None else (net.rnn_type, *net.state_shape)
+
+
+def ort_sequence(session: Any, obs: np.ndarray, starts: np.ndarray, kind: str, layers: int,
+                 hidden: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Run ``obs[T, B, ...]`` through a recurrent graph as B streams: the state outputs fed back as
+    the next step's inputs, zeroed where ``starts[T, B]``. Returns actions ``[T, B, ...]`` and the
+    states after each step (each ``[T, layers, B, hidden]``)."""
+    ins, outs = state_io_names(kind)
+    state = [np.zeros((layers, obs.shape[1], hidden), np.float32) for _ in ins]
+    actions, states = [], []
+    for t in range(len(obs)):
+        if starts[t].any():
+            state = [np.where(starts[t][None, :, None], np.float32(0.0), s) for s in state]
+        got = session.run([OUTPUT_NAME, *outs], {INPUT_NAME: obs[t], **dict(zip(ins, state, strict=True))})
+        actions.append(got[0])
+        state = list(got[1:])
+        states.append(state)
+    return np.stack(actions), [np.stack([s[i] for s in states]) for i in range(len(ins))]
+
+
+def check_recurrent_parity(policy: DeployedPolicy, session: Any, observations: Mapping[str, np.ndarray],
+                           in_dtype: np.dtype, atol: float = FP32_ATOL,
+                           batch_sizes: Sequence[int] = BATCH_SIZES) -> ParityResult:
+    """:func:`check_parity` of a recurrent policy: each observation set runs as a sequence (at batch
+    b, b parallel streams), the state fed back step to step and zeroed every :data:`RESET_EVERY`
+    steps as the control loop zeroes it at episode start; actions and states are compared."""
+    kind, layers, hidden = recurrent_signature(policy) or ("", 0, 0)
+    result = ParityResult(atol=atol)
+    for source, raw in observations.items():
+        if len(raw) == 0:
+            continue
+        obs = np.ascontiguousarray(raw, dtype=in_dtype)
+        result.n_obs[source] = len(obs)
+        result.max_abs_diff[source] = {}
+        for b in batch_sizes:
+            steps = len(obs) // b
+            if steps == 0:
+                continue
+            seq = obs[:steps * b].reshape(steps, b, *obs.shape[1:])
+            starts = np.zeros((steps, b), bool)
+            starts[::RESET_EVERY] = True
+            ref, ref_states = policy.run_sequence(torch.as_tensor(seq), torch.as_tensor(starts))
+            try:
+                got, got_states = ort_sequence(session, seq, starts, kind, layers, hidden)
+            except Exception as e:  # ORT raises its own exception types
+                raise ExportCheckError(f"ONNX Runtime failed on a {kind} sequence at batch size {b}: "
+                                       f"{str(e).strip()[:400]}; {_REPORT_HINT}") from None
+            gap, ok = _continuous_gap(policy, ref.numpy().reshape(steps * b, -1), got.reshape(steps * b, -1), atol)
+            check_bounds(policy, got.reshape(steps * b, -1), source)
+            for r, g in zip(ref_states, got_states, strict=True):
+                diff = np.abs(g.astype(np.float64) - r.numpy())
+                ok = ok and bool(np.all(diff <= atol * np.maximum(1.0, np.abs(r.numpy()))))
+                gap = max(gap, float(diff.max(initial=0.0)))
+            result.max_abs_diff[source][b] = gap
+            if not ok:
+                raise ExportCheckError(
+                    f"ONNX Runtime and torch disagree on {source} observations run as a {kind} sequence at batch "
+                    f"size {b} (state fed back): max |diff| {gap:.3g} > tolerance {atol:g}; {_REPORT_HINT}")
     return result
 
 

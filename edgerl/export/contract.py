@@ -13,8 +13,16 @@ Layout (version 1)::
      "source": {"checkpoint": "ckpt.pt", "sha256": "...", "algo": "sac", "env_id": "Hopper-v5",
                 "kind": "train" | "policy", "steps": 1000000},
      "versions": {"edgerl": "0.1.0", "torch": "...", "onnx": "...", "onnxruntime": "...", "opset": 18},
-     "io": {"observation": {"terms": [{"name", "size", "unit", "scale"}, ...]},      (optional: imported
-            "action": {"joint_names": [...]}, "control_rate_hz": 50}}                 policies' --io)
+     "io": {"observation": {"terms": [{"name", "size", "unit", "scale", "low", "high"}, ...]},  (optional:
+            "action": {"joint_names": [...]}, "control_rate_hz": 50},           imported policies' --io)
+     "recurrent": {"kind": "lstm" | "gru", "inputs": ["h_in", "c_in"], "outputs": ["h_out", "c_out"],
+                   "shape": [layers, 1, hidden], "batch_axis": 1, "dtype": "float32",
+                   "reset": "zeros_at_episode_start"}}                         (only a recurrent policy)
+
+A recurrent policy's graph takes its state beside ``obs`` and returns the next one beside
+``action``; the caller feeds each output back as the next step's input and sets every state
+tensor to zeros at the start of each episode (the runtime's ``Policy`` does both: ``act`` keeps
+the state, ``reset`` zeros it). ``shape`` is a state tensor at batch 1 (the control loop's).
 
 ``observation.dtype`` is the environment's dtype (the runtime casts to the graph's input dtype:
 float32, or uint8 for images). Bounds hold null for an infinite entry; an observation bound of one
@@ -33,7 +41,13 @@ from edgerl.envs import action_bounds
 from edgerl.errors import BundleError
 from edgerl.export.errors import ExportCheckError
 from edgerl.export.wrappers import DeployedPolicy
-from edgerl.runtime.contract import CONTRACT_FORMAT, CONTRACT_VERSION, parse_contract
+from edgerl.runtime.contract import (
+    CONTRACT_FORMAT,
+    CONTRACT_VERSION,
+    RESET_RULES,
+    parse_contract,
+    state_io_names,
+)
 
 
 def _bounds(values: list | None) -> list | None:
@@ -59,6 +73,13 @@ def _action_section(policy: DeployedPolicy, env: dict[str, Any]) -> dict[str, An
         "low": [float(e) if e is not None else float(v) for e, v in zip(env_low, low.tolist(), strict=True)],
         "high": [float(e) if e is not None else float(v) for e, v in zip(env_high, high.tolist(), strict=True)],
     }
+
+
+def recurrent_section(kind: str, layers: int, hidden: int) -> dict[str, Any]:
+    """The contract's ``recurrent`` section of a ``kind`` memory of ``layers`` x ``hidden``."""
+    ins, outs = state_io_names(kind)
+    return {"kind": kind, "inputs": list(ins), "outputs": list(outs), "shape": [int(layers), 1, int(hidden)],
+            "batch_axis": 1, "dtype": "float32", "reset": RESET_RULES[0]}
 
 
 def build_contract(ckpt: dict[str, Any], policy: DeployedPolicy, *, checkpoint: str, sha256: str,
@@ -89,6 +110,8 @@ def build_contract(ckpt: dict[str, Any], policy: DeployedPolicy, *, checkpoint: 
     }
     if env.get("io"):  # the I/O description of an imported policy (edgerl import --io)
         contract["io"] = env["io"]
+    if policy.recurrent is not None:
+        contract["recurrent"] = recurrent_section(policy.recurrent.rnn_type, *policy.recurrent.state_shape)
     try:
         parse_contract(contract, source="contract.json")
     except BundleError as e:

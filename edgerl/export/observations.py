@@ -41,8 +41,15 @@ def policy_obs_stats(policy: DeployedPolicy) -> tuple[np.ndarray | None, np.ndar
 
 @torch.no_grad()
 def torch_actions(policy: DeployedPolicy, obs: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Actions of the eager torch policy for a batch of raw observations cast to ``dtype``."""
-    return policy(torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))).numpy()
+    """Actions of the eager torch policy for a batch of raw observations cast to ``dtype``.
+
+    A recurrent policy reads the batch as ONE stream in order, from the zero state (episode start)
+    with the state fed back: the semantics of a bundle's ``reference.npz`` and of every comparison.
+    """
+    x = torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))
+    if policy.recurrent is not None:
+        return policy.run_sequence(x[:, None])[0][:, 0].numpy()
+    return policy(x).numpy()
 
 
 def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
@@ -69,13 +76,17 @@ def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, 
         obs, _ = env.reset(seed=seed)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # batch-1 calls of small nets: extra threads only add overhead
+        state = policy.initial_state(1)  # a recurrent policy's memory, zero at each episode start
         try:
             for i in range(n):
                 out[i] = obs
-                action = torch_actions(policy, obs[None], dtype)[0]
+                with torch.no_grad():
+                    act_t, state = policy.step(torch.as_tensor(np.ascontiguousarray(obs[None], dtype=dtype)), state)
+                action = act_t.numpy()[0]
                 obs, _, terminated, truncated, _ = env.step(int(action) if policy.discrete else action)
                 if terminated or truncated:
                     obs, _ = env.reset()
+                    state = policy.initial_state(1)
         finally:
             torch.set_num_threads(threads)
         return out

@@ -1,5 +1,9 @@
 """torch -> ONNX: one self-contained file (no external data), dynamic batch, input ``obs``,
-output ``action``, the opset actually written read back, and edgerl's metadata attached."""
+output ``action``, the opset actually written read back, and edgerl's metadata attached.
+
+A recurrent policy's graph also takes its state and returns the next one: inputs ``obs, h_in
+[, c_in]``, outputs ``action, h_out [, c_out]``, each state ``[layers, batch, hidden]``
+(:func:`edgerl.runtime.contract.state_io_names`)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import torch
 from edgerl.errors import BackendUnavailableError
 from edgerl.export.errors import ExportError
 from edgerl.export.wrappers import DeployedPolicy
+from edgerl.runtime.contract import state_io_names
 
 INPUT_NAME = "obs"
 OUTPUT_NAME = "action"
@@ -47,21 +52,37 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def io_names(policy: DeployedPolicy) -> tuple[list[str], list[str]]:
+    """Graph input and output names: ``obs -> action``, plus the state of a recurrent policy."""
+    net = policy.recurrent
+    if net is None:
+        return [INPUT_NAME], [OUTPUT_NAME]
+    ins, outs = state_io_names(net.rnn_type)
+    return [INPUT_NAME, *ins], [OUTPUT_NAME, *outs]
+
+
 def _dynamo(policy: DeployedPolicy, example: torch.Tensor, opset: int | None) -> Any:
+    ins, outs = io_names(policy)
+    batch = torch.export.Dim("batch")
+    state = policy.initial_state(example.shape[0])
+    shapes: Any = {INPUT_NAME: {0: batch}}
+    if state:
+        shapes["state"] = tuple({1: batch} for _ in state)
     program = torch.onnx.export(
-        policy, (example,), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        policy, (example, *state), None, input_names=ins, output_names=outs,
         opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False,
-        dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}},
+        dynamic_shapes=shapes,
     )
     return program.model_proto
 
 
 def _legacy(policy: DeployedPolicy, example: torch.Tensor, opset: int | None) -> Any:
     buf = io.BytesIO()
+    ins, outs = io_names(policy)
+    axes = {n: {1 if n.endswith(("_in", "_out")) else 0: "batch"} for n in (*ins, *outs)}
     torch.onnx.export(
-        policy, (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        opset_version=opset or LEGACY_DEFAULT_OPSET, dynamo=False, verbose=False,
-        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        policy, (example, *policy.initial_state(example.shape[0])), buf, input_names=ins, output_names=outs,
+        opset_version=opset or LEGACY_DEFAULT_OPSET, dynamo=False, verbose=False, dynamic_axes=axes,
     )
     return import_onnx().load_from_string(buf.getvalue())
 

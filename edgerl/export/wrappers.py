@@ -38,6 +38,44 @@ class DeployedPolicy(nn.Module):
         """Checkpoint net name -> submodule path in this wrapper (set by ``policy_from_checkpoint``)."""
         self.eval().requires_grad_(False)
 
+    @property
+    def recurrent(self) -> nn.Module | None:
+        """The network when it carries a hidden state (a :class:`~edgerl.nets.recurrent.RecurrentMLP`:
+        ``forward(obs, *state) -> (action, *state)``), None for a feed-forward policy."""
+        return self.net if getattr(self.net, "state_names", None) else None
+
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """The float32 state at episode start: zeros (``()`` for a feed-forward policy)."""
+        net = self.recurrent
+        return () if net is None else net.zero_state(batch)
+
+    def step(self, obs: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One control step: ``(action, next state)`` (a feed-forward policy passes ``()`` through)."""
+        if self.recurrent is None:
+            return self(obs), ()
+        action, *new = self(obs, *state)
+        return action, tuple(new)
+
+    @torch.no_grad()
+    def run_sequence(self, obs: torch.Tensor, starts: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Actions for ``obs[T, B, *obs_shape]``: B streams of T steps, the state fed back from step
+        to step, zero at ``t = 0`` and wherever ``starts[T, B]`` (bool) marks an episode start.
+
+        Returns:
+            ``actions[T, B, ...]`` and the state after each step (each ``[T, layers, B, hidden]``).
+        """
+        state = self.initial_state(obs.shape[1])
+        actions, states = [], []
+        for t in range(obs.shape[0]):
+            if starts is not None and t > 0 and bool(starts[t].any()):
+                keep = (~starts[t].bool()).to(torch.float32).view(1, -1, 1)
+                state = tuple(s * keep for s in state)
+            action, state = self.step(obs[t], state)
+            actions.append(action)
+            states.append(state)
+        return torch.stack(actions), tuple(torch.stack([s[i] for s in states]) for i in range(len(state)))
+
     def nets(self) -> dict[str, nn.Module]:
         """The wrapped networks under their checkpoint names (e.g. ``{"actor": ...}``)."""
         return {name: self.get_submodule(path) for name, path in self.net_paths.items()}
@@ -53,7 +91,8 @@ class DeployedPolicy(nn.Module):
         return "fp16" if self.compute_dtype == torch.float16 else "fp32"
 
     def to_fp16(self) -> DeployedPolicy:
-        """A copy whose networks compute in float16; normaliser, input and output stay float32."""
+        """A copy whose networks compute in float16; normaliser, input and output (and a recurrent
+        policy's state) stay float32."""
         half = copy.deepcopy(self)
         for net in half.nets().values():
             net.half()
@@ -184,7 +223,8 @@ class ActionChainPolicy(DeployedPolicy):
 
     @property
     def baked_in(self) -> list[str]:
-        steps = [*super().baked_in, "deterministic_head"]
+        memory = [f"{self.recurrent.rnn_type}_memory"] if self.recurrent is not None else []
+        steps = [*super().baked_in, *memory, "deterministic_head"]
         steps += ["tanh_squash"] if self.squash else []
         steps += ["action_clip"] if self.clips else []
         steps += ["action_scale"] if self.scales else []
@@ -194,8 +234,17 @@ class ActionChainPolicy(DeployedPolicy):
         """Bounds of the emitted actions (float64, infinite where the chain does not bound them)."""
         return self.low.numpy().astype(np.float64), self.high.numpy().astype(np.float64)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        y = self._float32(self.net(self._normalized(obs)))
+    def forward(self, obs: torch.Tensor, *state: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """``obs -> action``; a recurrent policy: ``(obs, *state) -> (action, *next state)`` (state
+        zeros, an episode's first step, when not given)."""
+        x = self._normalized(obs)
+        if self.recurrent is None:
+            return self._chain(self._float32(self.net(x)))
+        y, *new = self.net(x, *(state or self.initial_state(obs.shape[0])))
+        return (self._chain(self._float32(y)), *(self._float32(s) for s in new))
+
+    def _chain(self, y: torch.Tensor) -> torch.Tensor:
+        """The action chain on the network's float32 output."""
         if self.squash:
             y = torch.tanh(y)
         if self.clips:

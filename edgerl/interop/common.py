@@ -148,6 +148,48 @@ def build_mlp(state: Mapping[str, torch.Tensor], layers: Sequence[str], activati
     return net.eval()
 
 
+def build_recurrent(state: Mapping[str, torch.Tensor], rnn_prefix: str, layers: Sequence[str],
+                    activation: str, out_activation: str | None = None) -> nn.Module:
+    """An edgerl ``rnn_mlp`` (:class:`~edgerl.nets.recurrent.RecurrentMLP`): the torch LSTM/GRU
+    ``<rnn_prefix>{weight,bias}_{ih,hh}_l<k>`` of ``state`` (unidirectional, any number of layers;
+    the kind told by the gate rows: 4 x hidden for an LSTM, 3 x hidden for a GRU), then the MLP
+    head of the Linear ``layers``."""
+    from edgerl.nets.recurrent import RecurrentMLP
+
+    w_ih = {int(k[len(rnn_prefix) + len("weight_ih_l"):]): v for k, v in state.items()
+            if k.startswith(f"{rnn_prefix}weight_ih_l") and k[len(rnn_prefix) + len("weight_ih_l"):].isdigit()}
+    odd = sorted(k[len(rnn_prefix):] for k in state if k.startswith(rnn_prefix) and
+                 (k.endswith("_reverse") or "weight_hr" in k))
+    if odd:
+        raise ImportLayoutError(f"the recurrent memory {rnn_prefix[:-1]} has {odd[:3]}: bidirectional or projected "
+                                "RNNs are not supported (edgerl imports unidirectional LSTM/GRU memories)")
+    n_layers = len(w_ih)
+    if n_layers == 0 or sorted(w_ih) != list(range(n_layers)) or f"{rnn_prefix}weight_hh_l0" not in state:
+        raise ImportLayoutError(f"the recurrent memory {rnn_prefix[:-1]} lacks its weight_ih_l<k>/weight_hh_l<k> "
+                                f"tensors (found {sorted(k for k in state if k.startswith(rnn_prefix))[:6]})")
+    rows, hidden = (int(d) for d in state[f"{rnn_prefix}weight_hh_l0"].shape)
+    kinds = {4: "lstm", 3: "gru"}
+    if hidden == 0 or rows % hidden or rows // hidden not in kinds:
+        raise ImportLayoutError(f"{rnn_prefix}weight_hh_l0 is {rows}x{hidden}: neither an LSTM (4 x hidden rows) "
+                                "nor a GRU (3 x hidden rows)")
+    kind = kinds[rows // hidden]
+    head = build_mlp(state, layers, activation, out_activation)
+    if head.in_dim != hidden:
+        raise ImportLayoutError(f"the MLP head {layers[0]} takes {head.in_dim} inputs but the {kind} memory "
+                                f"gives {hidden}; the layers are not one chain")
+    net = RecurrentMLP(int(w_ih[0].shape[1]), head.out_dim, kind, hidden, n_layers, head.spec()["hidden"],
+                       activation, out_activation)
+    rnn_state = {k[len(rnn_prefix):]: v.float() for k, v in state.items() if k.startswith(rnn_prefix)}
+    try:
+        net.rnn.load_state_dict(rnn_state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise ImportLayoutError(f"the {kind} memory {rnn_prefix[:-1]} does not load as a torch {kind.upper()} "
+                                f"({first})") from None
+    net.head.load_state_dict(head.state_dict())
+    return net.eval()
+
+
 def build_nature_cnn(state: Mapping[str, torch.Tensor], prefix: str, head: str, in_shape: Sequence[int]) -> nn.Module:
     """An edgerl ``q_cnn`` (Nature CNN encoder on uint8 frames / 255 -> Linear head) holding SB3's
     ``NatureCNN`` (``<prefix>cnn.{0,2,4}``, ``<prefix>linear.0``) and the Linear ``head``."""

@@ -5,7 +5,7 @@ One format for every source::
     observation:
       terms:                      # in the order the network reads them; sizes sum to its input width
         - {name: base_lin_vel, size: 3, unit: m/s, scale: 2.0}
-        - {name: joint_pos, size: 12, unit: rad}
+        - {name: joint_pos, size: 12, unit: rad, low: -3.2, high: 3.2}
     normalizer:                   # optional; statistics of a normaliser the file lacks
       mean: [...]
       var: [...]                  # or std: [...]
@@ -22,6 +22,12 @@ One format for every source::
 Observation ``scale`` (legged_gym's ``obs_scales``: the env multiplies before the network) and
 the action chain are baked into the exported graph; names, units, joint order and the control
 rate travel in ``contract.json`` (``io`` section). It is parsed here only.
+
+A term's optional ``low``/``high`` (a number, or one per element of the term) is its plausible
+range in the observation the robot passes to the runtime (the term's unit, before ``scale``): the
+runtime's ``Policy.act`` raises ``ObservationError`` naming the term and element when an
+observation leaves it (a swapped term, degrees for radians, a stale sensor at its rail), instead
+of acting on it. Either side may be left out (unbounded).
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ class IODescription:
     """A parsed ``io.yaml``."""
 
     terms: list[dict[str, Any]] = field(default_factory=list)
-    """``{"name", "size", "unit", "scale"}`` per observation term, in order."""
+    """``{"name", "size", "unit", "scale", "low", "high"}`` per observation term, in order (``low``/
+    ``high``: ``size`` numbers, or None when that side is unbounded)."""
     normalizer: dict[str, Any] | None = None
     """``{"mean", "var", "eps", "clip", "formula"}`` (arrays as float64 numpy) or None."""
     clip_low: list[float] | None = None
@@ -61,13 +68,17 @@ class IODescription:
         """The ``io`` section of ``contract.json`` (checked by edgerl.runtime.contract)."""
         section: dict[str, Any] = {}
         if self.terms:
-            section["observation"] = {"terms": [{k: t[k] for k in ("name", "size", "unit", "scale")}
-                                                for t in self.terms]}
+            section["observation"] = {"terms": [{k: t[k] for k in TERM_KEYS if k in ("name", "size", "unit", "scale")
+                                                 or t.get(k) is not None} for t in self.terms]}
         if self.joint_names is not None:
             section["action"] = {"joint_names": list(self.joint_names)}
         if self.control_rate_hz is not None:
             section["control_rate_hz"] = self.control_rate_hz
         return section
+
+
+TERM_KEYS = ("name", "size", "unit", "scale", "low", "high")
+"""Keys of an observation term."""
 
 
 def _fail(source: str, msg: str) -> ConfigError:
@@ -89,20 +100,37 @@ def _terms(obs: Any, source: str) -> list[dict[str, Any]]:
     if obs is None:
         return []
     if not isinstance(obs, dict) or not isinstance(obs.get("terms"), list) or set(obs) - {"terms"}:
-        raise _fail(source, "observation must be {terms: [{name, size, unit, scale}, ...]}")
+        raise _fail(source, "observation must be {terms: [{name, size, unit, scale, low, high}, ...]}")
     terms = []
     for i, t in enumerate(obs["terms"]):
-        if not isinstance(t, dict) or not isinstance(t.get("name"), str) or set(t) - {"name", "size", "unit", "scale"}:
-            raise _fail(source, f"observation.terms[{i}] must be {{name, size, unit, scale}}, got {t!r}")
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str) or set(t) - set(TERM_KEYS):
+            raise _fail(source, f"observation.terms[{i}] must be {{name, size, unit, scale, low, high}}, got {t!r}")
         size = t.get("size", 1)
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise _fail(source, f"observation.terms[{i}] ({t['name']}) size must be a positive integer, got {size!r}")
         scale = _numbers(t.get("scale", 1.0), f"observation.terms[{i}].scale", source)[0]
         if not (np.isfinite(scale) and scale > 0):
             raise _fail(source, f"observation.terms[{i}] ({t['name']}) scale must be finite and > 0, got {scale}")
+        bounds = {k: _term_bound(t.get(k), size, f"observation.terms[{i}].{k} ({t['name']})", source)
+                  for k in ("low", "high")}
+        if bounds["low"] is not None and bounds["high"] is not None:
+            bad = [j for j, (lo, hi) in enumerate(zip(bounds["low"], bounds["high"], strict=True)) if not lo < hi]
+            if bad:
+                raise _fail(source, f"observation.terms[{i}] ({t['name']}) low[{bad[0]}] = {bounds['low'][bad[0]]:g} "
+                                    f"is not below high[{bad[0]}] = {bounds['high'][bad[0]]:g}")
         terms.append({"name": t["name"], "size": size, "unit": None if t.get("unit") is None else str(t["unit"]),
-                      "scale": scale})
+                      "scale": scale, **bounds})
     return terms
+
+
+def _term_bound(v: Any, size: int, key: str, source: str) -> list[float] | None:
+    """A term's ``low``/``high``: one number for every element, or ``size`` numbers, all finite."""
+    if v is None:
+        return None
+    vals = _numbers(v, key, source)
+    if len(vals) not in (1, size) or not all(np.isfinite(x) for x in vals):
+        raise _fail(source, f"{key} must be one finite number or {size} of them (one per element), got {v!r}")
+    return vals * size if len(vals) == 1 else vals
 
 
 def _normalizer(v: Any, source: str) -> dict[str, Any] | None:

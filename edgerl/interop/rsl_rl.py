@@ -8,6 +8,12 @@ Layouts, oldest first:
 - 3.x: the normaliser inside ``model_state_dict`` as ``actor_obs_normalizer.*``;
 - 4.x+: ``actor_state_dict`` with ``obs_normalizer.*``, ``mlp.N.*`` and ``distribution.*``.
 
+Recurrent actors (``ActorCriticRecurrent``: ``memory_a.rnn.*`` beside ``actor.N.*``; 4.x+ ``RNNModel``:
+``rnn.rnn.*`` beside ``mlp.N.*``), LSTM or GRU with any number of layers, become an edgerl
+``rnn_mlp``: normaliser -> memory -> MLP head, the hidden state an explicit input/output that is
+zero at episode start (rsl_rl starts from ``hidden_state=None``, i.e. zeros, and ``reset(dones)``
+zeros the state of finished episodes).
+
 The deterministic action is the MLP's output (the Gaussian mean); rsl_rl's normaliser is
 ``(x - _mean) / (_std + 0.01)``, unclipped. ``action_scale``/``clip_actions``/default joint
 offsets live in the environment config, not the file: give them with ``--io``.
@@ -24,6 +30,7 @@ from edgerl.interop.common import (
     ImportedPolicy,
     ImportLayoutError,
     build_mlp,
+    build_recurrent,
     linear_prefixes,
     load_tensors,
     normalizer_from,
@@ -37,7 +44,12 @@ LAYOUTS = {
     "v1/2.x": "model_state_dict{actor.N.*, std|log_std} [+ obs_norm_state_dict]",
     "3.x": "model_state_dict{actor.N.*, actor_obs_normalizer.*}",
     "4.x+": "actor_state_dict{mlp.N.*, distribution.*, obs_normalizer.*}",
+    "v1/2.x recurrent": "model_state_dict{memory_a.rnn.*, actor.N.*, std|log_std} [+ obs_norm_state_dict]",
+    "3.x recurrent": "model_state_dict{memory_a.rnn.*, actor.N.*, actor_obs_normalizer.*}",
+    "4.x+ recurrent": "actor_state_dict{rnn.rnn.*, mlp.N.*, distribution.*, obs_normalizer.*}",
 }
+RNN_PREFIXES = {"actor_state_dict": "rnn.rnn.", "model_state_dict": "memory_a.rnn."}
+"""Where each layout keeps the actor's torch LSTM/GRU."""
 
 
 def _normalizer(state: dict[str, Any] | None, prefix: str) -> ObsNormalizer | None:
@@ -52,10 +64,17 @@ def _normalizer(state: dict[str, Any] | None, prefix: str) -> ObsNormalizer | No
                            count=float(count) if count is not None else 1.0)
 
 
-def _recurrent(state: dict[str, Any], path: str | os.PathLike) -> None:
-    if any(k.startswith(("memory_a.", "rnn.", "memory.")) for k in state):
-        raise ImportLayoutError(f"{path}: a recurrent rsl_rl actor (LSTM/GRU memory); edgerl imports "
-                                "feed-forward actors only (recurrent import is not supported yet)")
+def _recurrent(state: dict[str, Any], path: str | os.PathLike, entry: str) -> bool:
+    """Whether the actor has a memory (at :data:`RNN_PREFIXES`); other memories are refused."""
+    prefix = RNN_PREFIXES[entry]
+    if any(k.startswith(prefix) for k in state):
+        return True
+    odd = sorted({k.split(".")[0] for k in state if k.startswith(("memory", "rnn."))} - {"memory_c"})
+    if odd:
+        raise ImportLayoutError(f"{path}: {entry} holds a memory at {odd} where edgerl expects the actor's at "
+                                f"{prefix}* (keys found: {', '.join(sorted(state)[:8])}); known layouts: "
+                                + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
+    return False
 
 
 def read_rsl_rl(path: str | os.PathLike, activation: str | None = None) -> ImportedPolicy:
@@ -67,7 +86,7 @@ def read_rsl_rl(path: str | os.PathLike, activation: str | None = None) -> Impor
     notes: list[str] = []
     if isinstance(ckpt.get("actor_state_dict"), dict):
         state = ckpt["actor_state_dict"]
-        _recurrent(state, path)
+        recurrent = _recurrent(state, path, "actor_state_dict")
         layers, layout = linear_prefixes(state, "mlp."), "4.x+"
         if not layers:
             raise unknown_layout(path, list(state), LAYOUTS)
@@ -82,7 +101,7 @@ def read_rsl_rl(path: str | os.PathLike, activation: str | None = None) -> Impor
                          "actor outputs two values per action: give --env or --io to check the action width)")
     elif isinstance(ckpt.get("model_state_dict"), dict):
         state = ckpt["model_state_dict"]
-        _recurrent(state, path)
+        recurrent = _recurrent(state, path, "model_state_dict")
         layers = linear_prefixes(state, "actor.")
         if not layers:
             raise unknown_layout(path, list(state), LAYOUTS)
@@ -93,7 +112,14 @@ def read_rsl_rl(path: str | os.PathLike, activation: str | None = None) -> Impor
     else:
         keys = [k for k, v in ckpt.items() if not isinstance(v, torch.Tensor)] or list(ckpt)
         raise unknown_layout(path, keys, LAYOUTS)
-    net = build_mlp(state, layers, act)
+    if recurrent:
+        net = build_recurrent(state, RNN_PREFIXES["actor_state_dict" if layout == "4.x+" else "model_state_dict"],
+                              layers, act)
+        layout += " recurrent"
+        notes.append(f"{net.rnn_type.upper()} memory, {net.state_shape[0]} layer(s) of {net.state_shape[1]}: "
+                     "hidden state explicit, zero at episode start")
+    else:
+        net = build_mlp(state, layers, act)
     return ImportedPolicy(net=net, discrete=False, library="rsl_rl", algo=layout, normalizer=norm,
                           notes=[f"rsl_rl {layout} checkpoint, activation {act}"
                                  + (", observation normaliser baked in" if norm is not None else ""), *notes])

@@ -42,7 +42,7 @@ MAX_SPEC_ITEMS = 4096
 
 def _net_class(spec: Any, name: str) -> type[nn.Module]:
     # Import the modules that register nets, so a spec of any kind can be rebuilt.
-    from edgerl.nets import impala, mlp, nature, ofenet  # noqa: F401
+    from edgerl.nets import impala, mlp, nature, ofenet, recurrent  # noqa: F401
 
     if not isinstance(spec, dict) or not isinstance(spec.get("kwargs"), dict):
         raise CheckpointError(f"{name}: spec must be {{'type': ..., 'kwargs': {{...}}}}, got a "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,54 @@ ACT_DTYPES = {False: ("float16", "float32", "float64"), True: ("int32", "int64",
 """Action dtypes by ``action.discrete``: real floats for continuous actions, integers for discrete ones."""
 PRECISIONS = ("fp32", "fp16", "int8")
 """What a graph may compute in (``precision`` in the contract)."""
+RECURRENT_STATES = {"lstm": ("h", "c"), "gru": ("h",)}
+"""State tensors of each recurrent kind, in graph order: input ``<name>_in``, output ``<name>_out``."""
+RESET_RULES = ("zeros_at_episode_start",)
+"""When the control loop resets a recurrent state, and to what."""
+
+
+def state_io_names(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(inputs, outputs)`` state tensor names of a recurrent ``kind`` (``h_in``, ``c_in`` / ``h_out``, ...)."""
+    names = RECURRENT_STATES[kind]
+    return tuple(f"{n}_in" for n in names), tuple(f"{n}_out" for n in names)
+
+
+@dataclass(frozen=True)
+class ObservationRanges:
+    """Plausible observation ranges from the ``io`` terms' ``low``/``high``, flattened once for ``act``."""
+
+    low: np.ndarray
+    """float64 per observation element (-inf where a term gives no lower bound)."""
+    high: np.ndarray
+    """float64 per observation element (+inf where unbounded)."""
+    terms: tuple[tuple[str, int, int, str | None], ...]
+    """``(name, first element, size, unit)`` of each term, in order (to name the offending element)."""
+
+    def where(self, i: int) -> str:
+        """``joint_pos[3]``: the term and element of flat observation element ``i``."""
+        for name, start, size, _ in self.terms:
+            if start <= i < start + size:
+                return f"{name}[{i - start}]" if size > 1 else name
+        return f"element {i}"
+
+    def unit(self, i: int) -> str:
+        return next((f" {u}" for _, start, size, u in self.terms if start <= i < start + size and u), "")
+
+
+@dataclass(frozen=True)
+class RecurrentSpec:
+    """The ``recurrent`` section: the state a recurrent graph takes and returns beside obs/action."""
+
+    kind: str
+    """``lstm`` (state h, c) or ``gru`` (state h)."""
+    inputs: tuple[str, ...]
+    """Graph inputs of the state, in order (``h_in``, ``c_in``)."""
+    outputs: tuple[str, ...]
+    """Graph outputs of the next state, paired with :attr:`inputs` (``h_out``, ``c_out``)."""
+    shape: tuple[int, ...]
+    """One state tensor at batch 1: ``(layers, 1, hidden)``."""
+    reset: str
+    """When and how the state is reset: ``zeros_at_episode_start``."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +101,14 @@ class Contract:
     """The JSON document as read."""
     precision: str = "fp32"
     """What the exported graph computes in: ``fp32``, ``fp16`` or ``int8`` (Q/DQ nodes)."""
+    recurrent: RecurrentSpec | None = None
+    """The state of a recurrent policy (None: feed-forward)."""
+    obs_ranges: ObservationRanges | None = field(default=None, init=False, compare=False)
+    """Plausible observation ranges of the ``io`` terms (None when no term gives one)."""
 
     def __post_init__(self) -> None:
-        parse_io_section(self.raw.get("io"), self.obs_shape, self.act_shape, "contract.json")
+        ranges = parse_io_section(self.raw.get("io"), self.obs_shape, self.act_shape, "contract.json")
+        object.__setattr__(self, "obs_ranges", ranges)
 
 
 def _fail(source: str, msg: str) -> BundleError:
@@ -158,6 +211,7 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
     if precision not in PRECISIONS:
         raise _fail(source, f"precision {_short(precision)} is not one of {list(PRECISIONS)}")
     return Contract(
+        recurrent=parse_recurrent_section(data.get("recurrent"), source),
         obs_shape=obs_shape,
         obs_dtype=_dtype(obs.get("dtype", "float32"), "observation.dtype", source, OBS_DTYPES),
         act_shape=act_shape,
@@ -171,16 +225,91 @@ def parse_contract(data: Any, source: str = "contract.json") -> Contract:
     )
 
 
-def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, ...], source: str) -> None:
+RECURRENT_KEYS = ("kind", "inputs", "outputs", "shape", "batch_axis", "dtype", "reset")
+MAX_STATE_ELEMENTS = 1 << 20
+"""Largest state tensor (layers x hidden) a contract may declare."""
+
+
+def parse_recurrent_section(rec: Any, source: str) -> RecurrentSpec | None:
+    """Validate the optional ``recurrent`` section (see :mod:`edgerl.export.contract`).
+
+    Raises:
+        BundleError: The section is malformed (names the key and what it must be).
+    """
+    if rec is None:
+        return None
+    if not isinstance(rec, dict) or sorted(rec) != sorted(RECURRENT_KEYS):
+        raise _fail(source, f"recurrent must be an object with exactly {list(RECURRENT_KEYS)}, got "
+                            f"{_short(sorted(rec) if isinstance(rec, dict) else rec)}")
+    kind = rec["kind"]
+    if not isinstance(kind, str) or kind not in RECURRENT_STATES:
+        raise _fail(source, f"recurrent.kind is {_short(kind)}; expected one of {sorted(RECURRENT_STATES)}")
+    ins, outs = state_io_names(kind)
+    for key, want in (("inputs", ins), ("outputs", outs)):
+        if rec[key] != list(want):
+            raise _fail(source, f"recurrent.{key} is {_short(rec[key])}; a {kind} graph's state tensors are {list(want)}")
+    shape = rec["shape"]
+    if (not isinstance(shape, list) or len(shape) != 3 or not all(type(d) is int and d > 0 for d in shape)
+            or shape[1] != 1 or shape[0] * shape[2] > MAX_STATE_ELEMENTS):
+        raise _fail(source, f"recurrent.shape must be [layers, 1, hidden] (positive integers, batch 1, at most "
+                            f"{MAX_STATE_ELEMENTS} entries), got {_short(shape)}")
+    if type(rec["batch_axis"]) is not int or rec["batch_axis"] != 1:
+        raise _fail(source, f"recurrent.batch_axis is {_short(rec['batch_axis'])}; state tensors are "
+                            "[layers, batch, hidden] (batch_axis 1)")
+    if rec["dtype"] != "float32":
+        raise _fail(source, f"recurrent.dtype is {_short(rec['dtype'])}; the state is float32")
+    if rec["reset"] not in RESET_RULES:
+        raise _fail(source, f"recurrent.reset is {_short(rec['reset'])}; this runtime knows {list(RESET_RULES)}")
+    return RecurrentSpec(kind=kind, inputs=ins, outputs=outs, shape=tuple(shape), reset=rec["reset"])
+
+
+def _term_range(t: dict[str, Any], key: str, i: int, source: str) -> np.ndarray | None:
+    v = t.get(key)
+    if v is None:
+        return None
+    vals = v if isinstance(v, list) else [v]
+    if (len(vals) not in (1, t["size"]) or not all(type(x) in (int, float) for x in vals)
+            or not all(abs(x) <= MAX_ABS_BOUND for x in vals)):  # NaN and infinity fail too
+        raise _fail(source, f"io.observation.terms[{i}].{key} ({t['name']}) must be one finite number or {t['size']} "
+                            f"of them, got {_short(v)}")
+    return np.broadcast_to(np.asarray(vals, dtype=np.float64), (t["size"],))
+
+
+def _obs_ranges(terms: list[dict[str, Any]], source: str) -> ObservationRanges | None:
+    """Flat low/high of the terms' plausible ranges (None when no term has one)."""
+    lows, highs, spans, start = [], [], [], 0
+    for i, t in enumerate(terms):
+        lo, hi = _term_range(t, "low", i, source), _term_range(t, "high", i, source)
+        if lo is not None and hi is not None and not np.all(lo < hi):
+            j = int(np.flatnonzero(~(lo < hi))[0])
+            raise _fail(source, f"io.observation.terms[{i}] ({t['name']}) low[{j}] = {lo[j]:g} is not below "
+                                f"high[{j}] = {hi[j]:g}")
+        lows.append(np.full(t["size"], -np.inf) if lo is None else lo)
+        highs.append(np.full(t["size"], np.inf) if hi is None else hi)
+        unit = t.get("unit")
+        spans.append((t["name"], start, t["size"], unit if isinstance(unit, str) else None))
+        start += t["size"]
+    if all(np.isinf(lo).all() for lo in lows) and all(np.isinf(hi).all() for hi in highs):
+        return None
+    return ObservationRanges(low=np.concatenate(lows), high=np.concatenate(highs), terms=tuple(spans))
+
+
+def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, ...],
+                     source: str) -> ObservationRanges | None:
     """Validate the optional ``io`` section (``edgerl import --io``): observation terms in order
-    (``name``, ``size``, ``unit``, ``scale`` already baked in), action ``joint_names`` in order,
-    ``control_rate_hz``. Sizes must add up to the observation and action shapes.
+    (``name``, ``size``, ``unit``, ``scale`` already baked in, optional plausible range ``low``/
+    ``high``: one number or ``size`` of them), action ``joint_names`` in order, ``control_rate_hz``.
+    Sizes must add up to the observation and action shapes.
+
+    Returns:
+        The terms' observation ranges, flattened (None without any).
 
     Raises:
         BundleError: The section is malformed or disagrees with the shapes.
     """
+    ranges = None
     if io is None:
-        return
+        return None
     if not isinstance(io, dict) or set(io) - {"observation", "action", "control_rate_hz"}:
         raise _fail(source, "io must be an object with observation, action and/or control_rate_hz")
     terms = (io.get("observation") or {}).get("terms") if isinstance(io.get("observation"), dict) else None
@@ -188,10 +317,11 @@ def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, 
         if not isinstance(terms, list) or not all(
                 isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("size"), int)
                 and not isinstance(t.get("size"), bool) and t["size"] > 0 for t in terms):
-            raise _fail(source, "io.observation.terms must be a list of {name, size > 0, unit, scale}")
+            raise _fail(source, "io.observation.terms must be a list of {name, size > 0, unit, scale, low, high}")
         total, need = sum(t["size"] for t in terms), int(np.prod(obs_shape, dtype=np.int64))
         if total != need:
             raise _fail(source, f"io.observation.terms sum to {total} entries but the observation has {need}")
+        ranges = _obs_ranges(terms, source)
     if io.get("action") is not None:
         names = io["action"].get("joint_names") if isinstance(io["action"], dict) else None
         need = int(np.prod(act_shape, dtype=np.int64))
@@ -200,6 +330,7 @@ def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, 
     rate = io.get("control_rate_hz")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
         raise _fail(source, f"io.control_rate_hz must be a positive number, got {rate!r}")
+    return ranges
 
 
 def read_contract(path: str | os.PathLike) -> Contract:

@@ -86,6 +86,10 @@ class ControlLoop:
     not replayed. If ``read_obs`` or ``policy.act`` raises, or the action is ready later than
     ``deadline_us`` after the tick, the fallback action is written instead and counted. Exceptions
     from ``write_action`` propagate: the loop cannot command the robot any more.
+
+    Episodes: :meth:`run` starts one (``policy.reset()``: a recurrent policy's state is zeroed, as
+    the contract's ``recurrent.reset`` says); call :meth:`new_episode` (e.g. from the robot's reset
+    handler, or a signal handler) and the next tick zeros it again before acting.
     """
 
     def __init__(
@@ -127,10 +131,16 @@ class ControlLoop:
         self.clock, self.sleep = clock, sleep
         self.summary = LoopSummary()
         self._stop = False
+        self._new_episode = True
 
     def stop(self) -> None:
         """Ask the loop to finish after the current tick (safe from a signal handler)."""
         self._stop = True
+
+    def new_episode(self) -> None:
+        """Start a new episode at the next tick: ``policy.reset()`` before it acts (safe from a signal
+        handler or another thread: only a flag is set here)."""
+        self._new_episode = True
 
     def _fallback(self) -> Any:
         fb = self.fallback_action
@@ -146,6 +156,7 @@ class ControlLoop:
         rec = LatencyRecorder(self.deadline * 1e6)
         clock, period = self.clock, self.period
         self._stop = False
+        self._new_episode = True  # every run starts an episode
         t0 = clock()
         k, consecutive = 0, 0
         while not self._stop and (self.max_steps is None or s.steps < self.max_steps):
@@ -155,6 +166,9 @@ class ControlLoop:
                 self.sleep(tick - now)
             failed = True
             try:
+                if self._new_episode:
+                    self._new_episode = False
+                    self.policy.reset()
                 action = self.policy.act(self.read_obs())
                 ready = clock() - tick
                 if ready > self.deadline:

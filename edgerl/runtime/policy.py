@@ -1,7 +1,9 @@
 """Load a bundle and act: the object a robot's control loop calls.
 
 Safety contract of :meth:`Policy.act`:
-  * the observation's shape, dtype kind and finiteness are checked (``ObservationError``);
+  * the observation's shape, dtype kind and finiteness are checked (``ObservationError``), and,
+    when the contract's ``io`` terms give plausible ranges (``low``/``high``), that every element
+    lies in its term's range (the error names the term and element: a swapped term or wrong units);
   * a NaN/inf network output raises ``ActionError`` instead of reaching the actuators;
   * continuous actions are clipped to the contract's bounds (validated finite and ordered by
     :mod:`.contract`, rounded inwards to the action dtype), and the finiteness test runs on the
@@ -98,6 +100,15 @@ class Policy:
         self._out_1d = len(self._act_shape) == 1
         self._same_dtype = np.dtype(backend.output_dtype) == np.dtype(self._act_dtype)
         self._latency = LatencyRecorder(profile.latency_budget_us, latency_window)
+        # A recurrent graph's state: fed from backend.single_state, the next one read from single_state_out.
+        self._state_in, self._state_out = backend.single_state, backend.single_state_out
+        self._state_flat = [s.reshape(-1) for s in self._state_out]
+        self._zero_state = np.zeros(int(np.prod(backend.state_shape, dtype=np.int64)), np.float32)
+        # Plausible observation ranges of the io terms, flat (None: no term gives one).
+        self._ranges = contract.obs_ranges
+        self._obs_low = None if self._ranges is None else self._ranges.low
+        self._obs_high = None if self._ranges is None else self._ranges.high
+        self._range_buf = np.empty(int(np.prod(self._obs_shape, dtype=np.int64)), np.float64)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -139,8 +150,13 @@ class Policy:
         try:
             policy = cls(backend, contract, profile, root, skipped, latency_window)
             policy.check_reference(ref_obs, ref_act)
-            for i in range(profile.warmup_runs):
-                policy.act(ref_obs[i % len(ref_obs)])
+            low, policy._obs_low = policy._obs_low, None  # warm up on the reference: no range check
+            try:
+                for i in range(profile.warmup_runs):
+                    policy.act(ref_obs[i % len(ref_obs)])
+            finally:
+                policy._obs_low = low
+            policy.reset()
         except BaseException:
             backend.close()
             raise
@@ -160,15 +176,25 @@ class Policy:
             raise BundleError(f"{path}: input dtype {b.input_dtype} is neither float nor uint8; {todo}")
         if not (b.output_dtype.kind in "iu" if c.discrete else b.output_dtype.kind == "f"):
             raise BundleError(f"{path}: output dtype {b.output_dtype} does not fit action.discrete={c.discrete}; {todo}")
+        rec = c.recurrent
+        want = (rec.inputs, rec.outputs, rec.shape) if rec is not None else ((), (), ())
+        if (b.state_inputs, b.state_outputs, b.state_shape if b.state_inputs else ()) != want:
+            graph = (f"state {list(b.state_inputs)} -> {list(b.state_outputs)} of shape {list(b.state_shape)}"
+                     if b.state_inputs else "no state (feed-forward)")
+            says = f"recurrent {rec.kind} state {list(rec.inputs)} of shape {list(rec.shape)}" if rec else "no recurrent section"
+            raise BundleError(f"{path}: the graph has {graph} but contract.json has {says}; {todo}")
 
     def check_reference(self, obs: np.ndarray, expected: np.ndarray) -> None:
         """Compare this backend's actions with the training framework's; raise on mismatch."""
         p, src = self.profile, self.bundle_dir / "reference.npz"
+        low, self._obs_low = self._obs_low, None  # reference observations may be random: no range check
         try:
-            got = self.act_batch(obs)
+            got = self._act_sequence(obs) if self.contract.recurrent is not None else self.act_batch(obs)
         except (ObservationError, ActionError) as e:
             raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {e}; re-run edgerl "
                               "deploy") from None
+        finally:
+            self._obs_low = low
         todo = ("policy.onnx and reference.npz disagree; re-export the policy and re-run edgerl deploy "
                 "(for fp16 targets, loosen parity_atol_fp16 in the profile only if episodic return is unaffected)")
         if self.contract.discrete:
@@ -190,7 +216,28 @@ class Policy:
                               f"action {[int(i) for i in worst[1:]]} of sample {int(worst[0])} is {float(got[worst]):.6g}, reference "
                               f"{ref[worst]:.6g} (|diff| {diff:.3g} > atol {atol:g} + rtol {rtol:g}*|ref|); {todo}")
 
+    def _act_sequence(self, obs: np.ndarray) -> np.ndarray:
+        """A recurrent policy's actions for ``obs`` as ONE episode from the zero state (the semantics
+        of a recurrent bundle's ``reference.npz``); the state is zero again afterwards."""
+        self.reset()
+        try:
+            acts = [self.act(o) for o in obs]
+        finally:
+            self.reset()
+        return np.asarray(acts, dtype=self._act_dtype).reshape(len(obs), *self._act_shape)
+
     # ------------------------------------------------------------------ acting
+    @property
+    def recurrent(self) -> bool:
+        """Whether the policy carries a state between ``act`` calls (reset it at episode start)."""
+        return bool(self._state_in)
+
+    def reset(self) -> None:
+        """Start a new episode: a recurrent policy's state becomes zeros (contract ``recurrent.reset``);
+        nothing for a feed-forward policy. Call it whenever the robot (re)starts an episode."""
+        for s in self._state_in:
+            s.fill(0.0)
+
     def act(self, obs: Any) -> np.ndarray | int:
         """One observation (as the env returns it) -> one action (contract shape/dtype; int if discrete).
 
@@ -211,6 +258,12 @@ class Policy:
         self._in0[...] = x  # cast into the preallocated model input (dtype checked above)
         if self._float_in and self._flat_in.dot(self._zero_in) != 0:
             self._raise_non_finite(x, self._in0)
+        if self._obs_low is not None:  # clip into the ranges: nonzero change iff outside (~3 us, not 7 for any())
+            flat, buf = x.reshape(-1), self._range_buf
+            np.minimum(np.maximum(flat, self._obs_low, out=buf), self._obs_high, out=buf)
+            np.subtract(buf, flat, out=buf)
+            if buf.dot(buf) != 0:
+                raise self._range_error(flat[None], batched=False)
         out = self.backend.run_single()[0]
         if self._discrete:
             a = int(out)
@@ -231,11 +284,25 @@ class Policy:
             if (result if self._out_1d else result.reshape(-1)).dot(self._zero_act) != 0:
                 raise ActionError(f"policy returned a non-finite action {out.tolist()}; not sent. Check the "
                                   "observation scale against the training data (normaliser in contract.json)")
+        if self._state_in:  # keep the next state only when all of it is finite
+            for name, flat in zip(self.backend.state_outputs, self._state_flat, strict=True):
+                if flat.dot(self._zero_state) != 0:
+                    raise ActionError(f"policy returned a non-finite recurrent state {name!r}; action not sent, "
+                                      "state not kept (call reset() if the episode restarts)")
+            for dst, src in zip(self._state_in, self._state_out, strict=True):
+                np.copyto(dst, src)
         self._latency.add(time.perf_counter_ns() - t0)
         return result
 
     def act_batch(self, obs: Any) -> np.ndarray:
-        """``[B, *obs_shape]`` -> ``[B, *act_shape]`` actions (same checks as :meth:`act`; not timed)."""
+        """``[B, *obs_shape]`` -> ``[B, *act_shape]`` actions (same checks as :meth:`act`; not timed).
+
+        The B observations are independent; a recurrent policy's action depends on its state, so
+        it refuses (call :meth:`act` once per step)."""
+        if self._state_in:
+            raise ObservationError("act_batch runs independent observations but this policy is recurrent "
+                                   f"({self.contract.recurrent.kind if self.contract.recurrent else ''} state): call "
+                                   "act() once per control step and reset() at each episode start")
         x = _as_array(obs)
         if x.ndim != len(self._obs_shape) + 1 or x.shape[1:] != self._obs_shape:
             raise self._shape_error(x, batched=True)
@@ -247,6 +314,10 @@ class Policy:
             xb = np.ascontiguousarray(x, dtype=self.backend.input_dtype)
         if self._float_in and not np.isfinite(xb).all():
             self._raise_non_finite(x, xb, batched=True)
+        if self._obs_low is not None:
+            flat = x.reshape(len(x), -1)
+            if (flat < self._obs_low).any() or (flat > self._obs_high).any():
+                raise self._range_error(flat, batched=True)
         step = self.backend.max_batch or len(xb)
         outs = [self.backend.run(xb[i:i + step]) for i in range(0, len(xb), step)]
         out = outs[0] if len(outs) == 1 else np.concatenate(outs)
@@ -274,6 +345,17 @@ class Policy:
         else:
             want = f"{self._env_dtype} (e.g. raw uint8 image pixels; the graph normalises them)"
         return ObservationError(f"observation dtype {x.dtype} is wrong: expected {want}")
+
+    def _range_error(self, flat: np.ndarray, batched: bool) -> ObservationError:
+        """The first element outside its io term's plausible range, named (slow path)."""
+        assert self._ranges is not None and self._obs_low is not None and self._obs_high is not None
+        bad = np.argwhere((flat < self._obs_low) | (flat > self._obs_high))[0]
+        k, i = int(bad[0]), int(bad[1])
+        lo, hi = self._obs_low[i], self._obs_high[i]
+        sample = f" (sample {k})" if batched else ""
+        return ObservationError(
+            f"observation term {self._ranges.where(i)} = {float(flat[k, i]):.6g}{sample} outside its io range "
+            f"[{lo:g}, {hi:g}]{self._ranges.unit(i)}: wrong observation order or units? (contract.json io.observation)")
 
     def _raise_non_finite(self, x: np.ndarray, cast: np.ndarray, batched: bool = False) -> None:
         """Raise ObservationError naming the first NaN/inf (or float overflow in the cast)."""

@@ -85,3 +85,61 @@ def test_compact_imported_policy(tmp_path, source):
     (name,) = payload["agent"]["nets"]
     widths = compacted["agent"]["nets"][name]["spec"]["kwargs"]["hidden"]
     assert widths == ([16, 16] if source == "cleanrl" else [15])
+
+
+def _rsl_rl_recurrent(tmp_path, kind: str = "lstm") -> str:
+    """A tiny rsl_rl 4.x+ recurrent actor for Pendulum-v1 (3 observations, 1 action), saved as its runner does."""
+    pytest.importorskip("rsl_rl")
+    from rsl_rl.algorithms import PPO
+    from rsl_rl.models import RNNModel
+    from tensordict import TensorDict
+
+    obs = TensorDict({"policy": torch.zeros(4, 3)}, batch_size=[4])
+    groups = {"actor": ["policy"], "critic": ["policy"]}
+    torch.manual_seed(0)
+    actor = RNNModel(obs, groups, "actor", 1, hidden_dims=[8], obs_normalization=True, rnn_type=kind,
+                     rnn_hidden_dim=8, rnn_num_layers=2,
+                     distribution_cfg={"class_name": "rsl_rl.modules.distribution:GaussianDistribution"})
+    critic = RNNModel(obs, groups, "critic", 1, hidden_dims=[8], rnn_type=kind, rnn_hidden_dim=8)
+    path = tmp_path / "model_0.pt"
+    torch.save({**PPO(actor, critic, storage=None).save(), "iter": 0, "infos": None}, path)
+    return str(path)
+
+
+def test_cli_recurrent_import_compact_deploy_run(tmp_path, capsys):
+    """A recurrent rsl_rl actor through every command: import, compact (to itself), deploy (contract
+    ``recurrent`` section, reference = one fed-back episode), run (runtime == torch, state reset per
+    episode); the feed-forward-only paths refuse in one line naming what to use instead."""
+    from edgerl.cli import main
+
+    src = _rsl_rl_recurrent(tmp_path)
+    assert main(["import", src, "--from", "rsl_rl", "--env", "Pendulum-v1", "-o", str(tmp_path / "p.pt")]) == 0
+    assert "LSTM 2x8" in capsys.readouterr().out
+    compacted, report = compact_checkpoint(load_checkpoint(tmp_path / "p.pt"), recorded_steps=16)
+    assert report.params_before == report.params_after and max(report.max_abs_diff.values()) <= 1e-5
+    assert compacted["agent"]["nets"]["policy"]["spec"]["type"] == "rnn_mlp"
+    assert main(["deploy", str(tmp_path / "p.pt"), "--target", "x86-cpu", "-o", str(tmp_path / "bundle"),
+                 "--recorded-steps", "16"]) == 0
+    contract = json.loads((tmp_path / "bundle" / "contract.json").read_text())
+    assert contract["recurrent"] == {"kind": "lstm", "inputs": ["h_in", "c_in"], "outputs": ["h_out", "c_out"],
+                                     "shape": [2, 1, 8], "batch_axis": 1, "dtype": "float32",
+                                     "reset": "zeros_at_episode_start"}
+    assert contract["baked_in"] == ["observation_normalizer", "lstm_memory", "deterministic_head"]
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "bundle"), "--episodes", "2", "--max-steps", "30", "--checkpoint",
+                 str(tmp_path / "p.pt"), "--json", str(tmp_path / "run.json")]) == 0
+    report_run = json.loads((tmp_path / "run.json").read_text())
+    runtime, torch_ret = np.asarray(report_run["runtime_returns"]), np.asarray(report_run["torch_returns"])
+    assert runtime.shape == (2,) and np.abs(runtime - torch_ret).max() <= 1e-3  # same episodes, both paths
+    for argv, message in (
+            (["export", str(tmp_path / "p.pt"), "--precision", "int8", "-o", str(tmp_path / "q.onnx")],
+             "--precision int8 covers feed-forward policies; this one carries a lstm state: export it at "
+             "--precision fp32"),
+            (["export", str(tmp_path / "p.pt"), "--format", "c", "-o", str(tmp_path / "c")],
+             "C export covers feed-forward policies; this one carries a lstm state: export ONNX"),
+            (["distill", str(tmp_path / "p.pt"), "-o", str(tmp_path / "s.pt")],
+             "cannot distil a recurrent (lstm) teacher")):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

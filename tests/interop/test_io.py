@@ -76,3 +76,33 @@ def test_parse_io_errors(doc, match):
 def test_io_action_width_mismatch(tmp_path):
     with pytest.raises(ConfigError, match="action.offset has 3 entries but the network outputs 2 actions"):
         _ckpt(tmp_path, {"action": {"offset": [0, 0, 0]}})
+
+
+def test_io_observation_ranges_land_in_contract(tmp_path):
+    """Per-term plausible ranges: one number broadcast to the term, or one per element; the runtime
+    parses them from the contract (its act() check is tested in tests/runtime/test_recurrent.py)."""
+    io = copy.deepcopy(IO)
+    io["observation"]["terms"][0].update(low=-2, high=[1.5, 2.5])
+    io["observation"]["terms"][1].update(high=3.2)
+    ckpt = _ckpt(tmp_path, io)
+    contract = build_contract(ckpt, policy_from_checkpoint(ckpt), checkpoint="m.pt", sha256="0", steps=None,
+                              opset=18, versions={})
+    vel, pos = contract["io"]["observation"]["terms"]
+    assert vel["low"] == [-2.0, -2.0] and vel["high"] == [1.5, 2.5] and pos["high"] == [3.2] * 3 and "low" not in pos
+    ranges = parse_contract(contract).obs_ranges
+    assert ranges is not None and ranges.where(3) == "pos[1]"
+    assert ranges.low.tolist() == [-2.0, -2.0] + [float("-inf")] * 3 and ranges.high.tolist()[1:] == [2.5] + [3.2] * 3
+
+
+@pytest.mark.parametrize("term,message", [
+    ({"low": [0, 1, 2]}, r"terms\[0\].low \(vel\) must be one finite number or 2 of them"),
+    ({"high": ".inf"}, "must be a number or a list of numbers"),
+    ({"low": 1, "high": 1}, r"low\[0\] = 1 is not below high\[0\] = 1"),
+    ({"lo": 1}, r"terms\[0\] must be \{name, size, unit, scale, low, high\}"),
+])
+def test_io_bad_observation_range_is_one_line(term, message):
+    io = copy.deepcopy(IO)
+    io["observation"]["terms"][0].update(term)
+    with pytest.raises(ConfigError, match=message) as e:
+        parse_io(io)
+    assert "\n" not in str(e.value)

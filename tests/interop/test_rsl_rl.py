@@ -133,7 +133,20 @@ def test_rsl_rl_unknown_and_recurrent(tmp_path):
     torch.save({"weights": {"layer.weight": torch.zeros(2, 2)}}, tmp_path / "odd.pt")
     with pytest.raises(ImportLayoutError, match=r"keys found: weights.*known layouts: v1/2.x"):
         import_policy(tmp_path / "odd.pt", "rsl_rl")
-    torch.save({"model_state_dict": {"actor.0.weight": torch.zeros(4, 2), "memory_a.rnn.weight_ih_l0": torch.zeros(4, 2)}},
-               tmp_path / "rnn.pt")
-    with pytest.raises(ImportLayoutError, match="recurrent"):
-        import_policy(tmp_path / "rnn.pt", "rsl_rl")
+    cases = {  # malformed recurrent actors: each a one-line error naming what is wrong
+        "lacks its weight_ih_l<k>/weight_hh_l<k>": {"memory_a.rnn.weight_ih_l0": torch.zeros(4, 2)},
+        "bidirectional or projected": {**torch.nn.GRU(2, 3, bidirectional=True).state_dict()},
+        "neither an LSTM": {"weight_ih_l0": torch.zeros(10, 2), "weight_hh_l0": torch.zeros(10, 5)},
+        "takes 4 inputs but the gru memory gives 3": {**torch.nn.GRU(2, 3).state_dict()},
+    }
+    for i, (message, rnn) in enumerate(cases.items()):
+        state = {"actor.0.weight": torch.zeros(2, 4), "actor.0.bias": torch.zeros(2),
+                 **{k if k.startswith("memory_a.") else f"memory_a.rnn.{k}": v for k, v in rnn.items()}}
+        torch.save({"model_state_dict": state}, tmp_path / f"rnn{i}.pt")
+        with pytest.raises(ImportLayoutError, match=message) as e:
+            import_policy(tmp_path / f"rnn{i}.pt", "rsl_rl")
+        assert "\n" not in str(e.value)
+    torch.save({"actor_state_dict": {"mlp.0.weight": torch.zeros(2, 4), "memory.rnn.weight_ih_l0": torch.zeros(4, 2)}},
+               tmp_path / "other.pt")
+    with pytest.raises(ImportLayoutError, match=r"memory at \['memory'\] where edgerl expects the actor's at rnn.rnn"):
+        import_policy(tmp_path / "other.pt", "rsl_rl")

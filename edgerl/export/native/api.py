@@ -151,6 +151,10 @@ def export_c(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = N
         raise NativeExportError(f"C export takes vector observations (float, 1-D); this policy observes "
                                 f"{space['dtype']}{list(space['shape'])} (image/CNN policies are out of scope: export ONNX)")
     policy = policy_from_checkpoint(ckpt)
+    if policy.recurrent is not None:
+        raise NativeExportError(f"C export covers feed-forward policies; this one carries a {policy.recurrent.rnn_type} "
+                                "state: export ONNX (edgerl export, the default --format onnx) and run it with the "
+                                "ort-cpu/ort-cuda/trt backends")
     program = lower_policy(policy)
     sha = source_sha256 or sha256_file(ckpt_file)
     contract = build_contract(ckpt, policy, checkpoint=os.fspath(ckpt_path), sha256=sha, steps=None, opset=0,

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, BundleError
 from ..graph import graph_content, graph_precision
 from ..profile import TargetProfile
-from . import Backend, register_backend
+from . import Backend, recurrent_io, register_backend
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,17 @@ def _np_dtype(ort_type: str, what: str, path: str) -> np.dtype:
         raise BundleError(f"{path}: {what} has unsupported type {ort_type}; re-export the policy") from None
 
 
+def _state_shape(inputs: list[Any], path: str) -> tuple[int, ...]:
+    """``(layers, 1, hidden)`` of a recurrent graph's state inputs (float32 ``[layers, batch, hidden]``)."""
+    shapes = {tuple(i.shape[:1]) + tuple(i.shape[2:]) for i in inputs}
+    if (len(shapes) != 1 or any(i.type != "tensor(float)" or len(i.shape) != 3 for i in inputs)
+            or not all(isinstance(d, int) and d > 0 for d in next(iter(shapes)))):
+        raise BundleError(f"{path}: state inputs {[(i.name, i.type, i.shape) for i in inputs]} must all be float32 "
+                          "[layers, batch, hidden] with fixed layers and hidden; re-export the policy")
+    layers, hidden = next(iter(shapes))
+    return (layers, 1, hidden)
+
+
 class _OrtBackend(Backend):
     """Shared session setup; subclasses choose the execution providers."""
 
@@ -62,28 +73,47 @@ class _OrtBackend(Backend):
         except Exception as e:  # ORT raises its own exception types for bad models
             raise BundleError(f"{path}: ONNX Runtime cannot load the model ({e}); re-export the policy") from None
         inputs, outputs = self._sess.get_inputs(), self._sess.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise BundleError(f"{path}: expected one input 'obs' and one output 'action', got "
-                              f"{[i.name for i in inputs]} -> {[o.name for o in outputs]}; re-export the policy")
-        inp, out = inputs[0], outputs[0]
-        self.input_name, self.output_name = inp.name, out.name
+        obs_name, act_name, self.state_inputs, self.state_outputs = recurrent_io(
+            [i.name for i in inputs], [o.name for o in outputs], path)
+        inp = next(i for i in inputs if i.name == obs_name)
+        self.input_name, self.output_name = obs_name, act_name
         self.input_dtype = _np_dtype(inp.type, f"input {inp.name!r}", path)
         if any(not isinstance(d, int) for d in inp.shape[1:]):
             raise BundleError(f"{path}: input {inp.name!r} has dynamic non-batch dims {inp.shape}; "
                               "only the batch dimension may be dynamic")
         self.input_shape = tuple(inp.shape[1:])
+        if self.state_inputs:
+            self.state_shape = _state_shape([i for i in inputs if i.name in self.state_inputs], path)
         # ORT runs the graph as exported: its precision is the graph's content (Q/DQ nodes, float16 weights).
         try:
             self.precision = graph_precision(graph_content(path))
         except (OSError, ValueError):
             self.precision = "fp16" if self.input_dtype == np.float16 else "fp32"
         self.single_input = np.zeros((1, *self.input_shape), self.input_dtype)
+        self.single_state = tuple(self.zero_state(1))
         # One dry run tells the output's per-sample shape and dtype (dims may be symbolic in the graph).
-        first = self._sess.run([self.output_name], {self.input_name: self.single_input})[0]
-        self.output_shape, self.output_dtype = tuple(first.shape[1:]), first.dtype
+        first = self._sess.run([self.output_name, *self.state_outputs], self._feed(self.single_input, self.single_state))
+        self.output_shape, self.output_dtype = tuple(first[0].shape[1:]), first[0].dtype
+        if any(o.shape != self.state_shape or o.dtype != np.float32 for o in first[1:]):
+            raise BundleError(f"{path}: state outputs {[(o.shape, str(o.dtype)) for o in first[1:]]} do not match the "
+                              f"float32 state inputs {self.state_shape}; re-export the policy")
+        self.single_state_out = tuple(np.zeros(self.state_shape, np.float32) for _ in self.state_outputs)
+
+    def _feed(self, obs: np.ndarray, state: tuple[np.ndarray, ...] | list[np.ndarray]) -> dict[str, np.ndarray]:
+        return {self.input_name: obs, **dict(zip(self.state_inputs, state, strict=True))}
 
     def run(self, obs_batch: np.ndarray) -> np.ndarray:
+        if self.state_inputs:
+            return self._sess.run([self.output_name], self._feed(obs_batch, self.zero_state(len(obs_batch))))[0]
         return self._sess.run([self.output_name], {self.input_name: obs_batch})[0]
+
+    def run_single(self) -> np.ndarray:
+        if not self.state_inputs:
+            return self.run(self.single_input)
+        out = self._sess.run([self.output_name, *self.state_outputs], self._feed(self.single_input, self.single_state))
+        for buf, got in zip(self.single_state_out, out[1:], strict=True):
+            buf[...] = got
+        return out[0]
 
     @property
     def providers(self) -> list[str]:
@@ -131,6 +161,14 @@ class OrtCpuBackend(_OrtBackend):
         )
         self._binding.bind_ortvalue_input(self.input_name, self._bound[0])
         self._binding.bind_ortvalue_output(self.output_name, self._bound[1])
+        # A recurrent graph's state: inputs read from single_state, outputs written to single_state_out.
+        self._state_values = []
+        for name, buf in (*zip(self.state_inputs, self.single_state, strict=True),
+                          *zip(self.state_outputs, self.single_state_out, strict=True)):
+            value = ort.OrtValue.ortvalue_from_numpy(buf)
+            self._state_values.append(value)
+            (self._binding.bind_ortvalue_input if name in self.state_inputs else
+             self._binding.bind_ortvalue_output)(name, value)
 
     def run_single(self) -> np.ndarray:
         self._sess.run_with_iobinding(self._binding)

@@ -16,6 +16,10 @@ TensorRT, and every builder setting is part of the engine's cache key (:func:`bu
 Version notes: TensorRT 8.5 needs the EXPLICIT_BATCH network flag (implicit batch was removed in
 10, the flag deprecated, and it may be gone in 11); the name-based I/O API used here
 (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) exists from 8.5 on.
+
+A recurrent graph (``obs, h_in[, c_in] -> action, h_out[, c_out]``) gets an optimization profile
+for each state input too (batch on axis 1, :func:`profile_shapes`) and a device buffer per state
+tensor; ``run_single`` copies ``single_state`` in and ``single_state_out`` back with the action.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ..errors import BackendUnavailableError, BundleError
 from ..fileio import atomic_write, atomic_write_text, sha256_file
 from ..graph import graph_content, graph_precision
 from ..profile import TargetProfile
-from . import Backend, register_backend
+from . import Backend, recurrent_io, register_backend
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +157,25 @@ def builder_settings(*, onnx_sha256: str, trt_version: str, gpu: str, sm: tuple[
     }
 
 
+def profile_shapes(shape: tuple[int, ...], max_batch: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """``(min, opt, max)`` optimization-profile shapes of a network input whose one dynamic (-1)
+    dimension is the batch: axis 0 for ``obs``, axis 1 for a recurrent state ``[layers, batch, hidden]``.
+    The control loop's batch 1 is min and opt; the profile's ``max_batch`` is max.
+
+    Raises:
+        BundleError: The input has no dynamic dimension, or several.
+    """
+    dynamic = [i for i, d in enumerate(shape) if d == -1]
+    if len(dynamic) != 1:
+        raise BundleError(f"TensorRT network input of shape {list(shape)} needs exactly one dynamic (batch) "
+                          "dimension; re-export the policy (edgerl export makes the batch dynamic)")
+
+    def at(n: int) -> tuple[int, ...]:
+        return tuple(n if i == dynamic[0] else int(d) for i, d in enumerate(shape))
+
+    return at(1), at(1), at(max_batch)
+
+
 def engine_key(settings: dict[str, Any]) -> str:
     """Short sha256 of the builder settings (canonical JSON)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
@@ -232,10 +255,10 @@ def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, cache_dir
                           "re-export with an opset this TensorRT supports, or use backend ort-cuda/ort-cpu")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, profile.trt_workspace_mb << 20)
-    inp = network.get_input(0)
-    sample = tuple(inp.shape)[1:]
     opt = builder.create_optimization_profile()
-    opt.set_shape(inp.name, (1, *sample), (1, *sample), (profile.max_batch, *sample))
+    for i in range(network.num_inputs):  # obs, and a recurrent graph's state (batch on axis 1)
+        inp = network.get_input(i)
+        opt.set_shape(inp.name, *profile_shapes(tuple(inp.shape), profile.max_batch))
     config.add_optimization_profile(opt)
     for name in settings["builder_flags"]:
         config.set_flag(getattr(trt.BuilderFlag, name))
@@ -291,13 +314,20 @@ class TensorRTBackend(Backend):
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         ins = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outs = [n for n in names if n not in ins]
-        if len(ins) != 1 or len(outs) != 1:
-            raise BundleError(f"{onnx_path}: expected one input and one output, got {ins} -> {outs}; re-export the policy")
-        self.input_name, self.output_name = ins[0], outs[0]
+        self.input_name, self.output_name, self.state_inputs, self.state_outputs = recurrent_io(
+            ins, outs, os.fspath(onnx_path))
         self.input_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.input_name)))
         self.output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.output_name)))
         self.input_shape = tuple(engine.get_tensor_shape(self.input_name))[1:]
         self.max_batch = int(engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        if self.state_inputs:  # [layers, batch, hidden], float32, batch on axis 1
+            shapes = {tuple(engine.get_tensor_shape(n)) for n in (*self.state_inputs, *self.state_outputs)}
+            dtypes = {np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in (*self.state_inputs, *self.state_outputs)}
+            shape = next(iter(shapes))
+            if len(shapes) != 1 or dtypes != {np.dtype(np.float32)} or len(shape) != 3 or shape[1] != -1:
+                raise BundleError(f"{onnx_path}: state tensors {sorted(shapes)} {sorted(map(str, dtypes))} are not all "
+                                  "float32 [layers, batch, hidden]; re-export the policy")
+            self.state_shape = (int(shape[0]), 1, int(shape[2]))
         # What runs: the graph's own precision (strongly typed) or what the builder flags allowed.
         meta_path = path.with_suffix(".json")
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -317,26 +347,48 @@ class TensorRTBackend(Backend):
         self._h_in, self._h_out = self._host_in.ctypes.data, self._host_out.ctypes.data
         self._d_in = int(_cuda(cudart, cudart.cudaMalloc(self._host_in.nbytes), "cudaMalloc"))
         self._d_out = int(_cuda(cudart, cudart.cudaMalloc(self._host_out.nbytes), "cudaMalloc"))
+        # A recurrent graph's state: one device buffer per state tensor, sized for max_batch; the
+        # host side is single_state / single_state_out at batch 1 (contiguous [layers, n, hidden]).
+        self.single_state = tuple(self.zero_state(1))
+        self.single_state_out = tuple(self.zero_state(1))
+        state_max = self.zero_state(self.max_batch)[0].nbytes if self.state_inputs else 0
+        self._d_state_in = [int(_cuda(cudart, cudart.cudaMalloc(state_max), "cudaMalloc")) for _ in self.state_inputs]
+        self._d_state_out = [int(_cuda(cudart, cudart.cudaMalloc(state_max), "cudaMalloc")) for _ in self.state_outputs]
         self._stream = _cuda(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._context.set_tensor_address(self.input_name, self._d_in)
         self._context.set_tensor_address(self.output_name, self._d_out)
+        for name, ptr in (*zip(self.state_inputs, self._d_state_in, strict=True),
+                          *zip(self.state_outputs, self._d_state_out, strict=True)):
+            self._context.set_tensor_address(name, ptr)
         self._gpu = gpu_info(cudart)
 
     def _set_batch(self, n: int) -> None:
         if not self._context.set_input_shape(self.input_name, (n, *self.input_shape)):
             raise RuntimeError(f"TensorRT rejected input shape {(n, *self.input_shape)}")
+        for name in self.state_inputs:
+            layers, _, hidden = self.state_shape
+            if not self._context.set_input_shape(name, (layers, n, hidden)):
+                raise RuntimeError(f"TensorRT rejected state shape {(layers, n, hidden)} of {name!r}")
         self._batch = n
 
-    def _execute(self, n: int) -> np.ndarray:
+    def _execute(self, n: int, state_in: tuple[np.ndarray, ...] | list[np.ndarray] = (),
+                 state_out: tuple[np.ndarray, ...] | list[np.ndarray] = ()) -> np.ndarray:
+        """Run batch ``n``; a recurrent graph reads ``state_in`` and writes ``state_out`` (each a
+        contiguous float32 ``[layers, n, hidden]`` host array)."""
         cudart, stream = self._cudart, self._stream
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         if n != self._batch:
             self._set_batch(n)
-        _cuda(cudart, cudart.cudaMemcpyAsync(self._d_in, self._h_in, n * self._in_bytes,
-                                             cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync H2D")
+        _cuda(cudart, cudart.cudaMemcpyAsync(self._d_in, self._h_in, n * self._in_bytes, h2d, stream),
+              "cudaMemcpyAsync H2D")
+        for host, dev in zip(state_in, self._d_state_in, strict=True):
+            _cuda(cudart, cudart.cudaMemcpyAsync(dev, host.ctypes.data, host.nbytes, h2d, stream), "cudaMemcpyAsync H2D")
         if not self._context.execute_async_v3(int(stream)):
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
-        _cuda(cudart, cudart.cudaMemcpyAsync(self._h_out, self._d_out, n * self._out_bytes,
-                                             cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync D2H")
+        _cuda(cudart, cudart.cudaMemcpyAsync(self._h_out, self._d_out, n * self._out_bytes, d2h, stream),
+              "cudaMemcpyAsync D2H")
+        for host, dev in zip(state_out, self._d_state_out, strict=True):
+            _cuda(cudart, cudart.cudaMemcpyAsync(host.ctypes.data, dev, host.nbytes, d2h, stream), "cudaMemcpyAsync D2H")
         _cuda(cudart, cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
         return self._host_out[:n]
 
@@ -345,10 +397,12 @@ class TensorRTBackend(Backend):
         if n > self.max_batch:
             raise ValueError(f"batch {n} exceeds the engine's max batch {self.max_batch} (profile max_batch)")
         self._host_in[:n] = obs_batch
+        if self.state_inputs:  # the first step of n episodes: zero state in, next state discarded
+            return self._execute(n, self.zero_state(n), self.zero_state(n)).copy()
         return self._execute(n).copy()
 
     def run_single(self) -> np.ndarray:
-        return self._execute(1)
+        return self._execute(1, self.single_state, self.single_state_out)
 
     def describe(self) -> str:
         name, major, minor = self._gpu
@@ -358,8 +412,9 @@ class TensorRTBackend(Backend):
         if getattr(self, "_stream", None) is None:
             return
         cudart = self._cudart
-        for ptr in (self._d_in, self._d_out):
+        for ptr in (self._d_in, self._d_out, *self._d_state_in, *self._d_state_out):
             cudart.cudaFree(ptr)
+        self._d_state_in, self._d_state_out = [], []
         cudart.cudaStreamDestroy(self._stream)
         self._d_in = self._d_out = 0
         self._stream = None
