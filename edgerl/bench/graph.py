@@ -151,7 +151,7 @@ def count_graph(model_or_path: Any) -> GraphCounts:
     for node in graph.node:
         if node.op_type in RNN_OPS:
             steps = _rnn_steps(node, shapes)
-            macs += _rnn_macs(node, shapes, steps if steps is not None else (known_steps or [None])[0])
+            macs += _rnn_macs(node, shapes, steps if steps is not None else next(iter(known_steps), None))
             layers += 1
             param_names.update(n for n in (initializer_of(node.input[i]) for i in (1, 2, 3, 7)
                                            if i < len(node.input) and node.input[i]) if n is not None)
