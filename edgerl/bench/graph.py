@@ -1,10 +1,13 @@
 """Parameter and MAC counts read from an ONNX graph (for bundles, where no torch module exists).
 
 MACs count MatMul, Gemm and Conv per sample, as :func:`edgerl.bench.macs.count_macs` counts the
-Linear and Conv layers of a torch module: ``output elements x reduction length``. Shapes come from
+Linear and Conv layers of a torch module: ``output elements x reduction length``; a recurrent
+memory's LSTM/GRU/RNN node counts ``steps x gates x hidden x (input + hidden)`` (the elements of
+its ``W`` and ``R`` weights per step; one node per layer). Shapes come from
 ONNX shape inference with the batch dimension fixed to 1. Parameters are the elements of the
 initializers those nodes read (weights and biases, also through a Cast, Transpose, Identity or
-DequantizeLinear), plus the bias of an Add that follows a MatMul. Normaliser statistics, action
+DequantizeLinear), plus the bias of an Add that follows a MatMul, and an RNN node's ``W``, ``R``,
+``B`` (and LSTM peepholes ``P``). Normaliser statistics, action
 bounds and other constants are not parameters, as they are buffers in torch.
 """
 
@@ -18,6 +21,8 @@ from typing import Any
 from edgerl.errors import BackendUnavailableError, BundleError
 
 COUNTED_OPS = ("MatMul", "Gemm", "Conv")
+RNN_OPS = ("LSTM", "GRU", "RNN")
+"""ONNX recurrent nodes: inputs ``X, W, R, B, sequence_lens, initial_h[, initial_c, P]``."""
 _PASS_THROUGH = ("Cast", "Transpose", "Identity", "DequantizeLinear", "Reshape")
 
 
@@ -26,11 +31,12 @@ class GraphCounts:
     """Counts of one ONNX graph."""
 
     params: int
-    """Elements of the weight and bias initializers of MatMul/Gemm/Conv (and MatMul's Add bias)."""
+    """Elements of the weight and bias initializers of MatMul/Gemm/Conv (and MatMul's Add bias) and
+    of LSTM/GRU/RNN nodes."""
     macs: int
-    """Multiply-accumulates of MatMul/Gemm/Conv for one sample."""
+    """Multiply-accumulates of MatMul/Gemm/Conv and LSTM/GRU/RNN for one sample (one control step)."""
     layers: int
-    """Number of MatMul/Gemm/Conv nodes counted."""
+    """Number of MatMul/Gemm/Conv and LSTM/GRU/RNN nodes counted."""
 
 
 def _import_onnx() -> Any:
@@ -87,6 +93,23 @@ def _reduction(node: Any, shapes: dict[str, tuple[int | None, ...]]) -> int | No
     return b[0] if b is not None and len(b) >= 2 else None
 
 
+def _rnn_steps(node: Any, shapes: dict[str, tuple[int | None, ...]]) -> int | None:
+    x = shapes.get(node.input[0])
+    layout = next((at.i for at in node.attribute if at.name == "layout"), 0)
+    return None if x is None or len(x) != 3 else x[1 if layout else 0]
+
+
+def _rnn_macs(node: Any, shapes: dict[str, tuple[int | None, ...]], steps: int | None) -> int:
+    """Per-sample MACs of an LSTM/GRU/RNN node: ``steps x (|W| + |R|)``, i.e. per step and direction
+    ``gates x hidden x (input + hidden)`` (the gates' matrix products; element-wise gate maths left out)."""
+    w, r = shapes.get(node.input[1]), shapes.get(node.input[2])
+    per_step = None if _numel(w) is None or _numel(r) is None else _numel(w) + _numel(r)  # type: ignore[operator]
+    if steps is None or per_step is None:
+        raise BundleError(f"cannot count {node.op_type} node {node.name or node.output[0]!r}: its sequence length or "
+                          "weight shapes are unknown after ONNX shape inference")
+    return int(steps * per_step)
+
+
 def count_graph(model_or_path: Any) -> GraphCounts:
     """Parameters and per-sample MACs of an ONNX model (a ``ModelProto`` or a file path).
 
@@ -122,11 +145,24 @@ def count_graph(model_or_path: Any) -> GraphCounts:
     for node in graph.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
+    # A stacked memory's upper layers read the layer below through a Reshape whose shape inference
+    # loses the sequence length (the dynamo exporter): they run as many steps as the first layer.
+    known_steps = [s for s in (_rnn_steps(n, shapes) for n in graph.node if n.op_type in RNN_OPS) if s is not None]
     for node in graph.node:
+        if node.op_type in RNN_OPS:
+            steps = _rnn_steps(node, shapes)
+            macs += _rnn_macs(node, shapes, steps if steps is not None else next(iter(known_steps), None))
+            layers += 1
+            param_names.update(n for n in (initializer_of(node.input[i]) for i in (1, 2, 3, 7)
+                                           if i < len(node.input) and node.input[i]) if n is not None)
+            continue
         if node.op_type not in COUNTED_OPS:
             continue
         k = _reduction(node, shapes)
-        out = _numel(shapes.get(node.output[0]))
+        out_shape = shapes.get(node.output[0])
+        if node.op_type == "Gemm" and out_shape is not None and len(out_shape) == 2 and out_shape[0] is None:
+            out_shape = (1, out_shape[1])  # a Gemm's rows are the batch (lost behind a stacked RNN's Reshape)
+        out = _numel(out_shape)
         if k is None or out is None:
             raise BundleError(f"cannot count {node.op_type} node {node.name or node.output[0]!r}: its shapes are "
                               "unknown after ONNX shape inference (dynamic non-batch dimensions?)")

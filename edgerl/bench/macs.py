@@ -1,7 +1,9 @@
 """Parameter and multiply-accumulate counts of a network, measured by running it once.
 
-MACs count the Linear and Conv layers (what dominates inference); element-wise ops, pooling
-and normalisation are left out, as is usual in pruning papers.
+MACs count the Linear and Conv layers (what dominates inference) and the gates' matrix products of
+LSTM/GRU/RNN memories (per time step and layer: ``gates x hidden x (input + hidden)``, gates 4 for
+an LSTM, 3 for a GRU, 1 for an RNN); element-wise ops, pooling and normalisation are left out, as is
+usual in pruning papers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,22 @@ def count_params(*modules: nn.Module) -> int:
     return total
 
 
+RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+"""Gate blocks of each torch recurrent mode (rows of ``weight_ih`` per hidden unit)."""
+
+
+def rnn_step_macs(m: nn.RNNBase) -> int:
+    """MACs of one time step of a torch LSTM/GRU/RNN for one sample: per layer and direction
+    ``gates x hidden x (input + hidden)``, the input of layers after the first being the previous
+    layer's output."""
+    dirs = 2 if m.bidirectional else 1
+    total = 0
+    for layer in range(m.num_layers):
+        width = m.input_size if layer == 0 else m.hidden_size * dirs
+        total += dirs * RNN_GATES[m.mode] * m.hidden_size * (width + m.hidden_size)
+    return total
+
+
 @torch.no_grad()
 def count_macs(model: nn.Module, *inputs: Any) -> int:
     """MACs of one forward pass of ``model`` on ``inputs``, per sample of the batch."""
@@ -38,9 +56,17 @@ def count_macs(model: nn.Module, *inputs: Any) -> int:
         per_out = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
         total += out.numel() // out.shape[0] * per_out
 
+    def rnn_hook(m: nn.RNNBase, inp: tuple, out: Any) -> None:
+        nonlocal total
+        x = inp[0]
+        steps = x.shape[0] if x.dim() == 2 else x.shape[1 if m.batch_first else 0]
+        total += int(steps) * rnn_step_macs(m)
+
     handles = []
     for m in model.modules():
-        if isinstance(m, nn.Linear):
+        if isinstance(m, nn.RNNBase):
+            handles.append(m.register_forward_hook(rnn_hook))
+        elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))
         elif isinstance(m, nn.Conv2d):
             handles.append(m.register_forward_hook(conv_hook))

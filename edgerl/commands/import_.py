@@ -10,7 +10,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="the library's file: SB3 model.zip, rsl_rl model_N.pt, CleanRL "
                                               ".cleanrl_model, skrl agent_N.pt")
     p.add_argument("--from", dest="library", required=True, choices=("sb3", "rsl_rl", "cleanrl", "skrl", "onnx"),
-                   help="the library that wrote SRC (onnx: any single-input single-output policy graph)")
+                   help="the library that wrote SRC (onnx: any single-input single-output policy graph, or "
+                        "a recurrent one whose state --io names)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="policy checkpoint to write (--from onnx: folder for policy.onnx + contract.json, or the "
                         "bundle with --target)")
@@ -84,7 +85,10 @@ def _run_onnx(args: argparse.Namespace) -> int:
     print(f"imported onnx policy {args.src} -> {res['output']} ({kind})")
     print(f"  io         obs {res['obs_shape']} -> action {res['action']}, opset {res['opset']}")
     print(f"  baked in   {', '.join(res['baked_in'])}")
-    print(f"  checked    onnx.checker; ONNX Runtime vs the original graph on {res['checked_obs']} observations: "
-          f"max |diff| {res['max_abs_diff']:.2e}")
+    rec = res["recurrent"]
+    if rec is not None:
+        print(f"  recurrent  state {rec['state']} of shape {rec['shape']}, zeros at episode start")
+    print(f"  checked    onnx.checker; ONNX Runtime vs the original graph on {res['checked_obs']} observations"
+          f"{' as one stream, state fed back' if rec else ''}: max |diff| {res['max_abs_diff']:.2e}")
     print("  note       compaction and distillation need a torch policy: import the library's checkpoint for those")
     return 0

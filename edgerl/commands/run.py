@@ -52,7 +52,9 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
     policy.reset_stats()
     result["runtime_returns"] = rollout(policy.act, env_id, episodes, seed, max_steps, policy.reset)
     result["latency"] = policy.stats()
-    ckpt_path = checkpoint or policy.contract.raw.get("source", {}).get("checkpoint")
+    source = policy.contract.raw.get("source", {})
+    foreign = source.get("kind") == "import:onnx"  # the source is someone's ONNX graph: no torch policy
+    ckpt_path = checkpoint or (None if foreign else source.get("checkpoint"))
     if compare and ckpt_path and Path(ckpt_path).exists():
         import torch
 
@@ -74,6 +76,8 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
 
         result["torch_checkpoint"] = str(ckpt_path)
         result["torch_returns"] = rollout(torch_act, env_id, episodes, seed, max_steps, torch_reset)
+    elif compare and foreign and not checkpoint:
+        result["torch_note"] = "no torch comparison: the bundle wraps an imported ONNX graph"
     elif compare:
         result["torch_note"] = f"no torch comparison: checkpoint {ckpt_path!r} not found (pass --checkpoint)"
     policy.close()

@@ -224,12 +224,21 @@ def ort_sequence(session: Any, obs: np.ndarray, starts: np.ndarray, kind: str, l
     the next step's inputs, zeroed where ``starts[T, B]``. Returns actions ``[T, B, ...]`` and the
     states after each step (each ``[T, layers, B, hidden]``)."""
     ins, outs = state_io_names(kind)
+    return run_state_stream(session, obs, starts, (INPUT_NAME, OUTPUT_NAME, ins, outs), layers, hidden)
+
+
+def run_state_stream(session: Any, obs: np.ndarray, starts: np.ndarray,
+                     names: tuple[str, str, Sequence[str], Sequence[str]], layers: int,
+                     hidden: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`ort_sequence` on a graph with any tensor names: ``(obs, action, state inputs, state
+    outputs)``, each state output fed back as the input it is paired with."""
+    obs_name, act_name, ins, outs = names
     state = [np.zeros((layers, obs.shape[1], hidden), np.float32) for _ in ins]
     actions, states = [], []
     for t in range(len(obs)):
         if starts[t].any():
             state = [np.where(starts[t][None, :, None], np.float32(0.0), s) for s in state]
-        got = session.run([OUTPUT_NAME, *outs], {INPUT_NAME: obs[t], **dict(zip(ins, state, strict=True))})
+        got = session.run([act_name, *outs], {obs_name: obs[t], **dict(zip(ins, state, strict=True))})
         actions.append(got[0])
         state = list(got[1:])
         states.append(state)

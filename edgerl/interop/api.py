@@ -91,6 +91,9 @@ def _check_spaces(imported: ImportedPolicy, obs: dict[str, Any], act: dict[str, 
 
 
 def _apply_io(imported: ImportedPolicy, io: IODescription, source: str) -> None:
+    if io.recurrent is not None:
+        raise ConfigError(f"{source}: recurrent describes the state tensors of an ONNX graph (--from onnx); a "
+                          "library checkpoint records its memory itself: drop the recurrent section")
     if imported.image and (io.terms or io.normalizer is not None):
         raise ConfigError(f"{source}: observation terms and normalisers describe vector observations; "
                           f"the network takes images {imported.obs_shape}")

@@ -18,6 +18,12 @@ One format for every source::
       offset: [0.1, 0.8, ...]     # e.g. default joint positions
       joint_names: [FL_hip, ...]  # the order of the action elements
     control_rate_hz: 50
+    recurrent:                    # optional; only for --from onnx graphs that carry a state
+      kind: lstm                  # lstm (two state tensors) | gru (one) | state (either; the default)
+      state:                      # graph tensor pairs: each output is fed back as its input next step
+        - {input: h_in, output: h_out}
+        - {input: c_in, output: c_out}
+      reset: zeros_at_episode_start   # the only rule the runtime implements
 
 Observation ``scale`` (legged_gym's ``obs_scales``: the env multiplies before the network) and
 the action chain are baked into the exported graph; names, units, joint order and the control
@@ -28,6 +34,12 @@ range in the observation the robot passes to the runtime (the term's unit, befor
 runtime's ``Policy.act`` raises ``ObservationError`` naming the term and element when an
 observation leaves it (a swapped term, degrees for radians, a stale sensor at its rail), instead
 of acting on it. Either side may be left out (unbounded).
+
+``recurrent`` names the state of an ONNX graph with explicit memory (Isaac Lab's exporter writes
+``obs, h_in[, c_in] -> actions, h_out[, c_out]``): ``edgerl import --from onnx`` renames the pairs
+to the contract's ``h_in/h_out[, c_in/c_out]`` and writes its ``recurrent`` section, so the runtime
+feeds each state output back and zeros the state at episode start. Checkpoints of the libraries
+(rsl_rl, SB3's RecurrentPPO) hold their memory's layout themselves and take no ``recurrent`` here.
 """
 
 from __future__ import annotations
@@ -40,6 +52,20 @@ from typing import Any
 import numpy as np
 
 from edgerl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RecurrentIO:
+    """The ``recurrent`` section: which graph tensors carry the state, and when it is reset."""
+
+    kind: str
+    """``lstm``, ``gru`` or ``state`` (a memory of another kind: only its tensors matter)."""
+    inputs: tuple[str, ...]
+    """Graph inputs of the state, in order."""
+    outputs: tuple[str, ...]
+    """Graph outputs of the next state, paired with :attr:`inputs`."""
+    reset: str
+    """``zeros_at_episode_start``."""
 
 
 @dataclass
@@ -57,6 +83,8 @@ class IODescription:
     offset: list[float] | None = None
     joint_names: list[str] | None = None
     control_rate_hz: float | None = None
+    recurrent: RecurrentIO | None = None
+    """The graph's state pairs and reset rule (``--from onnx`` only), or None."""
 
     def obs_scale(self) -> np.ndarray | None:
         """Per-element observation scale from the terms (None when every scale is 1)."""
@@ -163,6 +191,40 @@ def _clip(v: Any, source: str) -> tuple[list[float] | None, list[float] | None]:
     return [-x for x in c], c
 
 
+RECURRENT_IO_KINDS = {"lstm": (2,), "gru": (1,), "state": (1, 2)}
+"""Kinds of ``recurrent.kind`` and how many state pairs each has."""
+
+
+def _recurrent(v: Any, source: str) -> RecurrentIO | None:
+    from edgerl.runtime.contract import RESET_RULES
+
+    if v is None:
+        return None
+    form = "recurrent must be {kind: lstm|gru|state, state: [{input: h_in, output: h_out}, ...], reset: " \
+           f"{RESET_RULES[0]}}}"
+    if not isinstance(v, dict) or "state" not in v or set(v) - {"kind", "state", "reset"}:
+        raise _fail(source, f"{form}, got {v!r}")
+    kind = v.get("kind", "state")
+    if kind not in RECURRENT_IO_KINDS:
+        raise _fail(source, f"recurrent.kind is {kind!r}; expected one of {sorted(RECURRENT_IO_KINDS)}")
+    pairs = v["state"]
+    if (not isinstance(pairs, list) or not all(isinstance(p, dict) and set(p) == {"input", "output"}
+                                               and all(isinstance(x, str) and x for x in p.values()) for p in pairs)):
+        raise _fail(source, f"recurrent.state must be a list of {{input: NAME, output: NAME}}, got {pairs!r}")
+    if len(pairs) not in RECURRENT_IO_KINDS[kind]:
+        raise _fail(source, f"recurrent.state has {len(pairs)} pairs; a {kind} memory has "
+                            f"{' or '.join(map(str, RECURRENT_IO_KINDS[kind]))} (h[, c])")
+    names = [p["input"] for p in pairs] + [p["output"] for p in pairs]
+    if len(set(names)) != len(names):
+        raise _fail(source, f"recurrent.state names a tensor twice: {names}")
+    reset = v.get("reset", RESET_RULES[0])
+    if reset not in RESET_RULES:
+        raise _fail(source, f"recurrent.reset is {reset!r}; the runtime implements only {list(RESET_RULES)} "
+                            "(the state becomes zeros when an episode starts)")
+    return RecurrentIO(kind=kind, inputs=tuple(p["input"] for p in pairs),
+                       outputs=tuple(p["output"] for p in pairs), reset=reset)
+
+
 def parse_io(data: Any, source: str = "io.yaml") -> IODescription:
     """Validate an I/O description mapping.
 
@@ -171,9 +233,10 @@ def parse_io(data: Any, source: str = "io.yaml") -> IODescription:
     """
     if not isinstance(data, dict):
         raise _fail(source, "must be a YAML mapping")
-    unknown = sorted(set(data) - {"observation", "normalizer", "action", "control_rate_hz"})
+    unknown = sorted(set(data) - {"observation", "normalizer", "action", "control_rate_hz", "recurrent"})
     if unknown:
-        raise _fail(source, f"unknown keys {unknown}; known: observation, normalizer, action, control_rate_hz")
+        raise _fail(source, f"unknown keys {unknown}; known: observation, normalizer, action, control_rate_hz, "
+                            "recurrent")
     act = data.get("action") or {}
     if not isinstance(act, dict) or set(act) - {"clip", "scale", "offset", "joint_names"}:
         raise _fail(source, "action takes clip, scale, offset, joint_names")
@@ -191,7 +254,7 @@ def parse_io(data: Any, source: str = "io.yaml") -> IODescription:
         clip_low=low, clip_high=high,
         scale=None if act.get("scale") is None else _numbers(act["scale"], "action.scale", source),
         offset=None if act.get("offset") is None else _numbers(act["offset"], "action.offset", source),
-        joint_names=names, control_rate_hz=rate)
+        joint_names=names, control_rate_hz=rate, recurrent=_recurrent(data.get("recurrent"), source))
 
 
 def read_io(path: str | os.PathLike) -> IODescription:

@@ -10,11 +10,20 @@ The graph must have one input ``[batch, *obs_shape]`` (float32 or uint8) and one
 renamed ``obs``/``action`` (the contract's names); what ``--io`` describes and the graph lacks is
 appended as ONNX nodes: observation scale and normaliser before, action clip -> scale -> offset
 after. The result is checked with ``onnx.checker`` and against the original graph in ONNX Runtime.
+
+A recurrent graph (Isaac Lab's exporter: ``obs, h_in[, c_in] -> actions, h_out[, c_out]``) takes
+its state beside the observation and returns the next one beside the action. ``--io``'s
+``recurrent`` section names the pairs; they are renamed ``h_in/h_out[, c_in/c_out]`` and the
+contract gets the ``recurrent`` section edgerl's own recurrent exports carry, so the runtime feeds
+the state back and zeros it at episode start. Each state tensor must be float32 ``[layers, batch,
+hidden]`` (batch dynamic or 1). The check then runs both graphs as a sequence with episode starts,
+the state fed back by hand into the original.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +31,8 @@ import numpy as np
 
 from edgerl.errors import ConfigError
 from edgerl.interop.common import ImportLayoutError, box_space
-from edgerl.interop.io import IODescription, check_widths
+from edgerl.interop.io import IODescription, RecurrentIO, check_widths
+from edgerl.runtime.contract import state_io_names
 from edgerl.runtime.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 
 MIN_OPSET = 8
@@ -38,9 +48,24 @@ def _onnx() -> Any:
     return onnx
 
 
+def _tensor_names(graph: Any) -> set[str]:
+    names = {vi.name for vi in [*graph.input, *graph.output, *graph.value_info]}
+    names |= {t.name for t in graph.initializer}
+    for node in graph.node:
+        names.update(node.input)
+        names.update(node.output)
+    return names
+
+
 def _rename(graph: Any, old: str, new: str) -> None:
+    """Rename tensor ``old`` to ``new``; a different tensor already called ``new`` is renamed aside."""
     if old == new:
         return
+    if new in _tensor_names(graph):
+        _rename(graph, new, f"{new}_orig_{len(_tensor_names(graph))}")
+    for t in graph.initializer:
+        if t.name == old:
+            t.name = new
     for node in graph.node:
         for i, name in enumerate(node.input):
             if name == old:
@@ -48,13 +73,80 @@ def _rename(graph: Any, old: str, new: str) -> None:
         for i, name in enumerate(node.output):
             if name == old:
                 node.output[i] = new
-    for vi in [*graph.input, *graph.output]:
+    for vi in [*graph.input, *graph.output, *graph.value_info]:
         if vi.name == old:
             vi.name = new
 
 
 def _dims(vi: Any) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+
+
+@dataclass(frozen=True)
+class _State:
+    """A recurrent graph's state tensors (``--io`` ``recurrent``) and the names the contract gives them."""
+
+    kind: str
+    """The contract's kind: ``lstm`` (two state tensors) or ``gru`` (one)."""
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    layers: int
+    hidden: int
+
+    @property
+    def new_inputs(self) -> tuple[str, ...]:
+        return state_io_names(self.kind)[0]
+
+    @property
+    def new_outputs(self) -> tuple[str, ...]:
+        return state_io_names(self.kind)[1]
+
+
+def _split(src: Path, inputs: list[Any], outputs: list[Any], rec: RecurrentIO | None
+           ) -> tuple[Any, Any, _State | None]:
+    """``(observation input, action output, state)`` of the graph, as ``--io`` describes it."""
+    ins, outs = [vi.name for vi in inputs], [vo.name for vo in outputs]
+    if rec is None:
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ImportLayoutError(
+                f"{src}: the graph has inputs {ins} and outputs {outs}; edgerl wraps one observation input and one "
+                "action output. If the others are a recurrent state, name the pairs in --io: recurrent: {state: "
+                "[{input: h_in, output: h_out}], reset: zeros_at_episode_start}")
+        return inputs[0], outputs[0], None
+    for key, names, graph_names in (("input", rec.inputs, ins), ("output", rec.outputs, outs)):
+        missing = [n for n in names if n not in graph_names]
+        if missing:
+            raise ConfigError(f"--io recurrent.state names {key}s {missing} but the graph's {key}s are {graph_names}")
+    obs = [vi for vi in inputs if vi.name not in rec.inputs]
+    act = [vo for vo in outputs if vo.name not in rec.outputs]
+    if len(obs) != 1 or len(act) != 1:
+        raise ImportLayoutError(f"{src}: besides the state --io names, the graph has inputs {[v.name for v in obs]} "
+                                f"and outputs {[v.name for v in act]}; edgerl wraps one observation input and one "
+                                "action output")
+    by_name = {vi.name: vi for vi in [*inputs, *outputs]}
+    shapes = set()
+    for i, o in zip(rec.inputs, rec.outputs, strict=True):
+        for name in (i, o):
+            vi, dims = by_name[name], _dims(by_name[name])
+            elem = _onnx().helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+            if elem != np.float32 or len(dims) != 3 or dims[0] is None or dims[2] is None or dims[1] not in (None, 1):
+                raise ImportLayoutError(f"{src}: state {name} is {elem}{_shown(dims)}; the runtime feeds float32 "
+                                        "[layers, batch, hidden] states (batch dynamic or 1)")
+        di, do = _dims(by_name[i]), _dims(by_name[o])
+        if (di[0], di[2]) != (do[0], do[2]):
+            raise ConfigError(f"--io recurrent.state pairs {i} {_shown(di)} with {o} {_shown(do)}: a state output must "
+                              "have its input's shape")
+        shapes.add((di[0], di[2]))
+    if len(shapes) != 1:
+        raise ImportLayoutError(f"{src}: state tensors {list(rec.inputs)} have different [layers, hidden] "
+                                f"{sorted(shapes)}; the contract holds one state shape")
+    (layers, hidden), = shapes
+    kind = "lstm" if len(rec.inputs) == 2 else "gru"
+    return obs[0], act[0], _State(kind, rec.inputs, rec.outputs, int(layers), int(hidden))
+
+
+def _shown(dims: list[int | None]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
 
 
 class _Chain:
@@ -119,11 +211,15 @@ def _append(onnx: Any, graph: Any, steps: list[tuple[str, np.ndarray]], src: str
         graph.node.append(helper.make_node(op, [names[i], const], [names[i + 1]], name=f"edgerl_{tag}_{op}_{i}"))
 
 
-def _wrap(model: Any, chain: _Chain, in_name: str) -> Any:
+def _wrap(model: Any, chain: _Chain, in_name: str, out_name: str, state: _State | None) -> Any:
     """Rename the graph's tensors and append the chain's nodes (the model is modified in place)."""
     onnx = _onnx()
     graph = model.graph
-    in_vi, out_vi = next(vi for vi in graph.input if vi.name == in_name), graph.output[0]
+    if state is not None:  # first, so that obs/action renames cannot take a state's new name
+        for old, new in zip((*state.inputs, *state.outputs), (*state.new_inputs, *state.new_outputs), strict=True):
+            _rename(graph, old, new)
+    in_vi = next(vi for vi in graph.input if vi.name == in_name)
+    out_vi = next(vo for vo in graph.output if vo.name == out_name)
     _rename(graph, in_vi.name, "obs_raw_in" if chain.pre else "obs")
     _rename(graph, out_vi.name, "action_raw_out" if chain.post else "action")
     if chain.pre:  # a new graph input "obs" feeding the pre chain, whose end is the old input
@@ -142,7 +238,23 @@ def _wrap(model: Any, chain: _Chain, in_name: str) -> Any:
         _append(onnx, graph, chain.post, "action_raw_out", "action", "post")
         graph.output.remove(out_vi)
         graph.output.insert(0, new_out)
+    if state is not None:  # the contract's order: obs, state inputs -> action, state outputs
+        _order(graph.input, ["obs", *state.new_inputs])
+        _order(graph.output, ["action", *state.new_outputs])
     return model
+
+
+def _order(values: Any, first: list[str]) -> None:
+    """Put ``first`` (names) at the front of a repeated ValueInfo field, in that order."""
+    items = [v for v in values]
+    ordered = [*(next(v for v in items if v.name == n) for n in first), *(v for v in items if v.name not in first)]
+    copies = []
+    for v in ordered:
+        c = type(v)()
+        c.CopyFrom(v)
+        copies.append(c)
+    del values[:]
+    values.extend(copies)
 
 
 def _session(model_bytes: bytes) -> Any:
@@ -177,11 +289,7 @@ def import_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, *, io: IODes
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     init_names = {t.name for t in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in init_names]
-    if len(inputs) != 1 or len(model.graph.output) != 1:
-        raise ImportLayoutError(f"{src}: edgerl wraps graphs with one input and one output; this one has inputs "
-                                f"{[vi.name for vi in inputs]} and outputs {[vo.name for vo in model.graph.output]} "
-                                "(recurrent policies with explicit state are not supported yet)")
-    in_vi, out_vi = inputs[0], model.graph.output[0]
+    in_vi, out_vi, state = _split(src, inputs, list(model.graph.output), io.recurrent if io is not None else None)
     in_dims, out_dims = _dims(in_vi), _dims(out_vi)
     if len(in_dims) < 2 or any(d is None for d in in_dims[1:]):
         raise ImportLayoutError(f"{src}: input {in_vi.name} has shape {in_dims}; expected [batch, *obs_shape] "
@@ -227,7 +335,8 @@ def import_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, *, io: IODes
 
     chain = _Chain(io, obs_dim, act_dim, discrete)
     original_bytes = model.SerializeToString()
-    wrapped = _wrap(model, chain, in_vi.name)
+    orig_names = (in_vi.name, out_vi.name, *(() if state is None else (state.inputs, state.outputs)))
+    wrapped = _wrap(model, chain, in_vi.name, out_vi.name, state)
     try:
         onnx.checker.check_model(wrapped, full_check=True)
     except Exception as e:
@@ -242,23 +351,31 @@ def import_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, *, io: IODes
     rng = np.random.default_rng(seed)
     obs = random_observations(obs_space, CHECK_OBS, rng).astype(in_type)
     orig, new = _session(original_bytes), _session(wrapped_bytes)
-    orig_in, orig_out = orig.get_inputs()[0].name, orig.get_outputs()[0].name
-    batch_ok = in_dims[0] is None
-    rows = [obs[i:i + 1] for i in range(len(obs))] if not batch_ok else [obs]
-    got = np.concatenate([new.run(["action"], {"obs": r})[0] for r in rows])
-    ref = np.concatenate([chain.apply(chain.post, orig.run([orig_out], {orig_in: chain.apply(chain.pre, r)
-                                                                        if chain.pre else r})[0]) for r in rows])
+    if state is None:
+        batch_ok = in_dims[0] is None
+        rows = [obs[i:i + 1] for i in range(len(obs))] if not batch_ok else [obs]
+        got = np.concatenate([new.run(["action"], {"obs": r})[0] for r in rows])
+        ref = np.concatenate([chain.apply(chain.post, orig.run([orig_names[1]], {orig_names[0]: chain.apply(
+            chain.pre, r) if chain.pre else r})[0]) for r in rows])
+        got_states: list[np.ndarray] = []
+        ref_states: list[np.ndarray] = []
+    else:
+        got, got_states, ref, ref_states = _check_stream(src, orig, new, obs, chain, state, orig_names)
     if discrete:
         ok = np.array_equal(got, ref)
         gap = float((got != ref).mean())
     else:
         gap = float(np.abs(got.astype(np.float64) - ref).max(initial=0.0))
         ok = bool(np.all(np.isfinite(got))) and gap <= 1e-5
+    for g, r in zip(got_states, ref_states, strict=True):
+        state_gap = float(np.abs(g.astype(np.float64) - r).max(initial=0.0))
+        ok = ok and bool(np.all(np.isfinite(g))) and state_gap <= 1e-5
+        gap = max(gap, state_gap) if not discrete else gap
     if not ok:
         raise ImportLayoutError(f"{src}: the wrapped graph differs from the original by {gap:.3g} in ONNX Runtime "
                                 "(or gives non-finite actions); please report it")
 
-    contract = _contract(src, obs_space, env, discrete, act_shape, chain, io, opset)
+    contract = _contract(src, obs_space, env, discrete, act_shape, chain, io, opset, state)
     out = Path(out_dir)
     if target is None:
         out.mkdir(parents=True, exist_ok=True)
@@ -277,13 +394,44 @@ def import_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, *, io: IODes
             atomic_write_bytes(onnx_path, wrapped_bytes)
             write_bundle(out, onnx_path, contract, obs[:64], got[:64], load_profile(target), overwrite=force)
     return {"output": str(out), "obs_shape": obs_shape, "action": "index" if discrete else act_shape,
+            "recurrent": None if state is None else {"kind": state.kind, "state": list(state.new_inputs),
+                                                     "shape": [state.layers, 1, state.hidden]},
             "baked_in": contract["baked_in"], "max_abs_diff": gap, "checked_obs": len(obs), "opset": opset,
             "bundle": target is not None}
 
 
+def _check_stream(src: Path, orig: Any, new: Any, obs: np.ndarray, chain: _Chain, state: _State,
+                  orig_names: tuple[Any, ...]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """Both graphs over ``obs`` as one stream with episode starts, the original's state fed back by hand:
+    ``(actions, states)`` of the wrapped graph, then of the chain around the original."""
+    from edgerl.export.checks import RESET_EVERY, run_state_stream
+
+    seq = obs[:, None]  # [T, 1, ...]: one stream at the control loop's batch of 1
+    starts = np.zeros((len(obs), 1), bool)
+    starts[::RESET_EVERY] = True
+    try:
+        got, got_states = run_state_stream(new, seq, starts, ("obs", "action", state.new_inputs, state.new_outputs),
+                                           state.layers, state.hidden)
+        ref, ref_states = run_state_stream(orig, chain.apply(chain.pre, seq) if chain.pre else seq, starts,
+                                           orig_names, state.layers, state.hidden)  # type: ignore[arg-type]
+    except Exception as e:  # ORT raises its own exception types
+        raise ImportLayoutError(f"{src}: ONNX Runtime cannot run the graph with the state --io names fed back "
+                                f"({str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__})"
+                                ) from None
+    want = (state.layers, 1, state.hidden)
+    bad = [(n, list(s.shape[1:])) for n, s in zip(state.outputs, ref_states, strict=True) if s.shape[1:] != want]
+    if bad:
+        raise ConfigError(f"--io recurrent.state: the graph returns {bad} for states fed in as {list(want)}; a state "
+                          "output must have its input's shape")
+    ref = chain.apply(chain.post, ref) if chain.post else ref
+    return got[:, 0], got_states, ref[:, 0], ref_states
+
+
 def _contract(src: Path, obs_space: dict[str, Any], env: dict[str, Any] | None, discrete: bool,
-              act_shape: list[int], chain: _Chain, io: IODescription | None, opset: int) -> dict[str, Any]:
+              act_shape: list[int], chain: _Chain, io: IODescription | None, opset: int,
+              state: _State | None = None) -> dict[str, Any]:
     from edgerl.checkpoint import library_versions
+    from edgerl.export.contract import recurrent_section
     from edgerl.runtime.contract import CONTRACT_FORMAT, CONTRACT_VERSION, parse_contract
 
     if discrete:
@@ -319,6 +467,8 @@ def _contract(src: Path, obs_space: dict[str, Any], env: dict[str, Any] | None, 
     }
     if io is not None and io.contract_section():
         contract["io"] = io.contract_section()
+    if state is not None:
+        contract["recurrent"] = recurrent_section(state.kind, state.layers, state.hidden)
     parse_contract(contract, source="contract of the imported ONNX policy")
     return contract
 

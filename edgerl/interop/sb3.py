@@ -1,4 +1,5 @@
-"""Stable-Baselines3 zip archives (``model.save``): PPO/A2C, SAC, TD3/DDPG and DQN MlpPolicies.
+"""Stable-Baselines3 zip archives (``model.save``): PPO/A2C, SAC, TD3/DDPG and DQN MlpPolicies, and
+sb3-contrib's RecurrentPPO ``MlpLstmPolicy``.
 
 The archive's ``data`` member is JSON: objects SB3 could not write as JSON are base64
 cloudpickle under ``:serialized:``, with readable ``str()`` siblings for many of them (the
@@ -10,6 +11,12 @@ algorithm, or ``--activation``).
 SB3's deterministic ``predict`` post-processing is reproduced: SAC/TD3 (and gSDE policies with
 ``squash_output``) squash with tanh and unscale to the action bounds; PPO/A2C clip the Gaussian
 mean to the bounds; DQN and categorical PPO/A2C take the argmax.
+
+RecurrentPPO (``lstm_actor.*`` beside ``mlp_extractor.policy_net.*``, ``action_net``, ``log_std``;
+the critic's ``lstm_critic``/``critic`` and a shared LSTM change nothing for the actor) becomes an
+edgerl ``rnn_mlp``: LSTM -> policy MLP -> action_net, the ``(h, c)`` state explicit and zero at
+episode start, as sb3-contrib's ``predict(obs, state, episode_start)`` zeros it where
+``episode_start`` is set. The post-processing is PPO's (clip the mean to the bounds).
 
 VecNormalize statistics live in a separate pickle (``vecnormalize.pkl``); convert them with
 ``tools/export_vecnormalize.py`` (run where SB3 is) and pass the result as ``--obs-stats``. The
@@ -34,6 +41,7 @@ from edgerl.interop.common import (
     ImportLayoutError,
     build_mlp,
     build_nature_cnn,
+    build_recurrent,
     linear_prefixes,
     load_tensors,
     read_zip_member,
@@ -43,11 +51,12 @@ from edgerl.interop.common import (
 
 LAYOUTS = {
     "ppo/a2c": "mlp_extractor.policy_net.N + action_net (+ log_std)",
+    "recurrentppo": "lstm_actor + mlp_extractor.policy_net.N + action_net + log_std (sb3-contrib MlpLstmPolicy)",
     "sac": "actor.latent_pi.N + actor.mu",
     "td3/ddpg": "actor.mu.N",
     "dqn": "q_net.q_net.N",
 }
-DEFAULT_ACTIVATION = {"ppo/a2c": "tanh", "sac": "relu", "td3/ddpg": "relu", "dqn": "relu"}
+DEFAULT_ACTIVATION = {"ppo/a2c": "tanh", "recurrentppo": "tanh", "sac": "relu", "td3/ddpg": "relu", "dqn": "relu"}
 _TORCH_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "elu": "elu", "selu": "selu", "leakyrelu": "leaky_relu",
                       "gelu": "gelu", "silu": "silu", "softplus": "softplus", "sigmoid": "sigmoid",
                       "mish": "mish", "celu": "celu"}
@@ -125,6 +134,8 @@ def _activation(data: dict[str, Any], layout: str, override: str | None) -> str:
 
 def _layout(state: dict[str, Any]) -> str | None:
     keys = set(state)
+    if "action_net.weight" in keys and "lstm_actor.weight_hh_l0" in keys:
+        return "recurrentppo"
     if "action_net.weight" in keys:
         return "ppo/a2c"
     if "actor.mu.weight" in keys and any(k.startswith("actor.latent_pi.") for k in keys):
@@ -153,10 +164,13 @@ def read_sb3(path: str | os.PathLike, activation: str | None = None) -> Imported
     version = (read_zip_member(path, "_stable_baselines3_version") or b"?").decode(errors="replace").strip()
     notes = [f"Stable-Baselines3 {version} {layout} archive, activation {act}"]
     chain: dict[str, Any] = {}
-    if layout == "ppo/a2c":
+    if layout in ("ppo/a2c", "recurrentppo"):
         layers = [*linear_prefixes(state, "mlp_extractor.shared_net."),
                   *linear_prefixes(state, "mlp_extractor.policy_net."), "action_net"]
         discrete = "log_std" not in state
+        if discrete and layout == "recurrentppo":
+            raise ImportLayoutError(f"{path}: a RecurrentPPO with a discrete (categorical) action; edgerl imports "
+                                    "recurrent policies with continuous (Box) actions only")
         if not discrete:
             kwargs = data.get("policy_kwargs") if isinstance(data.get("policy_kwargs"), dict) else {}
             squash = bool(data.get("use_sde")) and str(kwargs.get("squash_output", "False")) == "True"
@@ -169,7 +183,8 @@ def read_sb3(path: str | os.PathLike, activation: str | None = None) -> Imported
         chain = _unscale(action_space)
     else:
         layers, discrete = linear_prefixes(state, "q_net.q_net."), True
-    net = build_mlp(state, layers, act)
+    net = build_recurrent(state, "lstm_actor.", layers, act) if layout == "recurrentppo" else \
+        build_mlp(state, layers, act)
     return ImportedPolicy(net=net, discrete=discrete, library="sb3", algo=layout, action_chain=chain,
                           obs_space=obs_space, action_space=action_space, notes=notes)
 

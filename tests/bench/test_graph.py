@@ -86,3 +86,25 @@ def test_unreadable_file_is_a_bundle_error(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(BundleError, match="not a readable ONNX model"):
         count_graph(bad)
+
+
+@pytest.mark.parametrize("kind,gates", [("lstm", 4), ("gru", 3)])
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_recurrent_memory_counted_by_hand(kind, gates, exporter):
+    """An LSTM/GRU memory: per step and layer gates x hidden x (input + hidden), in torch and in the graph."""
+    from edgerl.export.onnx_io import export_onnx
+    from edgerl.export.wrappers import ActionChainPolicy
+    from edgerl.nets.recurrent import RecurrentMLP
+
+    net = RecurrentMLP(5, 2, kind, rnn_hidden=6, rnn_layers=2, hidden=[4]).eval()
+    by_hand = gates * 6 * (5 + 6) + gates * 6 * (6 + 6) + 6 * 4 + 4 * 2  # layer 0, layer 1, head
+    x = torch.zeros(3, 5)
+    assert count_macs(net, x, *net.zero_state(3)) == by_hand
+    assert count_params(net.rnn) == gates * 6 * (5 + 6) + gates * 6 * (6 + 6) + 2 * (2 * gates * 6)  # + 2 biases
+    model, used, _ = export_onnx(ActionChainPolicy(net, None, act_dim=2), x, None, exporter)
+    assert used == exporter
+    counts = count_graph(model)
+    assert [n.op_type for n in model.graph.node].count(kind.upper()) == 2  # one node per layer
+    assert counts.macs == by_hand
+    assert counts.params == count_params(net)
+    assert counts.layers == 4

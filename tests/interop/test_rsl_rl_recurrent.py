@@ -11,22 +11,11 @@ episode ends; edgerl's torch policy and the exported ONNX run through the runtim
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from edgerl.checkpoint import load_checkpoint, save_checkpoint
-from edgerl.export import export_policy
-from edgerl.export.policy import policy_from_checkpoint
-from edgerl.interop import import_policy
-from edgerl.runtime.backends import get_backend
-from edgerl.runtime.contract import read_contract
-from edgerl.runtime.policy import Policy
-from edgerl.runtime.profile import load_profile
-
-from .conftest import N_OBS, TOL
+from .conftest import N_OBS, recurrent_parity
 
 rsl_rl = pytest.importorskip("rsl_rl")
 pytest.importorskip("tensordict")
@@ -56,37 +45,6 @@ def _library_actions(step, reset, obs: np.ndarray, starts: np.ndarray) -> np.nda
     return np.asarray(out)
 
 
-def _edgerl_parity(tmp_path: Path, model: Path, obs: np.ndarray, starts: np.ndarray,
-                   reference: np.ndarray) -> dict[str, float]:
-    """Import, then the torch policy and the exported ONNX through the runtime against ``reference``."""
-    payload, imported = import_policy(model, "rsl_rl")
-    assert "recurrent" in imported.algo
-    save_checkpoint(tmp_path / "policy.pt", payload)
-    ckpt = load_checkpoint(tmp_path / "policy.pt")
-    policy = policy_from_checkpoint(ckpt)
-    torch_out = policy.run_sequence(torch.as_tensor(obs[:, None]), torch.as_tensor(starts[:, None]))[0][:, 0].numpy()
-    report = export_policy(tmp_path / "policy.pt", tmp_path / "policy.onnx", recorded_steps=0, exporter="legacy")
-    assert report.parity.worst <= TOL and report.parity.n_obs["random"] > 0
-    profile = load_profile("x86-cpu")
-    backend = get_backend("ort-cpu")(tmp_path / "policy.onnx", profile, tmp_path / "cache")
-    runtime = Policy(backend, read_contract(tmp_path / "contract.json"), profile, tmp_path)
-    assert runtime.recurrent
-    runtime_out = []
-    for t, o in enumerate(obs):
-        if starts[t]:
-            runtime.reset()
-        runtime_out.append(runtime.act(o))
-    runtime.close()
-    gaps = {"torch": float(np.abs(torch_out.astype(np.float64) - reference).max()),
-            "runtime": float(np.abs(np.asarray(runtime_out, np.float64) - reference).max())}
-    for k, v in gaps.items():
-        assert v <= TOL, f"{k} max |diff| {v:.3g} > {TOL}"  # fails on NaN too
-    # the memory matters: without the resets (or with the state dropped) the actions differ
-    no_reset = policy.run_sequence(torch.as_tensor(obs[:, None]))[0][:, 0].numpy()
-    assert np.abs(no_reset - reference).max() > 1e-3
-    return gaps
-
-
 @pytest.mark.parametrize("kind,norm", [("lstm", True), ("lstm", False), ("gru", True), ("gru", False)])
 def test_rsl_rl_v4_recurrent_parity(tmp_path, kind, norm):
     from rsl_rl.algorithms import PPO
@@ -111,7 +69,7 @@ def test_rsl_rl_v4_recurrent_parity(tmp_path, kind, norm):
     torch.save({**saved, "iter": 0, "infos": None}, tmp_path / "model_0.pt")
     actor.reset()
     reference = _library_actions(lambda x: actor(TensorDict({"policy": x}, batch_size=[1])), actor.reset, obs, starts)
-    gaps = _edgerl_parity(tmp_path, tmp_path / "model_0.pt", obs, starts, reference)
+    gaps = recurrent_parity(tmp_path, tmp_path / "model_0.pt", "rsl_rl", obs, starts, reference)
     print(f"rsl_rl 4.x+ {kind} norm={norm}: {N_OBS} steps, {len(STARTS)} episode starts, max |diff| "
           f"torch {gaps['torch']:.2e} runtime {gaps['runtime']:.2e}")
 
@@ -140,6 +98,6 @@ def test_rsl_rl_old_recurrent_layouts_parity(tmp_path, layout, kind, layers):
         model.update({f"actor_obs_normalizer.{k}": v for k, v in norm.state_dict().items()})
     torch.save(ckpt, tmp_path / "model_5.pt")
     reference = _library_actions(lambda x: mlp(memory(norm(x)).squeeze(0)), memory.reset, obs, starts)
-    gaps = _edgerl_parity(tmp_path, tmp_path / "model_5.pt", obs, starts, reference)
+    gaps = recurrent_parity(tmp_path, tmp_path / "model_5.pt", "rsl_rl", obs, starts, reference)
     print(f"rsl_rl {layout} {kind} x{layers}: {N_OBS} steps, {len(STARTS)} episode starts, max |diff| "
           f"torch {gaps['torch']:.2e} runtime {gaps['runtime']:.2e}")
