@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgerl.bench.device import device_info
 from edgerl.bench.inputs import observation_pool
 from edgerl.bench.latency import Series, measure, percentiles
@@ -180,6 +182,9 @@ def _overhead_one(model: BenchModel, profile: TargetProfile, workdir: Path, timi
         direct = stack.enter_context(backend_runner(model, "ort-cpu", 1, dataclasses.replace(profile, threads=threads),
                                                     cache))
         pool = observation_pool(model.obs_space, 1, seed, model.obs_mean, model.obs_std)[:, 0]
+        ranges = policy.contract.obs_ranges
+        if ranges is not None:  # act() refuses observations outside the io ranges: time plausible ones
+            pool = np.clip(pool.reshape(len(pool), -1), ranges.low, ranges.high).reshape(pool.shape).astype(pool.dtype)
         series = {k: Series(key=k, call=t.call, pool=pool) for k, t in
                   (("act", act), ("bare", bare), ("backend_run_single", direct))}
         measure(list(series.values()), **timing)

@@ -47,8 +47,7 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
     result: dict[str, Any] = {"bundle": str(bundle), "env": env_id, "backend": policy.backend_name,
                               "precision": policy.backend.precision, "contract_precision": policy.contract.precision,
                               "skipped_backends": policy.skipped_backends, "seeds": [seed + i for i in range(episodes)]}
-    policy.act(np.zeros(policy.contract.obs_shape, dtype=policy.contract.obs_dtype))  # warm-up
-    policy.reset()
+    policy.reset()  # Policy.load warmed up on the reference observations
     policy.reset_stats()
     result["runtime_returns"] = rollout(policy.act, env_id, episodes, seed, max_steps, policy.reset)
     result["latency"] = policy.stats()

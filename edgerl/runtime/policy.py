@@ -15,9 +15,11 @@ Safety contract of :meth:`Policy.act`:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +152,9 @@ class Policy:
         try:
             policy = cls(backend, contract, profile, root, skipped, latency_window)
             policy.check_reference(ref_obs, ref_act)
-            low, policy._obs_low = policy._obs_low, None  # warm up on the reference: no range check
-            try:
+            with policy.unchecked_ranges():  # warm up on the reference observations
                 for i in range(profile.warmup_runs):
                     policy.act(ref_obs[i % len(ref_obs)])
-            finally:
-                policy._obs_low = low
             policy.reset()
         except BaseException:
             backend.close()
@@ -187,14 +186,12 @@ class Policy:
     def check_reference(self, obs: np.ndarray, expected: np.ndarray) -> None:
         """Compare this backend's actions with the training framework's; raise on mismatch."""
         p, src = self.profile, self.bundle_dir / "reference.npz"
-        low, self._obs_low = self._obs_low, None  # reference observations may be random: no range check
         try:
-            got = self._act_sequence(obs) if self.contract.recurrent is not None else self.act_batch(obs)
+            with self.unchecked_ranges():
+                got = self._act_sequence(obs) if self.contract.recurrent is not None else self.act_batch(obs)
         except (ObservationError, ActionError) as e:
             raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {e}; re-run edgerl "
                               "deploy") from None
-        finally:
-            self._obs_low = low
         todo = ("policy.onnx and reference.npz disagree; re-export the policy and re-run edgerl deploy "
                 "(for fp16 targets, loosen parity_atol_fp16 in the profile only if episodic return is unaffected)")
         if self.contract.discrete:
@@ -215,6 +212,17 @@ class Policy:
             raise BundleError(f"{src}: reference check failed on backend {self.backend.name} ({self.backend.precision}): "
                               f"action {[int(i) for i in worst[1:]]} of sample {int(worst[0])} is {float(got[worst]):.6g}, reference "
                               f"{ref[worst]:.6g} (|diff| {diff:.3g} > atol {atol:g} + rtol {rtol:g}*|ref|); {todo}")
+
+    @contextlib.contextmanager
+    def unchecked_ranges(self) -> Iterator[None]:
+        """Inside, ``act``/``act_batch`` skip the io terms' plausible-range check (shape, dtype and
+        finiteness are still checked): for ``reference.npz`` and warm-up observations, which
+        export may draw at random from the observation space, not from the robot."""
+        low, self._obs_low = self._obs_low, None
+        try:
+            yield
+        finally:
+            self._obs_low = low
 
     def _act_sequence(self, obs: np.ndarray) -> np.ndarray:
         """A recurrent policy's actions for ``obs`` as ONE episode from the zero state (the semantics

@@ -263,6 +263,32 @@ def test_observation_ranges_from_io_terms(make_bundle):
             p.act_batch(np.stack([np.zeros(OBS_DIM), np.full(OBS_DIM, -4.0)]))
 
 
+def test_ranges_that_exclude_zero_do_not_break_loading_checking_or_running(make_bundle, tmp_path):
+    """Warm-up, the reference check and ``edgerl_runtime check`` use the (random) reference
+    observations, which may leave the io ranges; a robot's own observations are checked."""
+    from conftest import OBS_DIM, ref_obs
+
+    from edgerl.commands.run import run_bundle
+    from edgerl.runtime.cli import check
+
+    c = contract()
+    c["io"] = {"observation": {"terms": [{"name": "height", "size": 1, "unit": "m", "scale": 1.0, "low": 0.2, "high": 5.0},
+                                         {"name": "rest", "size": OBS_DIM - 1, "unit": None, "scale": 1.0}]}}
+    bundle = make_bundle(contract=c, reference_obs=ref_obs() - 3.0)  # every reference obs is out of range
+    assert check(bundle, None, 10, verify=False)["latency"]["count"] == 10
+    with Policy.load(bundle) as p:
+        with pytest.raises(ObservationError, match=r"height = 0 outside its io range \[0.2, 5\] m"):
+            p.act(np.zeros(OBS_DIM))
+        with p.unchecked_ranges():
+            p.act(np.zeros(OBS_DIM))
+        p.act(np.ones(OBS_DIM))  # the check is back on, and a plausible observation passes
+        with pytest.raises(ObservationError, match="outside its io range"):
+            p.act(np.zeros(OBS_DIM))
+    # edgerl run on an env whose observations are in range (Hopper's torso height is ~1.25 m).
+    result = run_bundle(bundle, env="Hopper-v5", episodes=1, max_steps=20)
+    assert len(result["runtime_returns"]) == 1 and np.isfinite(result["runtime_returns"]).all()
+
+
 @pytest.mark.parametrize("term,message", [
     ({"low": [1.0, 2.0]}, "must be one finite number or 4 of them"),
     ({"low": float("nan")}, "must be one finite number"),
