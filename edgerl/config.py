@@ -120,7 +120,8 @@ class PruneConfig:
                              "along the cubic schedule; > 0 steers gate_lambda (then only a starting value).", 0.0, min=0, max=1)
     gate_actor_grad: bool = doc("Gates with --ofenet: the actor's loss also trains the gates of OFENet's state block "
                                 "(the units the deployed actor reads; OFENet's weights still learn only its prediction "
-                                "loss). false: only the prediction loss judges them.", True)
+                                "loss), once per update as that loss does. Being on the Q scale, the actor's loss then "
+                                "decides those gates. false: only the prediction loss judges them.", True)
 
 
 def _strip_optional(tp: Any) -> Any:

@@ -208,10 +208,10 @@ class SACAgent:
         metrics.update(qf_loss=qf_loss.detach(), q1=q1.detach().float().mean())
 
         if self.updates % cfg.policy_frequency == 0:
-            for _ in range(cfg.policy_frequency):
+            for i in range(cfg.policy_frequency):
                 self._critics_requires_grad(False)
                 s_pi = s
-                if self.actor_gate_reach is not None and self.gates.mode == "sample":  # gates the actor's loss reaches
+                if i == 0 and self.actor_gate_reach is not None and self.gates.mode == "sample":  # once per update
                     with self.gates.reaching(self.actor_gate_reach):
                         s_pi = self.features(obs)
                 with amp():

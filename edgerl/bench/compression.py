@@ -256,30 +256,41 @@ GOAL_RETURN = 0.97
 def goal_check(summaries: list[dict[str, Any]]) -> str:
     """One env's verdict on the goal: a compact policy with >= 5x fewer deployed parameters than
     dense 256x256 that returns >= 97% of the best dense policy and at least as much as
-    small-from-scratch of its size (both means over the seeds finished so far)."""
+    small-from-scratch of its size, all means over the same seeds (a comparison over different
+    seed sets is reported as pending, not judged). Gates have no scratch baseline of their size
+    and are not judged."""
     by = {s["variant"]: s for s in summaries}
-    dense = [by[v] for v in ("dense", "scaled") if v in by]
     if "dense" not in by:
         return "no dense run yet"
+    dense = [by[v] for v in ("dense", "scaled") if v in by]
+    bad = [s["variant"] for s in dense if not math.isfinite(s["return"]["mean"])]
+    if bad:
+        return f"not judged: the {', '.join(bad)} return is not finite"
     best = max(dense, key=lambda s: s["return"]["mean"])
-    bar = GOAL_RETURN * best["return"]["mean"]
+    top = best["return"]["mean"]
+    if not top > 0:
+        return f"not judged: the best dense return ({top:.0f}) is not positive, so a share of it means nothing"
+    bar = GOAL_RETURN * top
     vs = variants()
     verdicts, met = [], []
     for s in summaries:
         v = vs[s["variant"]]
         if v.size is None or not s["params"] * GOAL_SHRINK <= by["dense"]["params"]:
             continue
-        ret = s["return"]["mean"]
-        scratch = by.get(v.size)
-        beats = "scratch not run" if scratch is None else (
-            f"{'>=' if ret >= scratch['return']['mean'] else '<'} scratch {scratch['return']['mean']:.0f}")
-        ok = ret >= bar and scratch is not None and ret >= scratch["return"]["mean"]
-        verdicts.append(f"{s['variant']} {ret:.0f} ({100 * ret / best['return']['mean']:.0f}% of {best['variant']}, "
-                        f"{beats}, seeds {','.join(map(str, s['seeds']))})")
-        if ok:
+        ret, scratch = s["return"]["mean"], by.get(v.size)
+        same = scratch is not None and set(s["seeds"]) == set(scratch["seeds"]) == {x for d in dense for x in d["seeds"]}
+        if scratch is None:
+            beats = "scratch not run"
+        elif not same:
+            beats = f"pending: seeds differ from scratch ({','.join(map(str, scratch['seeds']))}) or dense"
+        else:
+            beats = f"{'>=' if ret >= scratch['return']['mean'] else '<'} scratch {scratch['return']['mean']:.0f}"
+        verdicts.append(f"{s['variant']} {ret:.0f} ({100 * ret / top:.0f}% of {best['variant']}, {beats}, "
+                        f"seeds {','.join(map(str, s['seeds']))})")
+        if same and ret >= bar and ret >= scratch["return"]["mean"]:  # type: ignore[index]
             met.append(s["variant"])
     head = f"**met** by {', '.join(met)}" if met else "**not met**"
-    return (f"{head}: bar {bar:.0f} = {GOAL_RETURN:.0%} of {best['variant']} {best['return']['mean']:.0f}; "
+    return (f"{head}: bar {bar:.0f} = {GOAL_RETURN:.0%} of {best['variant']} {top:.0f}; "
             + ("; ".join(verdicts) if verdicts else "no compact run yet"))
 
 

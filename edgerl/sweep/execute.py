@@ -107,7 +107,8 @@ def run_plan(plan: RunPlan, extra: dict[str, Any] | None = None, cwd: str | None
         return json.loads(done.read_text())
     plan.folder.mkdir(parents=True, exist_ok=True)
     if plan.distill_of is not None:
-        code = _logged(distill_command(plan), plan.folder, cwd)
+        finished = (plan.folder / DISTILL_REPORT).exists() and (plan.folder / "student.pt").exists()
+        code = 0 if finished else _logged(distill_command(plan), plan.folder, cwd)  # killed before done.json
         if code != 0 or not (plan.folder / DISTILL_REPORT).exists():
             raise SweepError(f"run {plan.folder} failed (exit {code}); see {plan.folder / 'train.log'}")
         record = {"variant": plan.variant, "env": plan.env, "seed": plan.seed, "distill_of": plan.distill_of}

@@ -165,7 +165,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Swee
 
 def _trained(checked: dict[str, dict[str, Any]], name: Any) -> bool:
     """Whether ``name`` is an earlier variant trained by its own flags (not derived from another)."""
-    return name in checked and not ({"scratch_of", "distill_of"} & set(checked[name]))
+    return isinstance(name, str) and name in checked and not ({"scratch_of", "distill_of"} & set(checked[name]))
 
 
 def _distill_variant(path: Path, name: str, flags: dict[str, Any], checked: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -186,6 +186,17 @@ def _distill_variant(path: Path, name: str, flags: dict[str, Any], checked: dict
         raise ConfigError(f"sweep spec {path}: {where}: distill must map `edgerl distill` flags to values")
     out = _flags(path, f"{where} distill", {k: v for k, v in options.items() if k != "init_from"}, known,
                  what="distill flag", help_cmd="edgerl distill --help", owned=DISTILL_OWNED)
+    from edgerl.config import from_sources
+    from edgerl.distill.api import check_config
+
+    try:  # values checked now, not after the teacher has trained for hours
+        cfg = from_sources(DistillConfig, out)
+        check_config(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"sweep spec {path}: {where} distill: {e}") from None
+    if cfg.eval_episodes < 1:
+        raise ConfigError(f"sweep spec {path}: {where} distill: eval_episodes must be at least 1 (the run's score is "
+                          "the student's return)")
     if "init_from" in options:
         if not _trained(checked, options["init_from"]):
             raise ConfigError(f"sweep spec {path}: {where}: distill.init_from must name an earlier, non-derived "

@@ -55,7 +55,15 @@ def test_goal_check_needs_the_bar_and_the_scratch_baseline_of_the_same_size():
     assert "distill-gradual 119 (99% of scaled, scratch not run" in verdict and "gradual-actor" not in verdict
     rows[4] = _row("scratch-32", 1, [119.0], params=1_600)
     assert c.goal_check(c.summarise(rows)["Hopper-v5"]).startswith("**not met**: bar 116")
-    rows[0] = _row("dense", 1, [float("nan")], params=70_000)
-    assert "**met**" not in c.goal_check(c.summarise(rows[:1])["Hopper-v5"])
+    rows[4] = _row("scratch-32", 1, [110.0], params=1_600)
+    more = [*rows, _row("distill-32", 2, [118.0], params=1_600)]  # distill-32 on seeds 1,2; scratch on 1
+    assert "pending: seeds differ" in c.goal_check(c.summarise(more)["Hopper-v5"])
+    assert c.goal_check(c.summarise(more)["Hopper-v5"]).startswith("**not met**")
+    nan = [_row("dense", 1, [float("nan")], params=70_000), *rows[1:]]
+    assert c.goal_check(c.summarise(nan)["Hopper-v5"]) == "not judged: the dense return is not finite"
+    nan = [rows[0], _row("scaled", 1, [float("nan")], params=270_000), *rows[2:]]
+    assert "not judged: the scaled return is not finite" in c.goal_check(c.summarise(nan)["Hopper-v5"])
+    negative = [_row("dense", 1, [-5.0], params=70_000), *rows[2:]]
+    assert "is not positive" in c.goal_check(c.summarise(negative)["Hopper-v5"])
     page = c.render_markdown(rows, "cmd")
     assert "Goal (5x fewer deployed params than dense, >= 97% of the best dense, >= scratch of its size)" in page

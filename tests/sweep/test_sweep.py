@@ -70,6 +70,13 @@ def test_spec_expands_to_one_folder_per_env_seed_variant(tmp_path):
     ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a, hidden: [8]}}", "takes no train flags"),
     ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a}, t: {scratch_of: s}}", "scratch_of must name an earlier"),
     ("envs: [E]\nseeds: [1]\nvariants: {a: {distill: {widths: [8]}}}", "unknown train flag 'distill'"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: [a]}}", "distill_of must name an earlier"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a, distill: {init_from: [a]}}}", "init_from must name"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {scratch_of: [a]}}", "scratch_of must name an earlier"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a, distill: {rounds: -1}}}", "must not be negative"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a, distill: {eval_episodes: 0}}}",
+     "eval_episodes must be at least 1"),
+    ("envs: [E]\nseeds: [1]\nvariants: {a: {}, s: {distill_of: a, distill: {widths: x}}}", "distill"),
 ])
 def test_bad_specs_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
@@ -108,6 +115,11 @@ def test_a_distilled_variant_distils_its_teachers_run_of_the_same_env_and_seed(t
     assert gradual["steps"] == 240 and student["kind"] == "policy"
     assert "Distilled variants (student, pruned-student)" in (out / "results.md").read_text()
     assert run_sweep(spec, out, jobs=1, cwd=str(REPO)) == list(rows.values())  # finished: nothing reruns
+    done = plans["student"].folder / "done.json"
+    done.unlink()  # killed after the distillation wrote its report, before done.json
+    log = (plans["student"].folder / "train.log").read_text()
+    assert run_plan(plans["student"])["distill_of"] == "dense" and done.exists()
+    assert (plans["student"].folder / "train.log").read_text() == log  # not distilled again
 
 
 def test_oversized_spec_is_refused(tmp_path):
