@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from edgerl.errors import ConfigError
+from edgerl.runtime.contract import observation_ranges
 
 
 @dataclass(frozen=True)
@@ -139,26 +140,16 @@ def _terms(obs: Any, source: str) -> list[dict[str, Any]]:
         scale = _numbers(t.get("scale", 1.0), f"observation.terms[{i}].scale", source)[0]
         if not (np.isfinite(scale) and scale > 0):
             raise _fail(source, f"observation.terms[{i}] ({t['name']}) scale must be finite and > 0, got {scale}")
-        bounds = {k: _term_bound(t.get(k), size, f"observation.terms[{i}].{k} ({t['name']})", source)
+        bounds = {k: None if t.get(k) is None else _numbers(t[k], f"observation.terms[{i}].{k} ({t['name']})", source)
                   for k in ("low", "high")}
-        if bounds["low"] is not None and bounds["high"] is not None:
-            bad = [j for j, (lo, hi) in enumerate(zip(bounds["low"], bounds["high"], strict=True)) if not lo < hi]
-            if bad:
-                raise _fail(source, f"observation.terms[{i}] ({t['name']}) low[{bad[0]}] = {bounds['low'][bad[0]]:g} "
-                                    f"is not below high[{bad[0]}] = {bounds['high'][bad[0]]:g}")
         terms.append({"name": t["name"], "size": size, "unit": None if t.get("unit") is None else str(t["unit"]),
                       "scale": scale, **bounds})
+    observation_ranges(terms, source, fail=_fail)  # the runtime's rules, checked before anything is written
+    for t in terms:  # one number per element, as the contract stores them
+        for k in ("low", "high"):
+            if t[k] is not None and len(t[k]) == 1:
+                t[k] = t[k] * t["size"]
     return terms
-
-
-def _term_bound(v: Any, size: int, key: str, source: str) -> list[float] | None:
-    """A term's ``low``/``high``: one number for every element, or ``size`` numbers, all finite."""
-    if v is None:
-        return None
-    vals = _numbers(v, key, source)
-    if len(vals) not in (1, size) or not all(np.isfinite(x) for x in vals):
-        raise _fail(source, f"{key} must be one finite number or {size} of them (one per element), got {v!r}")
-    return vals * size if len(vals) == 1 else vals
 
 
 def _normalizer(v: Any, source: str) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,26 +264,30 @@ def parse_recurrent_section(rec: Any, source: str) -> RecurrentSpec | None:
     return RecurrentSpec(kind=kind, inputs=ins, outputs=outs, shape=tuple(shape), reset=rec["reset"])
 
 
-def _term_range(t: dict[str, Any], key: str, i: int, source: str) -> np.ndarray | None:
+def _term_range(t: dict[str, Any], key: str, i: int, source: str, fail: Callable[[str, str], Exception]
+                ) -> np.ndarray | None:
     v = t.get(key)
     if v is None:
         return None
     vals = v if isinstance(v, list) else [v]
     if (len(vals) not in (1, t["size"]) or not all(type(x) in (int, float) for x in vals)
             or not all(abs(x) <= MAX_ABS_BOUND for x in vals)):  # NaN and infinity fail too
-        raise _fail(source, f"io.observation.terms[{i}].{key} ({t['name']}) must be one finite number or {t['size']} "
-                            f"of them, got {_short(v)}")
+        raise fail(source, f"io.observation.terms[{i}].{key} ({t['name']}) must be one finite number or {t['size']} "
+                           f"of them, got {_short(v)}")
     return np.broadcast_to(np.asarray(vals, dtype=np.float64), (t["size"],))
 
 
-def _obs_ranges(terms: list[dict[str, Any]], source: str) -> ObservationRanges | None:
-    """Flat low/high of the terms' plausible ranges (None when no term has one)."""
+def observation_ranges(terms: list[dict[str, Any]], source: str,
+                       fail: Callable[[str, str], Exception] = _fail) -> ObservationRanges | None:
+    """Flat low/high of the io terms' plausible ranges (None when no term has one), validated: one
+    finite number or ``size`` of them per bound, low below high. The one definition of those rules:
+    ``edgerl.interop.io`` calls it on an io.yaml with its own ``fail`` (a ConfigError)."""
     lows, highs, spans, start = [], [], [], 0
     for i, t in enumerate(terms):
-        lo, hi = _term_range(t, "low", i, source), _term_range(t, "high", i, source)
+        lo, hi = _term_range(t, "low", i, source, fail), _term_range(t, "high", i, source, fail)
         if lo is not None and hi is not None and not np.all(lo < hi):
             j = int(np.flatnonzero(~(lo < hi))[0])
-            raise _fail(source, f"io.observation.terms[{i}] ({t['name']}) low[{j}] = {lo[j]:g} is not below "
+            raise fail(source, f"io.observation.terms[{i}] ({t['name']}) low[{j}] = {lo[j]:g} is not below "
                                 f"high[{j}] = {hi[j]:g}")
         lows.append(np.full(t["size"], -np.inf) if lo is None else lo)
         highs.append(np.full(t["size"], np.inf) if hi is None else hi)
@@ -321,7 +326,7 @@ def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, 
         total, need = sum(t["size"] for t in terms), int(np.prod(obs_shape, dtype=np.int64))
         if total != need:
             raise _fail(source, f"io.observation.terms sum to {total} entries but the observation has {need}")
-        ranges = _obs_ranges(terms, source)
+        ranges = observation_ranges(terms, source)
     if io.get("action") is not None:
         names = io["action"].get("joint_names") if isinstance(io["action"], dict) else None
         need = int(np.prod(act_shape, dtype=np.int64))
