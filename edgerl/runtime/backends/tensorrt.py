@@ -168,7 +168,8 @@ def profile_shapes(shape: tuple[int, ...], max_batch: int) -> tuple[tuple[int, .
     dynamic = [i for i, d in enumerate(shape) if d == -1]
     if len(dynamic) != 1:
         raise BundleError(f"TensorRT network input of shape {list(shape)} needs exactly one dynamic (batch) "
-                          "dimension; re-export the policy (edgerl export makes the batch dynamic)")
+                          "dimension; re-export the policy (edgerl export makes the batch dynamic), or, for an "
+                          "imported graph with a fixed batch, run it with ort-cpu or ort-cuda")
 
     def at(n: int) -> tuple[int, ...]:
         return tuple(n if i == dynamic[0] else int(d) for i, d in enumerate(shape))
