@@ -20,6 +20,11 @@ def test_variants_and_widths():
     assert c.pruned_width() == 102 and vs["scratch-gradual"].args[-1] == "102,102"
     assert vs["distill-gradual"].teacher == "dense" and vs["distill-gradual"].widths == (102, 102)
     assert "--prune-nets" in vs["gradual-actor"].args and vs["gradual-all"].args[-1] == "all"
+    for v in vs.values():  # teachers are trained variants; size baselines are from-scratch variants
+        assert v.teacher is None or (v.teacher in vs and vs[v.teacher].teacher is None and vs[v.teacher].args)
+        assert v.size is None or (v.size.startswith("scratch-") and v.size in vs)
+        if v.teacher is not None and v.size is not None:  # the baseline has the student's widths
+            assert vs[v.size].args[-1] == ",".join(map(str, v.widths))
 
 
 def test_summary_uses_seeds_when_there_are_several(tmp_path):
