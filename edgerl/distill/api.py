@@ -215,6 +215,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
         for net in student.nets().values():
             net.requires_grad_(True)
         done_round, done_step, history = st["distill_state"]["round"], st["distill_state"]["step"], st["distill_state"]["history"]
+        earlier_s = float(st["distill_state"].get("wall_s", 0.0))  # the killed attempts' time (0: older state)
         log(f"continuing the distillation in {state_path}: round {done_round}, step {done_step}/{cfg.steps_per_round}")
     else:
         data = _first_round(teacher, ckpt, env_ckpt, teacher_path, cfg, use_env, observations, rng, log)
@@ -230,6 +231,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
                 norm = fitted_normalizer(data.obs[data.train_idx])
         student = build_student(teacher, ckpt, nets, norm)
         done_round, done_step, history = 0, 0, []
+        earlier_s = 0.0
         st = None
     params = [p for net in student.nets().values() for p in net.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, foreach=True)
@@ -242,7 +244,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
         payload = _payload(student, ckpt, teacher_path, {})
         payload["distill_state"] = {"fingerprint": fingerprint, "round": rnd, "step": step, "optim": opt.state_dict(),
                                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                                    "history": history}
+                                    "history": history, "wall_s": earlier_s + time.monotonic() - t0}
         save_checkpoint(state_path, payload)
 
     from edgerl.algos.run import Progress
@@ -287,7 +289,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
     student.eval().requires_grad_(False)
     report = _report(teacher, student, ckpt, env_ckpt, teacher_path, out, cfg, data, dtype, rounds, history,
                      use_env, log)
-    report.wall_s = time.monotonic() - t0
+    report.wall_s = earlier_s + time.monotonic() - t0  # every attempt's time, not only the last one
     save_checkpoint(out, _payload(student, ckpt, teacher_path, {"distill": report.to_dict()}))
     state_path.unlink(missing_ok=True)
     data_path.unlink(missing_ok=True)

@@ -73,6 +73,8 @@ def test_killed_run_continues_to_the_same_student(tmp_path, hopper_info):
         distill(teacher_path, out, cfg, log=kill_in_round_1)
     state, data = state_paths(out)
     assert state.exists() and data.exists() and not out.exists()
+    killed_s = load_checkpoint(state)["distill_state"]["wall_s"]
+    assert killed_s > 0
     lines: list[str] = []
     resumed = distill(teacher_path, out, cfg, log=lines.append)
     assert any(line.startswith("continuing") for line in lines)
@@ -81,6 +83,7 @@ def test_killed_run_continues_to_the_same_student(tmp_path, hopper_info):
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
     assert resumed.states == whole.states == 3 * 120 - int(120 * cfg.holdout)
+    assert resumed.wall_s > killed_s  # the report counts the killed attempt's time too
     # Other settings over the same state: refused, nothing lost.
     with pytest.raises(Killed):
         distill(teacher_path, out, cfg, log=kill_in_round_1)
