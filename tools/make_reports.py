@@ -292,14 +292,11 @@ def latency_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise SystemExit("the plots need matplotlib: pip install matplotlib (or .venv/bin/pip install matplotlib)") \
-            from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from edgerl.bench.plotting import pyplot
 
+    plt = pyplot()
+    if plt is None:
+        raise SystemExit("the plots need matplotlib: pip install matplotlib (or .venv/bin/pip install matplotlib)")
     return plt
 
 

@@ -130,12 +130,10 @@ def goal_check(results: dict[str, Any]) -> str:
 
 def plot_widths(results: dict[str, Any], out: Path) -> list[str]:
     """One PNG per env: surviving units of every gated layer over training (first gated seed)."""
-    try:
-        import matplotlib
+    from edgerl.bench.plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         print("matplotlib is not installed (pip install matplotlib): no width plots", flush=True)
         return []
     written = []

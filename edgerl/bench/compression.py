@@ -323,12 +323,10 @@ def render_markdown(rows: list[dict[str, Any]], command: str, pending: list[str]
 
 def plot(rows: list[dict[str, Any]], path: Path) -> bool:
     """Return (% of dense) against deployed parameters, one panel per env; False without matplotlib."""
-    try:
-        import matplotlib
+    from edgerl.bench.plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     summaries = summarise(rows)
     if not summaries:

@@ -142,10 +142,11 @@ def precision_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def plot_return_vs_p99(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> None:
     """Scatter of return against p99 latency, one marker per precision, one colour per policy."""
-    import matplotlib
+    from edgerl.bench.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        raise ImportError("the precision plot needs matplotlib: pip install matplotlib")
 
     from edgerl.runtime.fileio import atomic_write
 

@@ -88,12 +88,10 @@ def markdown(spec: SweepSpec, rows: list[dict[str, Any]]) -> str:
 
 def plot(rows: list[dict[str, Any]], path: Path) -> bool:
     """Return per variant with its interval, one panel per env; False without matplotlib."""
-    try:
-        import matplotlib
+    from edgerl.bench.plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     envs = list(dict.fromkeys(r["env"] for r in rows))
     fig, axes = plt.subplots(1, len(envs), figsize=(4.5 * len(envs), 3.5), squeeze=False)
