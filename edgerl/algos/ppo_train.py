@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from edgerl.algos.agent import resolve_device
 from edgerl.algos.atari import (
     episode_returns,
     evaluate_image_policy,
@@ -34,6 +32,7 @@ from edgerl.algos.run import (
     crossed,
     resume_agent,
     save_train_checkpoint,
+    start_run,
 )
 from edgerl.config import PruneConfig, RunConfig
 from edgerl.errors import ConfigError
@@ -53,12 +52,7 @@ def train_ppo(run: RunConfig, cfg: PPOConfig, prune: PruneConfig, resume: bool =
               make_hooks: HookFactory | None = None) -> dict[str, Any]:
     """Train (or continue) a PPO run in ``run.out``; returns a summary dict."""
     validate_ppo(cfg)
-    device = resolve_device(run.device)
-    out = Path(run.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(run.threads)
-    torch.manual_seed(run.seed)
-    rng = np.random.default_rng(run.seed)
+    device, out, rng = start_run(run)
 
     envs = make_vector_env(run.env, cfg, cfg.num_envs, seed=run.seed)
     eval_env = make_image_env(run.env, cfg, train=False)

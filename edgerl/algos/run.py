@@ -17,6 +17,7 @@ import numpy as np
 from edgerl.envs import episode_returns_of, make_env
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from edgerl.algos.agent import Agent
@@ -114,6 +115,21 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int
         return to_env_action(a) if to_env_action else a
 
     return episode_returns_of(make_env(env_id, **(env_kwargs or {})), step_action, episodes, seed, max_steps)
+
+
+def start_run(run: Any) -> tuple[torch.device, Path, np.random.Generator]:
+    """What every trainer does first: resolve ``run.device``, create ``run.out``, set torch's
+    thread count and seed, and return the device, the folder and the numpy generator of the run."""
+    import torch
+
+    from edgerl.algos.agent import resolve_device
+
+    device = resolve_device(run.device)
+    out = Path(run.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(run.threads)
+    torch.manual_seed(run.seed)
+    return device, out, np.random.default_rng(run.seed)
 
 
 def crossed(prev: int, now: int, every: int) -> bool:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from edgerl.algos.agent import resolve_device
 from edgerl.algos.replay import DeviceReplayBuffer, make_replay
 from edgerl.algos.run import (
     MetricsLog,
@@ -22,6 +20,7 @@ from edgerl.algos.run import (
     evaluate,
     resume_agent,
     save_train_checkpoint,
+    start_run,
 )
 from edgerl.algos.sac import SACAgent, SACConfig
 from edgerl.algos.vector import StepEnvs
@@ -63,12 +62,7 @@ def train_sac(run: RunConfig, cfg: SACConfig, prune: PruneConfig, resume: bool =
               make_hooks: HookFactory | None = None) -> dict[str, Any]:
     """Train (or continue) a SAC run in ``run.out``; returns a summary dict."""
     validate_sac(cfg)
-    device = resolve_device(run.device)
-    out = Path(run.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(run.threads)
-    torch.manual_seed(run.seed)
-    rng = np.random.default_rng(run.seed)
+    device, out, rng = start_run(run)
 
     envs = StepEnvs(run.env, cfg.num_envs, run.seed, cfg.vector_mode)
     info = space_env_info(envs.single)

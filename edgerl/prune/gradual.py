@@ -19,7 +19,7 @@ from torch import nn
 from edgerl.errors import ConfigError
 from edgerl.prune.graph import PruneGraph
 from edgerl.prune.importance import Importance, ImportanceLike
-from edgerl.prune.schedule import PruningSchedule, schedule_from_dict
+from edgerl.prune.schedule import PruningSchedule, due_ratio, schedule_from_dict
 
 STATE_VERSION = 1
 
@@ -122,10 +122,8 @@ class GradualPruner:
             A report if pruning ran (even if nothing was left to remove), else None.
         """
         last, self._last_step = self._last_step, global_step
-        if not self.schedule.should_prune(global_step, last):
-            return None
-        ratio = self.schedule.target_ratio(global_step)
-        if ratio <= self.applied_ratio:
+        ratio = due_ratio(self.schedule, global_step, last, self.applied_ratio)
+        if ratio is None:
             return None
         report = PruneReport(step=global_step, ratio=ratio)
         for name, graph in self.graphs.items():

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from edgerl.errors import ConfigError
-from edgerl.prune.schedule import PruningSchedule, schedule_from_dict
+from edgerl.prune.schedule import PruningSchedule, due_ratio, schedule_from_dict
 
 _LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 
@@ -82,10 +82,8 @@ class MagnitudeMasker:
             The new sparsity target if masks changed, else None.
         """
         last, self._last_step = self._last_step, global_step
-        if not self.schedule.should_prune(global_step, last):
-            return None
-        ratio = self.schedule.target_ratio(global_step)
-        if ratio <= self.applied_ratio:
+        ratio = due_ratio(self.schedule, global_step, last, self.applied_ratio)
+        if ratio is None:
             return None
         if self.scope == "global":
             self._grow(list(self.params), ratio)

@@ -23,7 +23,7 @@ from torch import nn
 
 from edgerl.errors import ConfigError
 from edgerl.prune.importance import Importance, lowest_indices
-from edgerl.prune.schedule import PruningSchedule, schedule_from_dict
+from edgerl.prune.schedule import PruningSchedule, due_ratio, schedule_from_dict
 
 _LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 STATE_VERSION = 1
@@ -99,10 +99,8 @@ class NaiveFilterMasker:
             The new ratio if this was a pruning step that asked for more, else None.
         """
         last, self._last_step = self._last_step, global_step
-        if not self.schedule.should_prune(global_step, last):
-            return None
-        ratio = self.schedule.target_ratio(global_step)
-        if ratio <= self.applied_ratio:
+        ratio = due_ratio(self.schedule, global_step, last, self.applied_ratio)
+        if ratio is None:
             return None
         p = 1 if self.importance is Importance.L1 else 2
         for name, layer in self.layers.items():

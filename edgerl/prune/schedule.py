@@ -30,6 +30,15 @@ class PruningSchedule(Protocol):
         ...
 
 
+def due_ratio(schedule: PruningSchedule, step: int, last_step: int | None, applied_ratio: float) -> float | None:
+    """The ratio a pruner should reach at ``step``, or None when this is not a pruning step or
+    the schedule asks for no more than ``applied_ratio`` (what the pruner already removed)."""
+    if not schedule.should_prune(step, last_step):
+        return None
+    ratio = schedule.target_ratio(step)
+    return ratio if ratio > applied_ratio else None
+
+
 def _check_common(final_ratio: float, total_steps: int, every: int) -> None:
     if not 0.0 <= final_ratio < 1.0:
         raise ConfigError(f"final_ratio must be in [0, 1), got {final_ratio}")
