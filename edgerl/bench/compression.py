@@ -266,7 +266,8 @@ def goal_check(summaries: list[dict[str, Any]]) -> str:
     bad = [s["variant"] for s in dense if not math.isfinite(s["return"]["mean"])]
     if bad:
         return f"not judged: the {', '.join(bad)} return is not finite"
-    best = max(dense, key=lambda s: s["return"]["mean"])
+    best = best_dense(summaries)
+    assert best is not None  # dense is present and finite
     top = best["return"]["mean"]
     if not top > 0:
         return f"not judged: the best dense return ({top:.0f}) is not positive, so a share of it means nothing"
@@ -294,6 +295,37 @@ def goal_check(summaries: list[dict[str, Any]]) -> str:
             + ("; ".join(verdicts) if verdicts else "no compact run yet"))
 
 
+def best_dense(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The env's best dense policy (dense 256x256 or scaled, by mean return), or None without one."""
+    dense = [s for s in summaries if s["variant"] in ("dense", "scaled") and math.isfinite(s["return"]["mean"])]
+    return max(dense, key=lambda s: s["return"]["mean"]) if dense else None
+
+
+def overview(by_env: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """A variant x env table of each variant's return as a share of the env's best dense policy
+    (the goal's yardstick), with the seeds behind it, and its deployed-parameter shrink."""
+    envs = list(by_env)
+    best = {env: best_dense(ss) for env, ss in by_env.items()}
+    lines = ["| variant | " + " | ".join(envs) + " | fewer params than dense (least over envs) |", "|---|" + "---:|" * (len(envs) + 1)]
+    for v, variant in variants().items():
+        cells, shrink = [], []
+        for env in envs:
+            s = next((x for x in by_env[env] if x["variant"] == v), None)
+            b, dense = best[env], next((x for x in by_env[env] if x["variant"] == "dense"), None)
+            if s is None or b is None or not b["return"]["mean"] > 0:
+                cells.append("-")
+                continue
+            cells.append(f"{100 * s['return']['mean'] / b['return']['mean']:.0f}% ({len(s['seeds'])})")
+            if dense is not None and s["params"] > 0:
+                shrink.append(dense["params"] / s["params"])
+        if any(c != "-" for c in cells):
+            least = min(shrink, default=math.nan)
+            ratio = ("-" if not math.isfinite(least) else f"{least:.1f}x fewer" if least > 1.05
+                     else f"{1 / least:.1f}x more" if least < 0.95 else "1x")
+            lines.append(f"| {variant.label} | " + " | ".join(cells) + f" | {ratio} |")
+    return lines
+
+
 def render_markdown(rows: list[dict[str, Any]], command: str, pending: list[str] | None = None) -> str:
     """The page ``docs/benchmarks/compression.md``."""
     episodes, seed = (rows[0]["episodes"], rows[0]["eval_seed"]) if rows else (10, 10_000)
@@ -305,7 +337,12 @@ def render_markdown(rows: list[dict[str, Any]], command: str, pending: list[str]
              "batch 1, on the machine that ran the row (shared, so noisy). Wall-clock: training (distilled rows: "
              "the distillation only; add the teacher's).", "",
              f"Regenerate (resumes from `docs/benchmarks/compression/results/`): `{command}`", ""]
-    for env, summaries in summarise(rows).items():
+    by_env = summarise(rows)
+    if by_env:
+        lines += ["## At a glance", "", "Return as a share of each env's best dense policy (dense 256x256 or scaled, "
+                  "whichever returned more), with the number of seeds behind it; the goal asks >= "
+                  f"{GOAL_RETURN:.0%} at >= {GOAL_SHRINK:g}x fewer params.", "", *overview(by_env), ""]
+    for env, summaries in by_env.items():
         lines += [f"## {env}", "", "| variant | seeds | steps | return (mean [95% interval]) | % of dense | "
                   "deployed params | MACs | ORT p50 us | wall-clock s |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
         for s in summaries:

@@ -72,3 +72,19 @@ def test_goal_check_needs_the_bar_and_the_scratch_baseline_of_the_same_size():
     assert "is not positive" in c.goal_check(c.summarise(negative)["Hopper-v5"])
     page = c.render_markdown(rows, "cmd")
     assert "Goal (5x fewer deployed params than dense, >= 97% of the best dense, >= scratch of its size)" in page
+
+
+def test_overview_shares_are_of_each_envs_best_dense_policy():
+    rows = [_row("dense", 1, [100.0], params=70_000), _row("scaled", 1, [200.0], params=270_000),
+            _row("distill-32", 1, [150.0], params=1_750), _row("distill-32", 2, [170.0], params=1_750)]
+    cheetah = [dict(r, env="HalfCheetah-v5") for r in (_row("dense", 1, [50.0], params=70_000),
+                                                        _row("distill-32", 1, [45.0], params=3_500))]
+    page = c.render_markdown(rows + cheetah, "cmd")
+    glance = page.split("## At a glance", 1)[1].split("## ", 1)[0]
+    assert "| variant | HalfCheetah-v5 | Hopper-v5 | fewer params than dense (least over envs) |" in glance
+    # Hopper: scaled (200) is the yardstick, the student's mean is over its two seeds; HalfCheetah: dense.
+    assert "| distilled 32x32 from dense | 90% (1) | 80% (2) | 20.0x fewer |" in glance
+    assert "| scaled 512x512 | - | 100% (1) | 3.9x more |" in glance and "| dense 256x256 (teacher) | 100% (1) | 50% (1) | 1x |" in glance
+    assert "gradual 0.8 actor only" not in glance  # never run: no row
+    nan = [_row("dense", 1, [float("nan")], params=70_000), _row("distill-32", 1, [45.0], params=3_500)]
+    assert "distilled 32x32" not in c.render_markdown(nan, "cmd").split("## Hopper-v5", 1)[0]  # no yardstick
