@@ -102,7 +102,7 @@ def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None
         ref = reference_observations(load_checkpoint(policy_ckpt), REFERENCE_OBS, recorded=recorded_steps > 0,
                                      recorded_only=graph_precision == "int8")
         manifest = write_bundle(out, onnx_path, contract, ref["obs"], ref["action"], profile, overwrite=force,
-                                extra_files=extra, sign_key=sign)
+                                extra_files=extra, sign_key=sign, reference_starts=ref.get("start"))
     summary.update({
         "onnx_bytes": export.size_bytes, "opset": export.opset, "precision": export.precision,
         "parity_worst": export.parity.worst, "files": sorted(manifest["files"]),

@@ -212,6 +212,13 @@ RESET_EVERY = 97
 """Recurrent parity: an episode starts (the state is zeroed) every this many steps of a stream."""
 
 
+def stream_starts(n: int) -> np.ndarray:
+    """The episode starts ([n] bool) of a recurrent parity stream: every :data:`RESET_EVERY` steps."""
+    starts = np.zeros(n, bool)
+    starts[::RESET_EVERY] = True
+    return starts
+
+
 def recurrent_signature(policy: DeployedPolicy) -> tuple[str, int, int] | None:
     """``(kind, layers, hidden)`` of a recurrent policy's state, None for a feed-forward one."""
     net = policy.recurrent
@@ -264,8 +271,7 @@ def check_recurrent_parity(policy: DeployedPolicy, session: Any, observations: M
             if steps == 0:
                 continue
             seq = obs[:steps * b].reshape(steps, b, *obs.shape[1:])
-            starts = np.zeros((steps, b), bool)
-            starts[::RESET_EVERY] = True
+            starts = np.repeat(stream_starts(steps)[:, None], b, axis=1)
             ref, ref_states = policy.run_sequence(torch.as_tensor(seq), torch.as_tensor(starts))
             try:
                 got, got_states = ort_sequence(session, seq, starts, kind, layers, hidden)

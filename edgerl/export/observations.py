@@ -40,20 +40,32 @@ def policy_obs_stats(policy: DeployedPolicy) -> tuple[np.ndarray | None, np.ndar
 
 
 @torch.no_grad()
-def torch_actions(policy: DeployedPolicy, obs: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def torch_actions(policy: DeployedPolicy, obs: np.ndarray, dtype: np.dtype, starts: np.ndarray | None = None) -> np.ndarray:
     """Actions of the eager torch policy for a batch of raw observations cast to ``dtype``.
 
     A recurrent policy reads the batch as ONE stream in order, from the zero state (episode start)
-    with the state fed back: the semantics of a bundle's ``reference.npz`` and of every comparison.
+    with the state fed back and zeroed again wherever ``starts`` (bool ``[n]``) is True: the
+    semantics of a bundle's ``reference.npz`` and of every comparison.
     """
     x = torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))
     if policy.recurrent is not None:
-        return policy.run_sequence(x[:, None])[0][:, 0].numpy()
+        flags = None if starts is None else torch.as_tensor(np.asarray(starts, dtype=bool))[:, None]
+        return policy.run_sequence(x[:, None], flags)[0][:, 0].numpy()
     return policy(x).numpy()
 
 
 def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
     """Roll the checkpoint's environment for ``n`` steps with ``policy`` and return what it observed.
+
+    Raises:
+        ConfigError: The environment cannot be made, or its observations differ from the checkpoint's.
+    """
+    return recorded_episodes(policy, ckpt, n, seed)[0]
+
+
+def recorded_episodes(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`recorded_observations` with the episode-start flags: ``(obs[n, ...], starts[n] bool)``,
+    ``starts[0]`` True and True wherever the env was reset after a terminal or truncated step.
 
     Raises:
         ConfigError: The environment cannot be made, or its observations differ from the checkpoint's.
@@ -73,6 +85,8 @@ def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, 
                               f"{space['shape']} (made with wrappers edgerl export does not know); {RECORDED_HINT}")
         dtype = input_dtype(space)
         out = np.empty((n, *shape), dtype=np.dtype(space["dtype"]))
+        starts = np.zeros(n, dtype=bool)
+        starts[:1] = True
         obs, _ = env.reset(seed=seed)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # batch-1 calls of small nets: extra threads only add overhead
@@ -87,9 +101,11 @@ def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, 
                 if terminated or truncated:
                     obs, _ = env.reset()
                     state = policy.initial_state(1)
+                    if i + 1 < n:
+                        starts[i + 1] = True
         finally:
             torch.set_num_threads(threads)
-        return out
+        return out, starts
     finally:
         env.close()
 
@@ -109,7 +125,10 @@ def reference_observations(ckpt: dict[str, Any] | str | os.PathLike, n: int, see
             so random observations outside that range are no fair reference).
 
     Returns:
-        ``{"obs": [n, *obs_shape] in the env's dtype, "action": [n, *action_shape] (float32 or int64)}``.
+        ``{"obs": [n, *obs_shape] in the env's dtype, "action": [n, *action_shape] (float32 or int64)}``,
+        and for a recurrent policy ``"start"`` ([n] bool): the stream's episode starts, where the
+        state is reset. The random part is an episode of its own (split at ``n // 2`` when nothing is
+        recorded), so the reference resets inside the stream and the device checks that path.
     """
     from edgerl.export.policy import policy_from_checkpoint
 
@@ -122,10 +141,17 @@ def reference_observations(ckpt: dict[str, Any] | str | os.PathLike, n: int, see
     n_rec = (n if recorded_only else n // 2) if recorded else 0
     rng = np.random.default_rng(seed)
     parts = [random_observations(space, n - n_rec, rng, *policy_obs_stats(policy))] if n > n_rec else []
+    starts = np.zeros(n, dtype=bool)
+    starts[0] = True
+    if n_rec < n:  # the random part starts an episode of its own
+        starts[n_rec if n_rec else n // 2] = True
     if n_rec:
-        parts.insert(0, recorded_observations(policy, ckpt, n_rec, seed))
+        rec, starts[:n_rec] = recorded_episodes(policy, ckpt, n_rec, seed)
+        parts.insert(0, rec)
     obs = np.concatenate(parts)
-    return {"obs": obs, "action": torch_actions(policy, obs, input_dtype(space))}
+    if policy.recurrent is None:
+        return {"obs": obs, "action": torch_actions(policy, obs, input_dtype(space))}
+    return {"obs": obs, "action": torch_actions(policy, obs, input_dtype(space), starts), "start": starts}
 
 
 def latest_replay(ckpt_file: str | os.PathLike) -> Path | None:

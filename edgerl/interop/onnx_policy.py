@@ -38,6 +38,8 @@ from edgerl.runtime.fileio import atomic_write_bytes, atomic_write_text, sha256_
 MIN_OPSET = 8
 """Min/Max with broadcasting (the element-wise clip) need ai.onnx opset 8."""
 CHECK_OBS = 256
+REFERENCE_OBS = 128
+"""Observations of a bundle's reference written by ``--target`` (a recurrent stream resets inside them)."""
 
 
 def _onnx() -> Any:
@@ -360,7 +362,10 @@ def import_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, *, io: IODes
         got_states: list[np.ndarray] = []
         ref_states: list[np.ndarray] = []
     else:
-        got, got_states, ref, ref_states = _check_stream(src, orig, new, obs, chain, state, orig_names)
+        from edgerl.export.checks import stream_starts
+
+        starts = stream_starts(len(obs))
+        got, got_states, ref, ref_states = _check_stream(src, orig, new, obs, starts, chain, state, orig_names)
     if discrete:
         ok = np.array_equal(got, ref)
         gap = float((got != ref).mean())
@@ -392,7 +397,9 @@ def import_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, *, io: IODes
         with tempfile.TemporaryDirectory(prefix="edgerl-import-") as tmp:
             onnx_path = Path(tmp) / "policy.onnx"
             atomic_write_bytes(onnx_path, wrapped_bytes)
-            write_bundle(out, onnx_path, contract, obs[:64], got[:64], load_profile(target), overwrite=force)
+            n = REFERENCE_OBS
+            write_bundle(out, onnx_path, contract, obs[:n], got[:n], load_profile(target), overwrite=force,
+                         reference_starts=None if state is None else starts[:n])
     return {"output": str(out), "obs_shape": obs_shape, "action": "index" if discrete else act_shape,
             "recurrent": None if state is None else {"kind": state.kind, "state": list(state.new_inputs),
                                                      "shape": [state.layers, 1, state.hidden]},
@@ -400,19 +407,17 @@ def import_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, *, io: IODes
             "bundle": target is not None}
 
 
-def _check_stream(src: Path, orig: Any, new: Any, obs: np.ndarray, chain: _Chain, state: _State,
+def _check_stream(src: Path, orig: Any, new: Any, obs: np.ndarray, starts: np.ndarray, chain: _Chain, state: _State,
                   orig_names: tuple[Any, ...]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[np.ndarray]]:
-    """Both graphs over ``obs`` as one stream with episode starts, the original's state fed back by hand:
-    ``(actions, states)`` of the wrapped graph, then of the chain around the original."""
-    from edgerl.export.checks import RESET_EVERY, run_state_stream
+    """Both graphs over ``obs`` as one stream with episode ``starts`` ([T] bool), the original's state
+    fed back by hand: ``(actions, states)`` of the wrapped graph, then of the chain around the original."""
+    from edgerl.export.checks import run_state_stream
 
     seq = obs[:, None]  # [T, 1, ...]: one stream at the control loop's batch of 1
-    starts = np.zeros((len(obs), 1), bool)
-    starts[::RESET_EVERY] = True
     try:
-        got, got_states = run_state_stream(new, seq, starts, ("obs", "action", state.new_inputs, state.new_outputs),
+        got, got_states = run_state_stream(new, seq, starts[:, None], ("obs", "action", state.new_inputs, state.new_outputs),
                                            state.layers, state.hidden)
-        ref, ref_states = run_state_stream(orig, chain.apply(chain.pre, seq) if chain.pre else seq, starts,
+        ref, ref_states = run_state_stream(orig, chain.apply(chain.pre, seq) if chain.pre else seq, starts[:, None],
                                            orig_names, state.layers, state.hidden)  # type: ignore[arg-type]
     except Exception as e:  # ORT raises its own exception types
         raise ImportLayoutError(f"{src}: ONNX Runtime cannot run the graph with the state --io names fed back "

@@ -206,6 +206,7 @@ def write_bundle(
     check: bool = True,
     sign_key: str | os.PathLike | None = None,
     extra_files: Mapping[str, str | os.PathLike] | None = None,
+    reference_starts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Assemble a bundle; each file is written atomically and ``manifest.json`` last.
 
@@ -225,6 +226,9 @@ def write_bundle(
             actions; on failure the manifest is removed so the bundle cannot be used.
         extra_files: More files to bundle and manifest, ``{bundle-relative path: source file}``
             (e.g. ``policy.c``/``policy.h`` for the ``c`` backend).
+        reference_starts: Recurrent policies only: ``[N]`` bool, True where a new episode starts
+            in the reference stream (the state is reset there); without it the reference is one
+            episode from the zero state.
 
     Returns:
         The manifest.
@@ -243,6 +247,11 @@ def write_bundle(
     if obs.ndim < 1 or obs.shape[1:] != c.obs_shape or act.shape != (obs.shape[0], *c.act_shape) or obs.shape[0] < 1:
         raise BundleError(f"reference arrays must be obs [N, {list(c.obs_shape)}] and actions [N, {list(c.act_shape)}] "
                           f"with N >= 1; got {obs.shape} and {act.shape}")
+    starts = None if reference_starts is None else np.asarray(reference_starts)
+    if starts is not None and (c.recurrent is None or starts.dtype != np.bool_ or starts.shape != (obs.shape[0],)):
+        raise BundleError(f"reference_starts must be a bool array [{obs.shape[0]}] and only for a recurrent contract; "
+                          f"got {starts.dtype} {list(starts.shape)} for a "
+                          f"{'recurrent' if c.recurrent else 'feed-forward'} contract")
     src = Path(runtime_src) if runtime_src is not None else Path(__file__).resolve().parent
     if not (src / "__init__.py").is_file():
         raise BundleError(f"runtime package {src} has no __init__.py; pass runtime_src= the edgerl/runtime folder")
@@ -271,7 +280,7 @@ def write_bundle(
     add_copy("policy.onnx", onnx_path)
     add_bytes("contract.json", contract_json.encode())
     buf = io.BytesIO()
-    np.savez(buf, obs=obs, action=act)
+    np.savez(buf, obs=obs, action=act, **({"start": starts} if starts is not None else {}))
     add_bytes("reference.npz", buf.getvalue())
     add_bytes("profile.json", profile_to_json(prof).encode())
     for rel, source in sorted((extra_files or {}).items()):

@@ -142,7 +142,7 @@ class Policy:
             profile = profile_from_json(root / "profile.json")
         except ProfileError as e:
             raise BundleError(f"{e}; re-run edgerl deploy (with the edgerl version of this runtime)") from None
-        ref_obs, ref_act = _read_reference(root / "reference.npz", contract)
+        ref_obs, ref_act, ref_starts = _read_reference(root / "reference.npz", contract)
         order = list(backends) if backends is not None else list(profile.backends)
         backend, skipped = select_backend(order, root / "policy.onnx", profile,
                                           Path(cache_dir) if cache_dir is not None else root / "cache")
@@ -151,7 +151,7 @@ class Policy:
                         backend.name, backend.precision)
         try:
             policy = cls(backend, contract, profile, root, skipped, latency_window)
-            policy.check_reference(ref_obs, ref_act)
+            policy.check_reference(ref_obs, ref_act, ref_starts)
             with policy.unchecked_ranges():  # warm up on the reference observations
                 for i in range(profile.warmup_runs):
                     policy.act(ref_obs[i % len(ref_obs)])
@@ -183,12 +183,13 @@ class Policy:
             says = f"recurrent {rec.kind} state {list(rec.inputs)} of shape {list(rec.shape)}" if rec else "no recurrent section"
             raise BundleError(f"{path}: the graph has {graph} but contract.json has {says}; {todo}")
 
-    def check_reference(self, obs: np.ndarray, expected: np.ndarray) -> None:
-        """Compare this backend's actions with the training framework's; raise on mismatch."""
+    def check_reference(self, obs: np.ndarray, expected: np.ndarray, starts: np.ndarray | None = None) -> None:
+        """Compare this backend's actions with the training framework's; raise on mismatch. A
+        recurrent policy reads ``obs`` as one stream, reset wherever ``starts`` is True."""
         p, src = self.profile, self.bundle_dir / "reference.npz"
         try:
             with self.unchecked_ranges():
-                got = self._act_sequence(obs) if self.contract.recurrent is not None else self.act_batch(obs)
+                got = self._act_sequence(obs, starts) if self.contract.recurrent is not None else self.act_batch(obs)
         except (ObservationError, ActionError) as e:
             raise BundleError(f"{src}: reference check failed on backend {self.backend.name}: {e}; re-run edgerl "
                               "deploy") from None
@@ -224,12 +225,17 @@ class Policy:
         finally:
             self._obs_low = low
 
-    def _act_sequence(self, obs: np.ndarray) -> np.ndarray:
-        """A recurrent policy's actions for ``obs`` as ONE episode from the zero state (the semantics
-        of a recurrent bundle's ``reference.npz``); the state is zero again afterwards."""
+    def _act_sequence(self, obs: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+        """A recurrent policy's actions for ``obs`` as one stream from the zero state, reset where
+        ``starts`` is True (the semantics of a recurrent bundle's ``reference.npz``); the state is
+        zero again afterwards."""
         self.reset()
         try:
-            acts = [self.act(o) for o in obs]
+            acts = []
+            for i, o in enumerate(obs):
+                if starts is not None and starts[i]:
+                    self.reset()
+                acts.append(self.act(o))
         finally:
             self.reset()
         return np.asarray(acts, dtype=self._act_dtype).reshape(len(obs), *self._act_shape)
@@ -429,10 +435,12 @@ def _inward(low: np.ndarray, high: np.ndarray, dtype: np.dtype) -> tuple[np.ndar
     return lo, hi
 
 
-def _read_reference(path: Path, contract: Contract) -> tuple[np.ndarray, np.ndarray]:
+def _read_reference(path: Path, contract: Contract) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``obs``, ``action`` and (recurrent bundles, optional) the episode ``start`` flags."""
     try:
         with np.load(path, allow_pickle=False) as z:
             obs, act = z["obs"], z["action"]
+            starts = z["start"] if "start" in z.files else None
     except FileNotFoundError:
         raise BundleError(f"{path} is missing; re-run edgerl deploy") from None
     except (KeyError, ValueError, OSError) as e:
@@ -442,4 +450,8 @@ def _read_reference(path: Path, contract: Contract) -> tuple[np.ndarray, np.ndar
     if obs.ndim < 1 or len(obs) < 1 or obs.shape[1:] != contract.obs_shape or act.shape != (len(obs), *contract.act_shape):
         raise BundleError(f"{path}: obs {obs.shape} / action {act.shape} do not match the contract shapes "
                           f"{list(contract.obs_shape)} / {list(contract.act_shape)}; re-run edgerl deploy")
-    return obs, act
+    if starts is not None and (contract.recurrent is None or starts.dtype != np.bool_ or starts.shape != (len(obs),)):
+        raise BundleError(f"{path}: 'start' must be bool [{len(obs)}] in a recurrent bundle, got {starts.dtype} "
+                          f"{list(starts.shape)} ({'recurrent' if contract.recurrent else 'feed-forward'} contract); "
+                          "re-run edgerl deploy")
+    return obs, act, starts

@@ -125,6 +125,8 @@ def test_cli_recurrent_import_compact_deploy_run(tmp_path, capsys):
                                      "shape": [2, 1, 8], "batch_axis": 1, "dtype": "float32",
                                      "reset": "zeros_at_episode_start"}
     assert contract["baked_in"] == ["observation_normalizer", "lstm_memory", "deterministic_head"]
+    with np.load(tmp_path / "bundle" / "reference.npz") as ref:  # recorded episode, then a random one
+        assert ref["start"].dtype == bool and ref["start"][0] and ref["start"][1:].any()
     capsys.readouterr()
     assert main(["run", str(tmp_path / "bundle"), "--episodes", "2", "--max-steps", "30", "--checkpoint",
                  str(tmp_path / "p.pt"), "--json", str(tmp_path / "run.json")]) == 0

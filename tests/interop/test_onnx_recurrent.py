@@ -99,6 +99,8 @@ def test_recurrent_onnx_bundle_matches_original_with_state_fed_back(tmp_path, ki
                                 "shape": [layers, 1, HID]}
     contract = json.loads((tmp_path / "bundle" / "contract.json").read_text())
     assert contract["recurrent"]["reset"] == "zeros_at_episode_start"
+    with np.load(tmp_path / "bundle" / "reference.npz") as ref:  # the robot's load check resets mid-stream too
+        assert ref["start"][0] and ref["start"][1:].any() and len(ref["start"]) == len(ref["obs"])
     with Policy.load(tmp_path / "bundle") as p:
         assert p.recurrent
         got = []

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import OPSET, contract
+from conftest import OPSET, contract, ref_obs
 from onnx import TensorProto, helper, numpy_helper
 
 from edgerl.runtime.backends import recurrent_io
@@ -141,6 +141,51 @@ def test_reference_must_be_the_fed_back_sequence(make_bundle, net, tmp_path):
     with pytest.raises(BundleError, match="reference check failed"):
         make_bundle(onnx_path=net.save(tmp_path / "rec.onnx"), contract=recurrent_contract(),
                     reference_obs=obs, reference_actions=stateless)
+
+
+def _sequence_with_starts(net: RecurrentNet, obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    cuts = [*np.flatnonzero(starts), len(obs)]
+    return np.concatenate([net.sequence(obs[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+
+
+def test_reference_resets_where_it_says_an_episode_starts(make_bundle, net, tmp_path):
+    obs = _obs()
+    starts = np.zeros(len(obs), bool)
+    starts[[0, 13, 29]] = True
+    want = _sequence_with_starts(net, obs, starts)
+    assert np.abs(want - net.sequence(obs)).max() > 1e-3  # the resets change the actions
+    onnx_path = net.save(tmp_path / "rec.onnx")
+    bundle = make_bundle(onnx_path=onnx_path, contract=recurrent_contract(), reference_obs=obs,
+                         reference_actions=want, reference_starts=starts)
+    with np.load(bundle / "reference.npz") as z:
+        assert np.array_equal(z["start"], starts)
+    with Policy.load(bundle) as p:  # the load check passed with the resets; the state is zero after it
+        assert np.abs(np.asarray([p.act(o) for o in obs[:5]]) - want[:5]).max() <= 1e-5
+    with pytest.raises(BundleError, match="reference check failed"):  # the same actions read as one episode
+        make_bundle(onnx_path=onnx_path, contract=recurrent_contract(), reference_obs=obs, reference_actions=want)
+    for bad, where in ((starts.astype(np.int8), "recurrent contract"), (starts[:-1], "recurrent contract")):
+        with pytest.raises(BundleError, match=f"reference_starts must be a bool array \\[40\\].*{where}"):
+            make_bundle(onnx_path=onnx_path, contract=recurrent_contract(), reference_obs=obs,
+                        reference_actions=want, reference_starts=bad)
+    n = len(ref_obs())
+    with pytest.raises(BundleError, match=f"only for a recurrent contract; got bool \\[{n}\\] for a feed-forward"):
+        make_bundle(reference_starts=np.eye(1, n, dtype=bool)[0])
+
+
+def test_malformed_reference_starts_are_refused_on_the_robot(rec_bundle):
+    from edgerl.runtime.contract import read_contract
+    from edgerl.runtime.policy import _read_reference
+
+    contract = read_contract(rec_bundle / "contract.json")
+    with np.load(rec_bundle / "reference.npz") as z:
+        obs, act = z["obs"], z["action"]
+    for start in (np.ones(len(obs), np.float32), np.ones(len(obs) + 1, bool)):
+        path = rec_bundle.parent / "ref.npz"
+        np.savez(path, obs=obs, action=act, start=start)
+        with pytest.raises(BundleError, match="'start' must be bool \\[40\\] in a recurrent bundle"):
+            _read_reference(path, contract)
+    np.savez(path, obs=obs, action=act)  # older bundles: no flags, one episode
+    assert _read_reference(path, contract)[2] is None
 
 
 def test_graph_and_contract_must_agree(make_bundle, mlp, net, tmp_path):
