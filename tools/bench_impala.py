@@ -37,9 +37,8 @@ import numpy as np
 import torch
 
 from edgerl.bench.device import device_info
-from edgerl.bench.latency import Series, measure, percentiles
 from edgerl.bench.macs import count_macs, count_params
-from edgerl.bench.runners import bare_ort_runner
+from edgerl.bench.runners import bare_ort_runner, time_interleaved
 from edgerl.export.onnx_io import export_onnx
 from edgerl.export.wrappers import ArgmaxPolicy
 from edgerl.nets.impala import ActorCriticCNN, image_encoder_spec
@@ -129,17 +128,12 @@ def bench_shape(shape: tuple[int, int, int], args: argparse.Namespace, workdir: 
         log(f"  {v.label:<28} channels {rows[-1]['channels']}, {rows[-1]['params'] / 1e6:.3f} M params, "
             f"{rows[-1]['macs'] / 1e6:.1f} M MACs ({time.perf_counter() - t0:.1f} s to build and export)")
     pool = rng.integers(0, 256, size=(64, *shape), dtype=np.uint8)
-    series = [Series(key=r["model"], call=t.call, pool=pool) for r, t in zip(rows, runners, strict=True)]
-    log(f"  timing {len(series)} models interleaved ({args.rounds} rounds, >= {args.min_queries} calls and "
+    log(f"  timing {len(runners)} models interleaved ({args.rounds} rounds, >= {args.min_queries} calls and "
         f">= {args.min_seconds} s each)")
-    try:
-        measure(series, min_queries=args.min_queries, min_seconds=args.min_seconds, rounds=args.rounds,
-                warmup=args.warmup)
-    finally:
-        for t in runners:
-            t.__exit__(None, None, None)
-    for r, s in zip(rows, series, strict=True):
-        r.update(percentiles(s.latencies()), n=s.count)
+    timing = {"min_queries": args.min_queries, "min_seconds": args.min_seconds, "rounds": args.rounds,
+              "warmup": args.warmup}
+    for r, t in zip(rows, time_interleaved(runners, pool, **timing), strict=True):
+        r.update(t)
     base = {r["model"]: r for r in rows}
     for r in rows:
         for ref, key in ((DENSE3, "vs_dense3"), (DENSE1, "vs_dense1")):

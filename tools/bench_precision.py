@@ -34,10 +34,9 @@ import numpy as np
 import torch
 
 from edgerl.bench.device import device_info
-from edgerl.bench.latency import Series, measure, percentiles
 from edgerl.bench.precision import plot_return_vs_p99, precision_bench, precision_markdown
 from edgerl.bench.report import device_line
-from edgerl.bench.runners import bare_ort_runner
+from edgerl.bench.runners import bare_ort_runner, time_interleaved
 from edgerl.export.onnx_io import export_onnx
 from edgerl.export.quantize import quantize_int8
 from edgerl.export.wrappers import ArgmaxPolicy
@@ -109,16 +108,11 @@ def image_rows(args: argparse.Namespace, workdir: Path, log: Any) -> list[dict[s
             log(f"  {v.label} {precision}: {path.stat().st_size / 1024:.0f} KiB, argmax agreement with fp32 "
                 f"{rows[-1]['agreement']:.2%} on {len(held)} held-out recorded frames")
     pool = record_frames(bi.build(variants[0], SHAPE, args.seed + 1), 64, args.seed + 1)
-    series = [Series(key=i, call=t.call, pool=pool) for i, t in enumerate(runners)]
-    log(f"  timing {len(series)} image models interleaved ({args.rounds} rounds)")
-    try:
-        measure(series, min_queries=args.min_queries, min_seconds=args.min_seconds, rounds=args.rounds,
-                warmup=args.warmup)
-    finally:
-        for t in runners:
-            t.__exit__(None, None, None)
-    for r, s in zip(rows, series, strict=True):
-        r.update(percentiles(s.latencies()), n=s.count)
+    log(f"  timing {len(runners)} image models interleaved ({args.rounds} rounds)")
+    timing = {"min_queries": args.min_queries, "min_seconds": args.min_seconds, "rounds": args.rounds,
+              "warmup": args.warmup}
+    for r, t in zip(rows, time_interleaved(runners, pool, **timing), strict=True):
+        r.update(t)
     for r in rows:
         base = next(b for b in rows if b["model"] == r["model"] and b["precision"] == "fp32")
         r["p50_vs_fp32"] = r["p50_us"] / base["p50_us"]

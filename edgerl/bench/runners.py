@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,21 @@ class Timed(contextlib.AbstractContextManager):
     def __exit__(self, *exc: object) -> None:
         if self._close is not None:
             self._close()
+
+
+def time_interleaved(runners: Sequence[Timed], pool: Sequence[Any] | np.ndarray, **timing: Any) -> list[dict[str, float]]:
+    """Time ``runners`` interleaved over the same input ``pool`` (:func:`edgerl.bench.latency.measure`
+    with ``timing``: min_queries, min_seconds, rounds, warmup), release them all, and return each
+    one's percentiles (``p50_us`` ...) and call count ``n``, in order."""
+    from edgerl.bench.latency import Series, measure, percentiles
+
+    series = [Series(key=i, call=t.call, pool=pool) for i, t in enumerate(runners)]
+    try:
+        measure(series, **timing)
+    finally:
+        for t in runners:
+            t.__exit__(None, None, None)
+    return [{**percentiles(s.latencies()), "n": s.count} for s in series]
 
 
 def torch_runner(model: BenchModel, batch: int) -> Timed:

@@ -75,3 +75,18 @@ def test_unique_labels():
     assert unique_labels([Path("runs/a/ckpt.pt"), Path("runs/b/ckpt.pt")]) == ["a/ckpt.pt", "b/ckpt.pt"]
     assert unique_labels([Path("x/compact.pt"), Path("x/ckpt.pt")]) == ["compact.pt", "ckpt.pt"]
     assert unique_labels([Path("m"), Path("m")]) == ["m#1", "m#2"]
+
+
+def test_time_interleaved_times_every_runner_and_releases_them_all():
+    from edgerl.bench.runners import Timed, time_interleaved
+
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    closed: list[str] = []
+    runners = [Timed(lambda x, k=k: seen[k].append(int(x)), close=lambda k=k: closed.append(k)) for k in seen]
+    rows = time_interleaved(runners, np.arange(5), min_queries=40, min_seconds=0.0, rounds=4, warmup=3)
+    assert all(r["n"] >= 40 and r["p50_us"] <= r["p99_us"] for r in rows) and closed == ["a", "b"]
+    assert set(seen["a"]) == set(range(5)) == set(seen["b"])  # the same input pool for both
+    boom = [Timed(lambda x: 1 / 0, close=lambda: closed.append("c"))]
+    with pytest.raises(ZeroDivisionError):
+        time_interleaved(boom, np.arange(2), min_queries=1, rounds=1, warmup=1)
+    assert closed[-1] == "c"  # released even when timing fails
