@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  compacted   params {c['params'][0]:,} -> {c['params'][1]:,}, MACs {c['macs'][0]:,} -> {c['macs'][1]:,}")
     print(f"  policy.onnx {summary['onnx_bytes'] / 1024:.1f} KiB, opset {summary['opset']}, {summary['precision']}, "
           f"ORT parity max |diff| {summary['parity_worst']:.2e}"
-          + (" (float graph vs torch; the reduced-precision error is below)" if summary["precision"] != "fp32" else ""))
+          + (" (float graph vs torch; the reduced-precision error is below)" if summary["precision"] == "int8" else ""))
     if "native" in summary:
         n, fp = summary["native"], summary["native"]["footprint"]
         print(f"  policy.c    {n['params']:,} constants, {n['macs']:,} MACs; flash {fp['flash'] / 1024:.1f} KiB, "

@@ -286,9 +286,9 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
     obs_shape = [int(d) for d in space["shape"]]
 
     policy = policy_from_checkpoint(ckpt)
-    if policy.recurrent is not None and precision != "fp32":
-        raise ConfigError(f"--precision {precision} covers feed-forward policies; this one carries a "
-                          f"{policy.recurrent.rnn_type} state: export it at --precision fp32")
+    if policy.recurrent is not None and precision == "int8":
+        raise ConfigError(f"--precision int8 covers feed-forward policies; this one carries a "
+                          f"{policy.recurrent.rnn_type} state: export it at --precision fp16 or fp32")
     exported = policy.to_fp16() if fp16 else policy
     notes: list[str] = []
     # Rolled before the slow conversion, so a missing environment fails early.

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgerl.export.checks import run_batched
+from edgerl.export.checks import ort_sequence, recurrent_signature, run_batched, stream_starts
 from edgerl.export.errors import ExportCheckError
-from edgerl.export.wrappers import DeployedPolicy, SquashedGaussianPolicy
+from edgerl.export.wrappers import DeployedPolicy
 from edgerl.runtime.graph import graph_precision, model_content
 
 
@@ -114,9 +114,12 @@ def run_all(session: Any, obs: np.ndarray, chunk: int = 64) -> np.ndarray:
 
 
 def _scale(policy: DeployedPolicy) -> np.ndarray | None:
-    if isinstance(policy, SquashedGaussianPolicy):
-        return np.maximum(1.0, policy.half_range.numpy().astype(np.float64)).reshape(-1)
-    return None
+    """Per-action error unit ``max(1, half range)`` of a continuous policy (SAC's or an imported
+    action chain's), None for a discrete one (its actions are compared by agreement)."""
+    if policy.discrete:
+        return None
+    half_range: torch.Tensor = policy.half_range  # type: ignore[assignment]
+    return np.maximum(1.0, half_range.numpy().astype(np.float64)).reshape(-1)
 
 
 def failures(stats: Mapping[str, ErrorStats], t: PrecisionThresholds) -> list[str]:
@@ -132,6 +135,18 @@ def failures(stats: Mapping[str, ErrorStats], t: PrecisionThresholds) -> list[st
         if not (s.p99 is not None and s.p99 <= t.p99_abs):
             out.append(f"{src}: p99 |a - a_fp32| {s.p99:.3g} > {t.p99_abs:g}")
     return out
+
+
+def _reference_and_graph(policy: DeployedPolicy, session: Any, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 policy's actions and the graph's for ``obs``; a recurrent policy runs them as
+    one stream at batch 1, the state fed back and zeroed at the parity stream's episode starts."""
+    signature = recurrent_signature(policy)
+    if signature is None:
+        with torch.no_grad():
+            return policy(torch.as_tensor(obs)).numpy(), run_all(session, obs)
+    starts = stream_starts(len(obs))
+    ref = policy.run_sequence(torch.as_tensor(obs)[:, None], torch.as_tensor(starts)[:, None])[0][:, 0].numpy()
+    return ref, ort_sequence(session, obs[:, None], starts[:, None], *signature)[0][:, 0]
 
 
 def check_precision(policy: DeployedPolicy, model: Any, session: Any, observations: Mapping[str, np.ndarray],
@@ -160,9 +175,7 @@ def check_precision(policy: DeployedPolicy, model: Any, session: Any, observatio
         if len(raw) == 0:
             continue
         obs = np.ascontiguousarray(raw, dtype=in_dtype)
-        with torch.no_grad():
-            ref = policy(torch.as_tensor(obs)).numpy()
-        report.stats[source] = error_stats(ref, run_all(session, obs), _scale(policy))
+        report.stats[source] = error_stats(*_reference_and_graph(policy, session, obs), _scale(policy))
     missed = failures(report.stats, thresholds)
     if missed:
         raise ExportCheckError(f"the {precision} graph is too far from the float32 policy: {'; '.join(missed)}; "

@@ -136,7 +136,7 @@ def test_cli_recurrent_import_compact_deploy_run(tmp_path, capsys):
     for argv, message in (
             (["export", str(tmp_path / "p.pt"), "--precision", "int8", "-o", str(tmp_path / "q.onnx")],
              "--precision int8 covers feed-forward policies; this one carries a lstm state: export it at "
-             "--precision fp32"),
+             "--precision fp16 or fp32"),
             (["export", str(tmp_path / "p.pt"), "--format", "c", "-o", str(tmp_path / "c")],
              "C export covers feed-forward policies; this one carries a lstm state: export ONNX"),
             (["distill", str(tmp_path / "p.pt"), "-o", str(tmp_path / "s.pt")],
@@ -145,3 +145,29 @@ def test_cli_recurrent_import_compact_deploy_run(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "feed-forward"])
+def test_imported_policy_at_fp16_is_judged_in_action_units(tmp_path, kind):
+    """fp16 export of imported policies: the error is |a - a_fp32| per action against the float32
+    policy (a continuous chain, not discrete agreement); a recurrent one runs as a stream with its
+    state float32 at the graph's edges and reset at episode starts, and its fp16 bundle runs with
+    runtime == torch returns."""
+    from edgerl.cli import main
+    from edgerl.commands.run import run_bundle
+    from edgerl.export import export_policy
+
+    src = _rsl_rl_model(tmp_path) if kind == "feed-forward" else _rsl_rl_recurrent(tmp_path, kind)
+    assert main(["import", src, "--from", "rsl_rl", "--env", "Pendulum-v1", "-o", str(tmp_path / "p.pt")]) == 0
+    rep = export_policy(tmp_path / "p.pt", precision="fp16", recorded_steps=64)
+    assert rep.precision == "fp16" and rep.precision_report.graph_precision == "fp16"
+    for stats in rep.precision_report.stats.values():
+        assert stats.agreement is None and 0 < stats.max <= 1e-2 and stats.n > 0  # fp16 is not exact, and close
+    if kind == "feed-forward":
+        return
+    deploy_args = ["deploy", str(tmp_path / "p.pt"), "--target", "x86-cpu", "--precision", "fp16",
+                   "-o", str(tmp_path / "bundle"), "--recorded-steps", "16"]
+    assert main(deploy_args) == 0
+    res = run_bundle(tmp_path / "bundle", None, 2, 0, None, str(tmp_path / "p.pt"), True, 30)
+    runtime, torch_ret = np.asarray(res["runtime_returns"]), np.asarray(res["torch_returns"])
+    assert runtime.shape == (2,) and np.abs(runtime - torch_ret).max() <= 0.05  # fp16 graph vs float32 torch
