@@ -29,6 +29,16 @@ def _actions(ckpt_path, obs: np.ndarray) -> np.ndarray:
         return policy(torch.as_tensor(obs)).numpy()
 
 
+def _distil_offline(tmp_path, payload: dict, seed: int):
+    """Save an imported teacher as ``teacher.pt``, distil it on 2000 logged states alone (no env)
+    into ``student.pt``, and return the student's deployed policy."""
+    save_checkpoint(tmp_path / "teacher.pt", payload)
+    np.savez(tmp_path / "obs.npz", obs=_states(2000, seed=seed))
+    distill(tmp_path / "teacher.pt", tmp_path / "student.pt", CFG, use_env=False,
+            observations=tmp_path / "obs.npz", log=lambda _: None)
+    return policy_from_checkpoint(load_checkpoint(tmp_path / "student.pt"))
+
+
 def test_rsl_rl_teacher_with_an_action_chain(tmp_path):
     torch.manual_seed(3)
     actor = nn.Sequential(nn.Linear(OBS, 32), nn.ELU(), nn.Linear(32, 32), nn.ELU(), nn.Linear(32, ACT))
@@ -36,12 +46,7 @@ def test_rsl_rl_teacher_with_an_action_chain(tmp_path):
                                      "std": torch.ones(ACT)}}, tmp_path / "model_1.pt")
     (tmp_path / "io.yaml").write_text("action:\n  clip: 0.4\n  scale: 0.5\n  offset: [0.1, -0.2, 0.3]\n")
     payload, _ = import_policy(tmp_path / "model_1.pt", "rsl_rl", io_path=tmp_path / "io.yaml")
-    save_checkpoint(tmp_path / "teacher.pt", payload)
-    np.savez(tmp_path / "obs.npz", obs=_states(2000, seed=1))
-
-    distill(tmp_path / "teacher.pt", tmp_path / "student.pt", CFG, use_env=False,
-            observations=tmp_path / "obs.npz", log=lambda _: None)
-    student = policy_from_checkpoint(load_checkpoint(tmp_path / "student.pt"))
+    student = _distil_offline(tmp_path, payload, seed=1)
     assert isinstance(student, ActionChainPolicy) and student.net.spec()["hidden"] == [24, 24]
     assert student.net.spec()["activation"] == "elu"
     teacher = policy_from_checkpoint(load_checkpoint(tmp_path / "teacher.pt"))
@@ -63,12 +68,7 @@ def test_cleanrl_dqn_teacher_gets_an_mlp_student(tmp_path):
     net = nn.Sequential(nn.Linear(OBS, 48), nn.ReLU(), nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, N_ACTIONS))
     torch.save({f"network.{k}": v for k, v in net.state_dict().items()}, tmp_path / "dqn.cleanrl_model")
     payload, _ = import_policy(tmp_path / "dqn.cleanrl_model", "cleanrl")
-    save_checkpoint(tmp_path / "teacher.pt", payload)
-    np.savez(tmp_path / "obs.npz", obs=_states(2000, seed=2))
-
-    distill(tmp_path / "teacher.pt", tmp_path / "student.pt", CFG, use_env=False,
-            observations=tmp_path / "obs.npz", log=lambda _: None)
-    student = policy_from_checkpoint(load_checkpoint(tmp_path / "student.pt"))
+    student = _distil_offline(tmp_path, payload, seed=2)
     assert isinstance(student, ArgmaxPolicy) and student.net.spec()["hidden"] == [24, 24]
     held = _states(1000, seed=8)
     want = _actions(tmp_path / "teacher.pt", held)
