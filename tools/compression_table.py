@@ -4,18 +4,22 @@
     .venv/bin/python tools/compression_table.py --envs HalfCheetah-v5,Hopper-v5,Walker2d-v5 \\
         --seeds 1,2,3 --steps 100000
 
-Runs are trained one at a time (1 thread) in ``--runs`` and measured; each finished run is one JSON
-file in ``--results`` (commit those; the checkpoints are not needed again). Rerunning the same
-command skips finished runs and resumes an interrupted training, so the table can be filled over
-several sessions or machines. ``--render-only`` rewrites the page and plot from the results folder.
-The order is env by env, seed by seed, then ``--variants``; the logic lives in
-``edgerl/bench/compression.py``.
+Runs are trained (1 thread each) in ``--runs`` and measured; each finished run is one JSON file in
+``--results`` (commit those; the checkpoints are not needed again). Rerunning the same command
+skips finished runs and resumes an interrupted training, so the table can be filled over several
+sessions or machines. ``--workers N`` runs N worker processes on one queue (one per core); workers
+on other machines that share ``--runs`` join it too, each run claimed by a lock while it trains.
+``--render-only`` rewrites the page and plot from the results folder. The order is seed by seed
+(``--order seed``: every env's seed 1 first) or env by env (``--order env``), then ``--variants``;
+the logic lives in ``edgerl/bench/compression.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,15 +45,22 @@ def main() -> None:
     p.add_argument("--out", default="docs/benchmarks/compression.md")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--distill-args", default="", help="extra `edgerl distill` flags, e.g. '--rounds 6'")
+    p.add_argument("--order", choices=("seed", "env"), default="seed",
+                   help="seed: every env's seed 1 before any seed 2; env: one env's seeds before the next env")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine, one run (1 thread) each")
     p.add_argument("--render-only", action="store_true")
     args = p.parse_args()
     unknown = set(args.variants.split(",")) - set(c.variants())
     if unknown:
         p.error(f"unknown variants {sorted(unknown)}; known: {', '.join(c.variants())}")
-    queue = [c.RunKey(env, v, int(s)) for env in args.envs.split(",") for s in args.seeds.split(",")
-             for v in args.variants.split(",")]
+    if not 1 <= args.workers <= (os.cpu_count() or 1):
+        p.error(f"--workers {args.workers}: choose 1 to {os.cpu_count()} (one per core)")
+    envs, seeds, vs = args.envs.split(","), [int(s) for s in args.seeds.split(",")], args.variants.split(",")
+    queue = ([c.RunKey(e, v, s) for s in seeds for e in envs for v in vs] if args.order == "seed"
+             else [c.RunKey(e, v, s) for e in envs for s in seeds for v in vs])
     results, out = REPO / args.results, REPO / args.out
-    command = shlex.join(["python", "tools/compression_table.py", *(a for a in sys.argv[1:] if a != "--render-only")])
+    flags = [a for a in sys.argv[1:] if a != "--render-only"]
+    command = shlex.join(["python", "tools/compression_table.py", *flags])
 
     def render(_: Path | None = None) -> None:
         groups: dict[tuple[str, int], list[str]] = {}
@@ -62,7 +73,20 @@ def main() -> None:
         if c.plot(rows, out.with_suffix(".png")):
             print(f"wrote {out} and {out.with_suffix('.png')}", flush=True)
 
-    if not args.render_only:
+    if args.render_only:
+        pass
+    elif args.workers > 1:  # N copies of this command with --workers 1, sharing the queue through the claims
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        one = [sys.executable, __file__, *flags, "--workers", "1"]
+        procs = [subprocess.Popen(one, env=env) for _ in range(args.workers)]
+        try:
+            codes = [proc.wait() for proc in procs]
+        finally:
+            for proc in procs:
+                proc.terminate()
+        if any(codes):
+            sys.exit(f"a worker failed (exit codes {codes}); rerun the same command to resume")
+    else:
         c.run_queue(queue, args.steps, results, REPO / args.runs, episodes=args.episodes,
                     distill_args=args.distill_args.split(), log=lambda s: print(s, flush=True), on_result=render)
     render()

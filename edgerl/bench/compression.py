@@ -4,18 +4,22 @@ Each *run* is one variant on one env and seed: train (or distil) with the CLI, t
 deployed policy: return on fixed env seeds, deployed parameters and MACs (counted on the exported
 ONNX graph), ONNX Runtime p50 latency at batch 1, training wall-clock. A finished run is one small
 JSON file in the results folder, so the table is resumable across machines: copy the folder,
-rerun, and only missing runs are trained. :func:`render_markdown` turns the folder into the page.
+rerun, and only missing runs are trained. Several workers (processes, or machines sharing the
+runs folder) can fill one queue: each run is claimed by a lock on ``<runs>/<slug>.lock`` while
+it trains, and released by the kernel if its worker dies. :func:`render_markdown` turns the
+folder into the page.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,45 +173,93 @@ def _widths(net: Any) -> list[int]:
     return list(layer_widths(net).values())
 
 
+@contextlib.contextmanager
+def claimed(runs: Path, key: RunKey) -> Iterator[bool]:
+    """Hold the run's claim while inside (yields True), or yield False when another worker holds
+    it. The claim is an exclusive ``flock`` on ``<runs>/<slug>.lock``: the kernel drops it when
+    the holder exits or dies, so a killed worker never blocks the queue."""
+    import fcntl
+
+    lock = runs / f"{key.slug}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_queue(queue: list[RunKey], steps: int, results: Path, runs: Path, episodes: int = 10,
               eval_seed: int = 10_000, distill_args: list[str] | None = None,
-              log: Callable[[str], None] = print, on_result: Callable[[Path], None] | None = None) -> None:
+              log: Callable[[str], None] = print, on_result: Callable[[Path], None] | None = None,
+              wait: bool = True, poll_s: float = 60.0) -> list[RunKey]:
     """Train/distil and measure every run of ``queue`` that has no result yet, in order; each
-    finished run is written to ``results`` at once (and passed to ``on_result``)."""
+    finished run is written to ``results`` at once (and passed to ``on_result``).
+
+    A run another worker holds (or whose teacher it holds) is passed over and tried again after
+    the rest: with ``wait`` every ``poll_s`` seconds until it is done, else it is returned among
+    the runs left undone (the return value; empty when the queue is complete)."""
+    vs = variants()
+    pending = list(queue)
+    while True:
+        left = []
+        for key in pending:
+            if result_path(results, key).exists():
+                continue
+            v = vs[key.variant]
+            needs = [key, *([RunKey(key.env, v.teacher, key.seed)] if v.teacher else [])]
+            with contextlib.ExitStack() as stack:
+                if not all(stack.enter_context(claimed(runs, k)) for k in needs):
+                    left.append(key)
+                    continue
+                if not result_path(results, key).exists():  # another worker may have just finished it
+                    _run_one(key, steps, results, runs, episodes, eval_seed, distill_args, log, on_result)
+        if not left or not wait:
+            return left
+        if len(left) == len([k for k in pending if not result_path(results, k).exists()]):
+            log(f"waiting for runs other workers hold: {', '.join(k.slug for k in left)}")
+            time.sleep(poll_s)
+        pending = left
+
+
+def _run_one(key: RunKey, steps: int, results: Path, runs: Path, episodes: int, eval_seed: int,
+             distill_args: list[str] | None, log: Callable[[str], None],
+             on_result: Callable[[Path], None] | None) -> None:
+    """Train or distil one run (its claims held) and write its result."""
     from edgerl.runtime.fileio import atomic_write_text
 
     vs = variants()
-    for key in queue:
-        path = result_path(results, key)
-        if path.exists():
-            continue
-        v = vs[key.variant]
-        t0 = time.monotonic()
-        log(f"{key.slug}: {'distilling' if v.teacher else 'training'} ({steps} steps)")
-        extra: dict[str, Any] = {}
-        if v.teacher:
-            teacher = train_run(RunKey(key.env, v.teacher, key.seed), vs[v.teacher], steps, runs)
-            ckpt = distill_run(key, v, teacher, runs, list(distill_args or []))
-            from edgerl.checkpoint import load_checkpoint
+    path, v, t0 = result_path(results, key), vs[key.variant], time.monotonic()
+    log(f"{key.slug}: {'distilling' if v.teacher else 'training'} ({steps} steps)")
+    extra: dict[str, Any] = {}
+    if v.teacher:
+        teacher = train_run(RunKey(key.env, v.teacher, key.seed), vs[v.teacher], steps, runs)
+        ckpt = distill_run(key, v, teacher, runs, list(distill_args or []))
+        from edgerl.checkpoint import load_checkpoint
 
-            report = load_checkpoint(ckpt)["distill"]
-            teacher_wall = json.loads(result_path(results, RunKey(key.env, v.teacher, key.seed)).read_text())[
-                "train_wall_s"] if result_path(results, RunKey(key.env, v.teacher, key.seed)).exists() else math.nan
-            extra = {"distill_wall_s": report["wall_s"], "teacher_wall_s": teacher_wall, "distill_states": report["states"],
-                     "distill_rounds": report["rounds"], "distill_steps": report["steps"]}
-        else:
-            ckpt = train_run(key, v, steps, runs) / "ckpt.pt"
-        m = measure(ckpt, ckpt.parent if v.teacher else ckpt.parent, episodes, eval_seed)
-        if v.teacher:
-            m["train_wall_s"] = extra["distill_wall_s"]
-        row = {"env": key.env, "variant": key.variant, "seed": key.seed, "steps": steps, "episodes": episodes,
-               "eval_seed": eval_seed, **m, **extra, "elapsed_s": time.monotonic() - t0,
-               "command": f"edgerl {' '.join(['train', *v.args]) if not v.teacher else 'distill'}"}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(row, indent=1) + "\n")
-        log(f"{key.slug}: return {m['return_mean']:.1f}, {m['params']:,} params -> {path}")
-        if on_result is not None:
-            on_result(path)
+        report = load_checkpoint(ckpt)["distill"]
+        teacher_result = result_path(results, RunKey(key.env, v.teacher, key.seed))
+        teacher_wall = json.loads(teacher_result.read_text())["train_wall_s"] if teacher_result.exists() else math.nan
+        extra = {"distill_wall_s": report["wall_s"], "teacher_wall_s": teacher_wall, "distill_states": report["states"],
+                 "distill_rounds": report["rounds"], "distill_steps": report["steps"]}
+    else:
+        ckpt = train_run(key, v, steps, runs) / "ckpt.pt"
+    m = measure(ckpt, ckpt.parent, episodes, eval_seed)
+    if v.teacher:
+        m["train_wall_s"] = extra["distill_wall_s"]
+    row = {"env": key.env, "variant": key.variant, "seed": key.seed, "steps": steps, "episodes": episodes,
+           "eval_seed": eval_seed, **m, **extra, "elapsed_s": time.monotonic() - t0,
+           "command": f"edgerl {' '.join(['train', *v.args]) if not v.teacher else 'distill'}"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(row, indent=1) + "\n")
+    log(f"{key.slug}: return {m['return_mean']:.1f}, {m['params']:,} params -> {path}")
+    if on_result is not None:
+        on_result(path)
 
 
 def load_results(results: Path) -> list[dict[str, Any]]:

@@ -88,3 +88,41 @@ def test_overview_shares_are_of_each_envs_best_dense_policy():
     assert "gradual 0.8 actor only" not in glance  # never run: no row
     nan = [_row("dense", 1, [float("nan")], params=70_000), _row("distill-32", 1, [45.0], params=3_500)]
     assert "distilled 32x32" not in c.render_markdown(nan, "cmd").split("## Hopper-v5", 1)[0]  # no yardstick
+
+
+def test_claims_share_one_queue_between_workers(tmp_path):
+    """A run another worker holds is passed over (and returned when not waiting); so is a student
+    whose teacher is held; a claim ends with its holder, even a killed one."""
+    import subprocess
+    import sys
+
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    teacher, student, done = (c.RunKey("Hopper-v5", "dense", 1), c.RunKey("Hopper-v5", "distill-32", 1),
+                              c.RunKey("Hopper-v5", "scaled", 1))
+    path = c.result_path(results, done)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_row("scaled", 1, [1.0])))
+    with c.claimed(runs, teacher) as mine:
+        assert mine
+        with c.claimed(runs, teacher) as again:
+            assert not again  # exclusive, even within one process
+        # Nothing runs (it would fail: no env is trained here): the teacher and its student are held.
+        left = c.run_queue([teacher, student, done], 100, results, runs, wait=False, log=lambda _: None)
+        assert left == [teacher, student]
+    with c.claimed(runs, student) as free:
+        assert free  # released on exit
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
+                               "from pathlib import Path; from edgerl.bench import compression as c;"
+                               "cm = c.claimed(Path(sys.argv[2]), c.RunKey('Hopper-v5', 'dense', 1));"
+                               "assert cm.__enter__(); print('held', flush=True); time.sleep(60)",
+                               str(c.Path(c.__file__).resolve().parents[2]), str(runs)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with c.claimed(runs, teacher) as mine:
+            assert not mine
+        holder.kill()
+        holder.wait()
+        with c.claimed(runs, teacher) as mine:
+            assert mine  # the dead worker's claim is gone
+    finally:
+        holder.kill()
