@@ -9,7 +9,8 @@ Runs are trained (1 thread each) in ``--runs`` and measured; each finished run i
 skips finished runs and resumes an interrupted training, so the table can be filled over several
 sessions or machines. ``--workers N`` runs N worker processes on one queue (one per core); workers
 on other machines that share ``--runs`` join it too, each run claimed by a lock while it trains.
-``--render-only`` rewrites the page and plot from the results folder. The order is seed by seed
+``--render-only`` rewrites the page and plot from the results folder; ``--retime`` re-times the
+finished runs' graphs of each env together (interleaved) for a latency column measured in one run. The order is seed by seed
 (``--order seed``: every env's seed 1 first) or env by env (``--order env``), then ``--variants``;
 the logic lives in ``edgerl/bench/compression.py``.
 """
@@ -49,6 +50,9 @@ def main() -> None:
                    help="seed: every env's seed 1 before any seed 2; env: one env's seeds before the next env")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine, one run (1 thread) each")
     p.add_argument("--render-only", action="store_true")
+    p.add_argument("--retime", action="store_true",
+                   help="only re-time the ORT p50 of the finished runs' graphs in --runs, each env's interleaved "
+                        "in one measurement (run it on a quiet machine), then render")
     args = p.parse_args()
     unknown = set(args.variants.split(",")) - set(c.variants())
     if unknown:
@@ -59,7 +63,7 @@ def main() -> None:
     queue = ([c.RunKey(e, v, s) for s in seeds for e in envs for v in vs] if args.order == "seed"
              else [c.RunKey(e, v, s) for e in envs for s in seeds for v in vs])
     results, out = REPO / args.results, REPO / args.out
-    flags = [a for a in sys.argv[1:] if a != "--render-only"]
+    flags = [a for a in sys.argv[1:] if a not in ("--render-only", "--retime")]
     command = shlex.join(["python", "tools/compression_table.py", *flags])
 
     def render(_: Path | None = None) -> None:
@@ -75,6 +79,10 @@ def main() -> None:
 
     if args.render_only:
         pass
+    elif args.retime:
+        n = c.retime_latency(results, REPO / args.runs, log=lambda s: print(s, flush=True), min_queries=3000,
+                             min_seconds=2.0, rounds=20)
+        print(f"re-timed {n} runs", flush=True)
     elif args.workers > 1:  # N copies of this command with --workers 1, sharing the queue through the claims
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         one = [sys.executable, __file__, *flags, "--workers", "1"]

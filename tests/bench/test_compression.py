@@ -126,3 +126,31 @@ def test_claims_share_one_queue_between_workers(tmp_path):
             assert mine  # the dead worker's claim is gone
     finally:
         holder.kill()
+
+
+def test_retime_latency_times_each_envs_graphs_together(tmp_path, ckpt_pair):
+    """Rows whose graphs are in the runs folder get one interleaved measurement and keep their first
+    figure; a row without a graph keeps its figure and is marked * on the page."""
+    from edgerl.export import export_policy
+
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    rows = [_row("dense", 1, [100.0], params=70_000), _row("distill-32", 1, [99.0], params=1_600),
+            _row("scratch-32", 1, [98.0], params=1_600)]
+    for row, ckpt in zip(rows[:2], reversed(ckpt_pair), strict=True):  # dense graph, then the small one
+        run = runs / c.RunKey(row["env"], row["variant"], 1).slug
+        export_policy(ckpt, run / "policy.onnx", recorded_steps=0, exporter="legacy")
+        assert (run / "contract.json").is_file()
+    for row in rows:
+        path = c.result_path(results, c.RunKey(row["env"], row["variant"], 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(row))
+    said: list[str] = []
+    n = c.retime_latency(results, runs, log=said.append, min_queries=30, min_seconds=0.0, rounds=2, warmup=5)
+    assert n == 2 and any("scratch-32-s1.json: no graph" in s for s in said)
+    after = {r["variant"]: r for r in c.load_results(results)}
+    for v in ("dense", "distill-32"):
+        assert after[v]["ort_p50_us_at_run"] == 9.0 and after[v]["ort_p50_us"] != 9.0
+        assert 0 < after[v]["ort_p50_us"] <= after[v]["ort_p99_us"] and "interleaved with 2" in after[v]["ort_timing"]
+    assert after["scratch-32"]["ort_p50_us"] == 9.0 and "ort_timing" not in after["scratch-32"]
+    page = c.render_markdown(list(after.values()), "cmd")
+    assert "| 9.0* |" in page and page.count("* |") == 1
