@@ -177,3 +177,66 @@ def test_tuple_output_net_lowers_the_selected_output(tmp_path: Path) -> None:
     assert report.max_abs_diff["ir"] == 0.0
     assert "compiled-parity" in report.checks or find_compiler() is None
     assert "typedef int32_t edgerl_action_t;" in (tmp_path / "c" / "policy.h").read_text()
+
+
+def _imported(kind: str, tmp: Path) -> Path:
+    """A policy imported from another library: rsl_rl with an io.yaml action chain (clip, scale,
+    offset), rsl_rl without one (unbounded actions), or a CleanRL DQN (argmax of an MLP)."""
+    from edgerl.checkpoint import save_checkpoint
+    from edgerl.interop import import_policy
+
+    torch.manual_seed(5)
+    if kind == "cleanrl-dqn":
+        net = nn.Sequential(nn.Linear(4, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 5))
+        torch.save({f"network.{k}": v for k, v in net.state_dict().items()}, tmp / "dqn.cleanrl_model")
+        payload, _ = import_policy(tmp / "dqn.cleanrl_model", "cleanrl")
+    else:
+        actor = nn.Sequential(nn.Linear(6, 32), nn.ELU(), nn.Linear(32, 32), nn.ELU(), nn.Linear(32, 3))
+        torch.save({"model_state_dict": {**{f"actor.{k}": v for k, v in actor.state_dict().items()},
+                                         "std": torch.ones(3)}}, tmp / "model_1.pt")
+        io = None
+        if kind == "rsl_rl-chain":
+            io = tmp / "io.yaml"
+            io.write_text("action:\n  clip: 0.4\n  scale: 0.5\n  offset: [0.1, -0.2, 0.3]\n")
+        payload, _ = import_policy(tmp / "model_1.pt", "rsl_rl", io_path=io)
+    save_checkpoint(tmp / "p.pt", payload)
+    return tmp / "p.pt"
+
+
+@needs_cc
+@pytest.mark.parametrize("kind", ["rsl_rl-chain", "rsl_rl-plain", "cleanrl-dqn"])
+def test_imported_policies_export_to_c(kind: str, tmp_path: Path) -> None:
+    """Imported networks (edgerl's MLP) and their action chains lower to C that equals ONNX Runtime;
+    an unbounded action is INFINITY in the header; an NaN network output is refused, not clipped."""
+    ckpt = _imported(kind, tmp_path)
+    report = export_c(ckpt, tmp_path / "c")
+    assert report.layers[-1] == ("argmax" if kind == "cleanrl-dqn" else "action_chain")
+    export_policy(ckpt, tmp_path / "policy.onnx", recorded_steps=0)
+    obs = np.random.default_rng(0).normal(0, 3, size=(5000, report.obs_dim)).astype(np.float32)
+    want = ort.InferenceSession(str(tmp_path / "policy.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"obs": obs})[0]
+    lib = _build(tmp_path / "c")
+    got, rc = lib.act_batch(obs)
+    assert rc == 0
+    if kind == "cleanrl-dqn":
+        assert got.dtype == np.int32 and (got == want).mean() > 0.999 and len(np.unique(got)) >= 3
+        return
+    diff = np.abs(got.astype(np.float64) - want)
+    assert np.isfinite(diff).all() and diff.max() <= 1e-5, diff.max()
+    header = (tmp_path / "c" / "policy.c").read_text()
+    if kind == "rsl_rl-chain":
+        assert np.all(got >= np.array([-0.1, -0.4, 0.1]) - 1e-6) and np.all(got <= np.array([0.3, 0.0, 0.5]) + 1e-6)
+        assert (np.abs(got - [0.3, 0.0, 0.5]) < 1e-6).any()  # the clip is active on some observations
+        assert "edgerl_action_low[EDGERL_ACT_DIM] = {-0.100000001f" in header
+    else:
+        assert "edgerl_action_low[EDGERL_ACT_DIM] = {(-INFINITY), (-INFINITY), (-INFINITY)}" in header
+        assert "action_clip_low" not in header  # nothing to clip
+    # A network that outputs NaN (a poisoned bias) is an error, not an action clipped to a bound.
+    policy_c = (tmp_path / "c" / "policy.c").read_text()
+    poisoned = tmp_path / "nan"
+    poisoned.mkdir()
+    (poisoned / "policy.h").write_text((tmp_path / "c" / "policy.h").read_text())
+    first_bias = policy_c.index("net_head_b[")
+    start = policy_c.index("{", first_bias) + 1
+    (poisoned / "policy.c").write_text(policy_c[:start] + " NAN," + policy_c[policy_c.index(",", start) + 1:])
+    assert _build(poisoned).act_batch(obs[:1])[1] == 2  # EDGERL_ERR_ACTION_NONFINITE

@@ -139,3 +139,22 @@ def test_discrete_policy_on_c_backend(tmp_path: Path) -> None:
         got, want = pol.act_batch(obs), ref.act_batch(obs)
         assert got.dtype == want.dtype == np.int64 and (got == want).mean() > 0.99 and len(set(got)) == 2
         assert isinstance(pol.act(obs[0]), int) and pol.act(obs[0]) == want[0]
+
+
+@needs_cc
+def test_imported_policy_deploys_to_a_microcontroller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An rsl_rl policy with its clip/scale/offset chain goes to the MCU profile as C, sized against
+    its budgets, and the runtime's c backend passes the bundle's reference check and equals ORT."""
+    from tests.export.test_c_export import _imported
+
+    monkeypatch.setenv("EDGERL_NATIVE_CACHE", str(tmp_path / "cache"))
+    ckpt = _imported("rsl_rl-chain", tmp_path)
+    summary = deploy(ckpt, "mcu-cortex-m4", tmp_path / "mcu", recorded_steps=0)
+    assert {"policy.c", "policy.h"} <= set(summary["files"]) and summary["native"]["parity_worst"] <= 1e-5
+    target = _profile(tmp_path, "x86-c", "x86-cpu", backends=["c", "ort-cpu"])
+    deploy(ckpt, str(target), tmp_path / "bundle", recorded_steps=0)
+    with Policy.load(tmp_path / "bundle") as pol, Policy.load(tmp_path / "bundle", backends=["ort-cpu"]) as ref:
+        assert pol.backend_name == "c"
+        obs = np.random.default_rng(2).normal(0.0, 3.0, size=(300, 6))
+        diff = np.abs(pol.act_batch(obs).astype(np.float64) - ref.act_batch(obs))
+        assert np.isfinite(diff).all() and diff.max() <= 1e-5

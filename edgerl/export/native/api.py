@@ -160,8 +160,10 @@ def export_c(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = N
     contract = build_contract(ckpt, policy, checkpoint=os.fspath(ckpt_path), sha256=sha, steps=None, opset=0,
                               versions=library_versions())
     act = contract["action"]
+    low, high = ([fill if v is None else v for v in (act[k] or [None] * program.act_dim)]  # None: unbounded
+                 for k, fill in (("low", -np.inf), ("high", np.inf)))
     meta = Meta(algo=ckpt["algo"], env_id=ckpt["env"]["id"], source=source_name or os.fspath(ckpt_path),
-                source_sha256=sha, edgerl_version=edgerl.__version__, action_low=act["low"], action_high=act["high"],
+                source_sha256=sha, edgerl_version=edgerl.__version__, action_low=low, action_high=high,
                 obs_names=contract["observation"].get("names"), baked_in=policy.baked_in)
     header, source = emit(program, meta)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgerl.export.native.ir import (
+    ActionChain,
     Activation,
     Argmax,
     Dense,
@@ -42,8 +43,11 @@ class Meta:
     baked_in: list[str] = field(default_factory=list)
 
 
-def _lit(v: float) -> str:
-    """A float32 literal that reads back to the same float32 (9 significant digits)."""
+def _lit(v: float | None) -> str:
+    """A float32 literal that reads back to the same float32 (9 significant digits); an infinity
+    (or None, an unbounded action) is math.h's ``INFINITY``."""
+    if v is None or np.isinf(v):
+        return "(-INFINITY)" if v is not None and v < 0 else "INFINITY"
     s = f"{float(np.float32(v)):.9g}"
     if "e" not in s and "." not in s and "inf" not in s and "nan" not in s:
         s += ".0"
@@ -176,6 +180,34 @@ class _Emitter:
         self.body += [f"    /* {la.name}: action = low + (tanh(x) + 1) * (high - low) / 2 */",
                       f"    for (o = 0; o < {n}; ++o) {{",
                       f"        {out}[o] = action_low[o] + (tanhf({src}[o]) + 1.0f) * action_half_range[o];",
+                      f"        if (!isfinite({out}[o])) return EDGERL_ERR_ACTION_NONFINITE;",
+                      "    }",
+                      f"    for (o = 0; o < {n}; ++o) action[o] = {out}[o];"]
+
+    def _actionchain(self, la: ActionChain) -> None:
+        src, n = self.cur.name, self.cur.n
+        out = self._use("a" if src != "s->a" else "b", n)
+        steps, expr = [], "v"
+        if la.squash:
+            steps.append("v = tanhf(v);")
+        if la.clips:
+            self._const("action_clip_low", la.clip_low)
+            self._const("action_clip_high", la.clip_high)
+            steps.append("v = v < action_clip_low[o] ? action_clip_low[o] : (v > action_clip_high[o] ? "
+                         "action_clip_high[o] : v);")  # comparisons keep a NaN a NaN
+        if la.scales:
+            self._const("action_scale", la.scale)
+            expr = "v * action_scale[o]"
+        if la.offsets:
+            self._const("action_offset", la.offset)
+            expr = f"{expr} + action_offset[o]"
+        what = " -> ".join(w for w, on in (("tanh", la.squash), ("clip", la.clips), ("scale", la.scales),
+                                           ("offset", la.offsets)) if on) or "identity"
+        self.body += [f"    /* {la.name}: {what} per action */",
+                      f"    for (o = 0; o < {n}; ++o) {{",
+                      f"        float v = {src}[o];",
+                      *(f"        {line}" for line in steps),
+                      f"        {out}[o] = {expr};",
                       f"        if (!isfinite({out}[o])) return EDGERL_ERR_ACTION_NONFINITE;",
                       "    }",
                       f"    for (o = 0; o < {n}; ++o) action[o] = {out}[o];"]

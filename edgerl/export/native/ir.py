@@ -4,7 +4,8 @@ A :class:`Program` is the deployed function as a chain of layers, each naming th
 from: normalise -> [per-feature scale] -> dense layers (activation fused; OFENet's dense layers
 append their output to their input) -> tanh squash + rescale, or argmax. The C emitter
 (:mod:`edgerl.export.native.emit`) writes one loop nest per layer; :func:`run_program` runs the same
-list in numpy, so a lowering can be checked against torch without a compiler.
+list in numpy, so a lowering can be checked against torch without a compiler. Imported policies
+end in an :class:`ActionChain` (clip, scale, offset) instead of the squash and rescale.
 """
 
 from __future__ import annotations
@@ -70,6 +71,23 @@ class SquashRescale:
 
 
 @dataclass
+class ActionChain:
+    """``action = offset + scale * clamp([tanh](x), clip_low, clip_high)`` per element: the post-
+    processing of imported policies (:class:`~edgerl.export.wrappers.ActionChainPolicy`). Each step
+    runs only where its flag is set, as in torch; an infinite clip bound clips nothing."""
+
+    name: str
+    squash: bool
+    clips: bool
+    scales: bool
+    offsets: bool
+    clip_low: np.ndarray
+    clip_high: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+
+
+@dataclass
 class Argmax:
     """``action = start + argmax(x)`` (first maximum, as torch and ONNX Runtime)."""
 
@@ -77,7 +95,7 @@ class Argmax:
     start: int
 
 
-Layer = Normalize | Scale | Activation | Dense | SquashRescale | Argmax
+Layer = Normalize | Scale | Activation | Dense | SquashRescale | ActionChain | Argmax
 
 
 @dataclass
@@ -141,6 +159,12 @@ def run_program(program: Program, obs: np.ndarray) -> np.ndarray:
                 x = np.concatenate([x, y], axis=1) if layer.concat else y
             elif isinstance(layer, SquashRescale):
                 x = layer.low + (np.tanh(x) + np.float32(1)) * layer.half_range
+            elif isinstance(layer, ActionChain):
+                x = np.tanh(x) if layer.squash else x
+                x = np.where(x < layer.clip_low, layer.clip_low, np.where(x > layer.clip_high, layer.clip_high, x)
+                             ).astype(np.float32) if layer.clips else x
+                x = x * layer.scale if layer.scales else x
+                x = x + layer.offset if layer.offsets else x
             elif isinstance(layer, Argmax):
                 x = np.argmax(x, axis=1).astype(np.int64) + layer.start
     return x

@@ -21,6 +21,7 @@ from torch import nn
 
 from edgerl.export.errors import ExportError
 from edgerl.export.native.ir import (
+    ActionChain,
     Activation,
     Argmax,
     Dense,
@@ -30,8 +31,13 @@ from edgerl.export.native.ir import (
     Scale,
     SquashRescale,
 )
-from edgerl.export.wrappers import ArgmaxPolicy, DeployedPolicy, SquashedGaussianPolicy
-from edgerl.nets.mlp import ObsNormalizer, SquashedGaussianActor
+from edgerl.export.wrappers import (
+    ActionChainPolicy,
+    ArgmaxPolicy,
+    DeployedPolicy,
+    SquashedGaussianPolicy,
+)
+from edgerl.nets.mlp import MLP, ObsNormalizer, SquashedGaussianActor
 from edgerl.nets.ofenet import DenseLayer, OFEStateBlock
 from edgerl.prune import InputScale
 
@@ -45,7 +51,8 @@ Lowering = Callable[[nn.Module, str, int], list[Layer]]
 _LOWERINGS: dict[type, Lowering] = {}
 
 SCOPE = ("C export covers MLP policies: Linear layers with ReLU/ELU/LeakyReLU/tanh/SiLU/sigmoid, BatchNorm1d, "
-         "OFENet state blocks, the normaliser, tanh squash + rescale or argmax")
+         "OFENet state blocks, the normaliser, tanh squash + rescale, an imported policy's clip/scale/offset "
+         "chain, or argmax")
 
 
 def register_lowering(cls: type[nn.Module]) -> Callable[[Lowering], Lowering]:
@@ -129,6 +136,13 @@ def _sac_actor(m: nn.Module, path: str, select: int) -> list[Layer]:
     return [*lower_module(m.trunk, f"{path}.trunk"), *lower_module(m.mean, f"{path}.mean")]
 
 
+@register_lowering(MLP)
+def _mlp(m: nn.Module, path: str, select: int) -> list[Layer]:
+    """An imported policy's network: ``out(head(trunk(x)))``."""
+    return [*lower_module(m.trunk, f"{path}.trunk"), *lower_module(m.head, f"{path}.head"),
+            *lower_module(m.out, f"{path}.out")]
+
+
 @register_lowering(OFEStateBlock)
 def _ofenet_state(m: nn.Module, path: str, select: int) -> list[Layer]:
     layers = lower_module(m.obs_in, f"{path}.obs_in")
@@ -187,6 +201,8 @@ def _check_chain(layers: list[Layer], obs_dim: int) -> int:
             want = layer.weight.size
         elif isinstance(layer, SquashRescale):
             want = layer.low.size
+        elif isinstance(layer, ActionChain):
+            want = layer.scale.size
         else:
             want = n
         if want != n:
@@ -195,7 +211,8 @@ def _check_chain(layers: list[Layer], obs_dim: int) -> int:
         if isinstance(layer, Dense):
             n = layer.weight.shape[0] + (n if layer.concat else 0)
         for name, v in vars(layer).items():
-            if isinstance(v, np.ndarray) and not np.all(np.isfinite(v)):
+            bounds = isinstance(layer, ActionChain) and name in ("clip_low", "clip_high")  # +-inf: no clip
+            if isinstance(v, np.ndarray) and not np.all(np.isfinite(v) | (bounds & np.isinf(v))):
                 raise NativeExportError(f"layer {layer.name!r} has non-finite {name}; the checkpoint is damaged")
     return n
 
@@ -216,6 +233,12 @@ def lower_policy(policy: DeployedPolicy) -> Program:
         low, half = policy.low.numpy(), policy.half_range.numpy()
         layers.append(SquashRescale("squash_rescale", _f32(low), _f32(half)))
         act_dim, discrete = low.size, False
+    elif isinstance(policy, ActionChainPolicy):
+        layers += lower_module(policy.net, "net", 0)
+        layers.append(ActionChain("action_chain", policy.squash, policy.clips, policy.scales, policy.offsets,
+                                  *(_f32(t.numpy()) for t in (policy.clip_low, policy.clip_high, policy.scale,
+                                                              policy.offset))))
+        act_dim, discrete = policy.scale.numel(), False
     elif isinstance(policy, ArgmaxPolicy):
         layers += lower_module(policy.net, "net", policy.select)
         layers.append(Argmax("argmax", policy.start))
