@@ -3,7 +3,8 @@
 //   g++ -std=c++11 -O2 -Wall -Wextra -c main.cpp && gcc -std=c99 -O3 -c policy.c && g++ main.o policy.o -lm -o control
 //   ./control [ticks] [rate_hz]
 //
-// Each tick reads an observation, calls edgerl_act and writes the action, then sleeps until the
+// Each tick reads an observation, calls edgerl_act (a recurrent policy: edgerl_step, its state fed
+// back in place and zeroed at each episode start) and writes the action, then sleeps until the
 // next tick on an absolute schedule (no drift). A tick whose work ends after its deadline counts
 // as a miss; a NaN/inf observation or action keeps the last safe action and counts as a fault.
 // On a microcontroller replace read_sensors/write_actuators with the board's drivers and the
@@ -46,6 +47,9 @@ int main(int argc, char **argv)
     static edgerl_scratch scratch;                  // one per control thread
     float obs[EDGERL_OBS_DIM];
     edgerl_action_t action[EDGERL_ACT_DIM] = {};    // the last safe action (zeros until the first)
+#if EDGERL_RECURRENT
+    static float state[EDGERL_STATE_SIZE];          // the policy's memory: zeros = an episode starts
+#endif
     long misses = 0, faults = 0;
     double worst_us = 0.0;
 
@@ -53,7 +57,12 @@ int main(int argc, char **argv)
     for (long tick = 0; tick < ticks; ++tick) {
         const auto start = clock::now();
         read_sensors(tick, obs);
-        if (edgerl_act(obs, action, &scratch) != EDGERL_OK) {
+#if EDGERL_RECURRENT
+        const int rc = edgerl_step(obs, state, action, state, &scratch);  // on an error the state is kept
+#else
+        const int rc = edgerl_act(obs, action, &scratch);
+#endif
+        if (rc != EDGERL_OK) {
             ++faults;                               // action untouched: the last safe one is sent
         }
         write_actuators(action);

@@ -240,3 +240,53 @@ def test_imported_policies_export_to_c(kind: str, tmp_path: Path) -> None:
     start = policy_c.index("{", first_bias) + 1
     (poisoned / "policy.c").write_text(policy_c[:start] + " NAN," + policy_c[policy_c.index(",", start) + 1:])
     assert _build(poisoned).act_batch(obs[:1])[1] == 2  # EDGERL_ERR_ACTION_NONFINITE
+
+
+@needs_cc
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrent_policy_in_c_equals_onnx_runtime_with_resets(kind: str, tmp_path: Path) -> None:
+    """An rsl_rl LSTM/GRU policy (2 layers, normaliser) as C: ``edgerl_step`` over a 3,000-step stream
+    with episode resets gives ONNX Runtime's actions and states; a NaN state is an error that writes
+    neither the action nor the state."""
+    from edgerl.checkpoint import save_checkpoint
+    from edgerl.export.checks import ort_sequence, stream_starts
+    from edgerl.interop import import_policy
+    from tests.interop.test_cli_import import _rsl_rl_recurrent
+
+    payload, _ = import_policy(_rsl_rl_recurrent(tmp_path, kind), "rsl_rl")
+    save_checkpoint(tmp_path / "p.pt", payload)
+    report = export_c(tmp_path / "p.pt", tmp_path / "c")
+    assert report.layers[1:3] == ["net.rnn.l0", "net.rnn.l1"] and report.macs > 0
+    header = (tmp_path / "c" / "policy.h").read_text()
+    assert "#define EDGERL_RECURRENT 1" in header and f'#define EDGERL_STATE_KIND "{kind}"' in header
+    assert "int edgerl_step(" in header and "edgerl_act_batch" not in header
+    export_policy(tmp_path / "p.pt", tmp_path / "policy.onnx", recorded_steps=0)
+    obs = np.random.default_rng(4).normal(0.0, 2.0, size=(3000, 3)).astype(np.float32)
+    starts = stream_starts(len(obs))
+    sess = ort.InferenceSession(str(tmp_path / "policy.onnx"), providers=["CPUExecutionProvider"])
+    want, want_states = ort_sequence(sess, obs[:, None], starts[:, None], kind, 2, 8)
+    lib = _build(tmp_path / "c")
+    assert lib.state_shape == (2 if kind == "lstm" else 1, 2, 8)
+    state = np.zeros(lib.state_size, np.float32)
+    got, states = [], []
+    for t in range(len(obs)):
+        a, state, rc = lib.step(obs[t], np.zeros_like(state) if starts[t] else state)
+        assert rc == 0
+        got.append(a)
+        states.append(state)
+    diff = np.abs(np.asarray(got, np.float64) - want[:, 0])
+    assert np.isfinite(diff).all() and diff.max() <= 1e-5, diff.max()
+    flat = np.concatenate([s[:, :, 0, :].reshape(len(obs), -1) for s in want_states], axis=1)  # [T, tensor*layer*unit]
+    assert np.abs(np.asarray(states) - flat).max() <= 1e-5
+    assert np.abs(np.asarray(states)[1:] - np.asarray(states)[:-1]).max() > 1e-3  # the state moves
+    # A NaN recurrent weight: the step fails with EDGERL_ERR_STATE_NONFINITE, the state stays as it was.
+    source = (tmp_path / "c" / "policy.c").read_text()
+    start = source.index("{", source.index("net_rnn_l0_whh[")) + 1
+    start = source.index("{", start) + 1  # first row of the 2-D table
+    poisoned = tmp_path / "nan"
+    poisoned.mkdir()
+    (poisoned / "policy.h").write_text(header)
+    (poisoned / "policy.c").write_text(source[:start] + " NAN," + source[source.index(",", start) + 1:])
+    before = np.full(lib.state_size, 0.25, np.float32)
+    action, after, rc = _build(poisoned).step(obs[0], before)
+    assert rc == 3 and np.array_equal(after, before) and not action.any()

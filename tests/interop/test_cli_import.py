@@ -137,8 +137,6 @@ def test_cli_recurrent_import_compact_deploy_run(tmp_path, capsys):
             (["export", str(tmp_path / "p.pt"), "--precision", "int8", "-o", str(tmp_path / "q.onnx")],
              "--precision int8 covers feed-forward policies; this one carries a lstm state: export it at "
              "--precision fp16 or fp32"),
-            (["export", str(tmp_path / "p.pt"), "--format", "c", "-o", str(tmp_path / "c")],
-             "C export covers feed-forward policies; this one carries a lstm state: export ONNX"),
             (["distill", str(tmp_path / "p.pt"), "-o", str(tmp_path / "s.pt")],
              "cannot distil a recurrent (lstm) teacher")):
         capsys.readouterr()

@@ -158,3 +158,32 @@ def test_imported_policy_deploys_to_a_microcontroller(tmp_path: Path, monkeypatc
         obs = np.random.default_rng(2).normal(0.0, 3.0, size=(300, 6))
         diff = np.abs(pol.act_batch(obs).astype(np.float64) - ref.act_batch(obs))
         assert np.isfinite(diff).all() and diff.max() <= 1e-5
+
+
+@needs_cc
+def test_recurrent_policy_runs_on_the_c_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An rsl_rl LSTM deployed with backends [c, ort-cpu]: the c backend carries the state like ORT
+    (reference check with its episode resets, act, reset), and equals ORT step by step."""
+    from edgerl.checkpoint import save_checkpoint
+    from edgerl.interop import import_policy
+    from tests.interop.test_cli_import import _rsl_rl_recurrent
+
+    monkeypatch.setenv("EDGERL_NATIVE_CACHE", str(tmp_path / "cache"))
+    payload, _ = import_policy(_rsl_rl_recurrent(tmp_path), "rsl_rl")
+    save_checkpoint(tmp_path / "p.pt", payload)
+    deploy(tmp_path / "p.pt", str(_profile(tmp_path, "x86-c", "x86-cpu", backends=["c", "ort-cpu"])),
+           tmp_path / "bundle", recorded_steps=0)
+    with Policy.load(tmp_path / "bundle") as pol, Policy.load(tmp_path / "bundle", backends=["ort-cpu"]) as ref:
+        assert pol.backend_name == "c" and pol.recurrent and ref.recurrent
+        obs = np.random.default_rng(3).normal(0.0, 2.0, size=(200, 3))
+        got, want = [], []
+        for t, o in enumerate(obs):
+            if t % 50 == 0:
+                pol.reset()
+                ref.reset()
+            got.append(pol.act(o))
+            want.append(ref.act(o))
+        diff = np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))
+        assert np.isfinite(diff).all() and diff.max() <= 1e-5
+        pol.reset()
+        assert np.array_equal(pol.act(obs[0]), got[0])  # reset: the same first step again

@@ -15,11 +15,11 @@ import torch
 import edgerl
 from edgerl.checkpoint import library_versions, load_checkpoint
 from edgerl.errors import ConfigError
-from edgerl.export.checks import FP32_ATOL, _continuous_gap, _discrete_gap
+from edgerl.export.checks import FP32_ATOL, _continuous_gap, _discrete_gap, stream_starts
 from edgerl.export.contract import build_contract
 from edgerl.export.errors import ExportCheckError
 from edgerl.export.native.emit import Meta, emit
-from edgerl.export.native.ir import Program, run_program
+from edgerl.export.native.ir import Program, run_program, step_program
 from edgerl.export.native.lower import NativeExportError, lower_policy
 from edgerl.export.observations import obs_space, policy_obs_stats, random_observations
 from edgerl.export.policy import policy_from_checkpoint
@@ -80,11 +80,13 @@ class CExportReport:
         return "\n".join(lines + [f"  note       {n}" for n in self.notes])
 
 
-def _gap(policy: DeployedPolicy, obs: np.ndarray, got: np.ndarray, what: str) -> float:
-    """Largest gap to torch, or ExportCheckError past the ONNX export's fp32 tolerance."""
-    with torch.no_grad():
-        x = torch.as_tensor(obs)
-        ref = policy.scores(x).numpy() if isinstance(policy, ArgmaxPolicy) else policy(x).numpy()
+def _gap(policy: DeployedPolicy, obs: np.ndarray, got: np.ndarray, what: str, ref: np.ndarray | None = None) -> float:
+    """Largest gap to torch (``ref``, else the policy on ``obs``), or ExportCheckError past the ONNX
+    export's fp32 tolerance."""
+    if ref is None:
+        with torch.no_grad():
+            x = torch.as_tensor(obs)
+            ref = policy.scores(x).numpy() if isinstance(policy, ArgmaxPolicy) else policy(x).numpy()
     if isinstance(policy, ArgmaxPolicy):
         gap, _, ok = _discrete_gap(policy, ref, np.asarray(got, np.int64), FP32_ATOL, "random")
     else:
@@ -107,14 +109,48 @@ def _compiled_check(policy: DeployedPolicy, program: Program, header: str, sourc
         except Exception as e:
             raise ExportCheckError(f"the generated C does not compile cleanly ({e}); report this") from None
         lib = NativePolicy(d / "policy.so")
-        got, rc = lib.act_batch(obs)
-        if rc != 0:
-            raise ExportCheckError(f"edgerl_act returned {rc} on finite observations; report this")
         bad = obs[:1].copy()
         bad[0, 0] = np.nan
         if lib.act_batch(bad)[1] != 1:
             raise ExportCheckError("edgerl_act accepted a NaN observation; report this")
+        if program.state is not None:
+            return _stream_gap(policy, obs, lambda o, st: _native_step(lib, o, st), "compiled")
+        got, rc = lib.act_batch(obs)
+        if rc != 0:
+            raise ExportCheckError(f"edgerl_act returned {rc} on finite observations; report this")
     return _gap(policy, obs, got, "compiled")
+
+
+def _native_step(lib: NativePolicy, obs: np.ndarray, state: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`step_program`'s signature over the compiled ``edgerl_step`` (one stream)."""
+    tensors, layers, hidden = lib.state_shape
+    flat = np.zeros(lib.state_size, np.float32) if state is None else np.concatenate([s.reshape(-1) for s in state])
+    action, new, rc = lib.step(obs, flat)
+    if rc != 0:
+        raise ExportCheckError(f"edgerl_step returned {rc} on finite observations; report this")
+    return action[None], list(new.reshape(tensors, layers, 1, hidden))
+
+
+def _stream_gap(policy: DeployedPolicy, obs: np.ndarray, step: Any, what: str) -> float:
+    """A recurrent policy's gap to torch over ``obs`` as one stream (batch 1), the state fed back and
+    zeroed at the parity stream's episode starts; actions and states are both compared."""
+    starts = stream_starts(len(obs))
+    with torch.no_grad():
+        ref, ref_states = policy.run_sequence(torch.as_tensor(obs)[:, None], torch.as_tensor(starts)[:, None])
+    got, got_states, state = [], [], None
+    for t in range(len(obs)):
+        action, state = step(obs[t], None if starts[t] else state)
+        got.append(action[0])
+        got_states.append(state)
+    gap = _gap(policy, obs, np.asarray(got), what, ref=ref[:, 0].numpy())
+    for k, r in enumerate(ref_states):  # each [T, layers, 1, hidden]
+        g = np.stack([s[k] for s in got_states]).astype(np.float64)
+        diff = np.abs(g - r.numpy())
+        if not np.all(diff <= FP32_ATOL * np.maximum(1.0, np.abs(r.numpy()))):
+            raise ExportCheckError(f"the {what} C policy's recurrent state and torch's disagree: max |diff| "
+                                   f"{float(np.nanmax(diff)) if diff.size else 0:.3g}; report this and export ONNX meanwhile")
+        gap = max(gap, float(diff.max(initial=0.0)))
+    return gap
 
 
 def export_c(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, seed: int = 0,
@@ -151,10 +187,6 @@ def export_c(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = N
         raise NativeExportError(f"C export takes vector observations (float, 1-D); this policy observes "
                                 f"{space['dtype']}{list(space['shape'])} (image/CNN policies are out of scope: export ONNX)")
     policy = policy_from_checkpoint(ckpt)
-    if policy.recurrent is not None:
-        raise NativeExportError(f"C export covers feed-forward policies; this one carries a {policy.recurrent.rnn_type} "
-                                "state: export ONNX (edgerl export, the default --format onnx) and run it with the "
-                                "ort-cpu/ort-cuda/trt backends")
     program = lower_policy(policy)
     sha = source_sha256 or sha256_file(ckpt_file)
     contract = build_contract(ckpt, policy, checkpoint=os.fspath(ckpt_path), sha256=sha, steps=None, opset=0,
@@ -169,7 +201,10 @@ def export_c(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = N
 
     obs = random_observations(space, CHECK_OBS, np.random.default_rng(seed), *policy_obs_stats(policy))
     obs = np.ascontiguousarray(obs, np.float32)
-    diffs = {"ir": _gap(policy, obs, run_program(program, obs), "lowered")}
+    if program.state is None:
+        diffs = {"ir": _gap(policy, obs, run_program(program, obs), "lowered")}
+    else:
+        diffs = {"ir": _stream_gap(policy, obs, lambda o, st: step_program(program, o[None], st), "lowered")}
     checks, notes = ["lowering", "ir-parity"], []
     cc = find_compiler() if compile_check else None
     if cc is not None:

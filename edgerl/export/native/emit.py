@@ -21,6 +21,7 @@ from edgerl.export.native.ir import (
     Layer,
     Normalize,
     Program,
+    RNNLayer,
     Scale,
     SquashRescale,
 )
@@ -90,7 +91,7 @@ class _Emitter:
         self.p = program
         self.consts: list[str] = []
         self.body: list[str] = []
-        self.sizes = {"a": 1, "b": 1, "phi": 0}
+        self.sizes = {"a": 1, "b": 1, "phi": 0, "st": 0, "g": 0, "g2": 0}
         self.cur = _Buf("obs", program.obs_dim)
 
     def _use(self, buf: str, n: int) -> str:
@@ -172,6 +173,58 @@ class _Emitter:
         self.body.append("    }")
         self.cur = _Buf("s->phi" if la.concat else dst, n_in + n_out if la.concat else n_out)
 
+    def _rnnlayer(self, la: RNNLayer) -> None:
+        """One LSTM/GRU layer: the new state goes to ``s->st`` (copied to ``state_out`` only once
+        the action is known to be finite), so ``state_out`` may alias ``state_in``."""
+        assert self.p.state is not None
+        _, n_layers, hid = self.p.state
+        i, lstm = _ident(la.name), la.kind == "lstm"
+        gates, n_in = (4 if lstm else 3) * hid, la.w_ih.shape[1]
+        self._const(f"{i}_wih", np.ascontiguousarray(la.w_ih.T), f"[in {n_in}][gates {gates}], transposed")
+        self._const(f"{i}_whh", np.ascontiguousarray(la.w_hh.T), f"[hidden {hid}][gates {gates}], transposed")
+        st = self._use("st", self.p.state_size)
+        src = self.cur.name if la.index == 0 else f"({st} + {(la.index - 1) * hid})"
+        h_in, h_out = f"(state_in + {la.index * hid})", f"({st} + {la.index * hid})"
+        g = self._use("g", gates)
+        gh = g if lstm else self._use("g2", gates)
+        if lstm:  # one bias: torch adds b_ih and b_hh to the same pre-activations
+            self._const(f"{i}_b", la.b_ih + la.b_hh, "b_ih + b_hh")
+            init = [f"        for (o = 0; o < {gates}; ++o) {g}[o] = {i}_b[o];"]
+        else:  # GRU: the n gate scales W_hn h + b_hn by r, so the two halves stay apart
+            self._const(f"{i}_bih", la.b_ih)
+            self._const(f"{i}_bhh", la.b_hh)
+            init = [f"        for (o = 0; o < {gates}; ++o) {{ {g}[o] = {i}_bih[o]; {gh}[o] = {i}_bhh[o]; }}"]
+        c_in, c_out = f"(state_in + {(n_layers + la.index) * hid})", f"({st} + {(n_layers + la.index) * hid})"
+        update = ([f"            const float c = edgerl_sigmoid({g}[{hid} + o]) * {c_in}[o] + edgerl_sigmoid({g}[o]) * "
+                   f"tanhf({g}[{2 * hid} + o]);",
+                   f"            {c_out}[o] = c;",
+                   f"            {h_out}[o] = edgerl_sigmoid({g}[{3 * hid} + o]) * tanhf(c);"] if lstm else
+                  [f"            const float r = edgerl_sigmoid({g}[o] + {gh}[o]);",
+                   f"            const float z = edgerl_sigmoid({g}[{hid} + o] + {gh}[{hid} + o]);",
+                   f"            const float n = tanhf({g}[{2 * hid} + o] + r * {gh}[{2 * hid} + o]);",
+                   f"            {h_out}[o] = (1.0f - z) * n + z * {h_in}[o];"])
+        what = "LSTM (gates i f g o)" if lstm else "GRU (gates r z n)"
+        self.body += [f"    /* {la.name}: {what} layer {la.index}, {n_in} -> {hid} */",
+                      "    {",
+                      *init,
+                      f"        for (i = 0; i < {n_in}; ++i) {{",
+                      f"            const float xi = {src}[i];",
+                      f"            for (o = 0; o < {gates}; ++o) {g}[o] += {i}_wih[i][o] * xi;",
+                      "        }",
+                      f"        for (i = 0; i < {hid}; ++i) {{",
+                      f"            const float hi = {h_in}[i];",
+                      f"            for (o = 0; o < {gates}; ++o) {gh}[o] += {i}_whh[i][o] * hi;",
+                      "        }",
+                      f"        for (o = 0; o < {hid}; ++o) {{",
+                      *update,
+                      "        }",
+                      "    }"]
+        if la.index == n_layers - 1:
+            self.body += [f"    for (o = 0; o < {self.p.state_size}; ++o) {{",
+                          f"        if (!isfinite({st}[o])) return EDGERL_ERR_STATE_NONFINITE;",
+                          "    }"]
+        self.cur = _Buf(h_out, hid)
+
     def _squashrescale(self, la: SquashRescale) -> None:
         self._const("action_low", la.low)
         self._const("action_half_range", la.half_range)
@@ -240,6 +293,29 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
     scratch = [f"    float {k}[{v}];" for k, v in em.sizes.items() if v]
     act_dim = 1 if p.discrete else p.act_dim
     chain = " -> ".join(["obs", *meta.baked_in, "action"])
+    kind, n_layers, hid = p.state or ("", 0, 0)
+    if p.state is None:
+        api = [
+            " * int edgerl_act(const float *obs, edgerl_action_t *action, edgerl_scratch *s):",
+            " *   obs: EDGERL_OBS_DIM floats (the raw observation; the normaliser is baked in);"]
+        signature = "int edgerl_act(const float *obs, edgerl_action_t *action, edgerl_scratch *s)"
+        recurrent_api: list[str] = []
+    else:
+        names = " and ".join(("h", "c")[:p.state_tensors])
+        api = [
+            " * int edgerl_step(const float *obs, const float *state_in, edgerl_action_t *action,",
+            " *                 float *state_out, edgerl_scratch *s):",
+            f" *   one control step of a {kind.upper()} policy: the state is EDGERL_STATE_SIZE floats, {names}",
+            f" *   ([tensor][layer {n_layers}][unit {hid}], as the ONNX graph's state inputs). Set it to zeros",
+            " *   when an episode starts, feed state_out back as the next state_in (they may be the same",
+            " *   buffer). On an error neither action nor state_out is written: keep the previous state.",
+            " *   obs: EDGERL_OBS_DIM floats (the raw observation; the normaliser is baked in);"]
+        signature = ("int edgerl_step(const float *obs, const float *state_in, edgerl_action_t *action, "
+                     "float *state_out, edgerl_scratch *s)")
+        recurrent_api = [f"#define EDGERL_STATE_KIND {_c_string(kind)}",
+                         f"#define EDGERL_STATE_TENSORS {p.state_tensors}",
+                         f"#define EDGERL_STATE_LAYERS {n_layers}",
+                         f"#define EDGERL_STATE_HIDDEN {hid}"]
     header = [
         f"/* policy.h: {meta.algo} policy for {_comment(meta.env_id)}, generated by edgerl {meta.edgerl_version} "
         "(edgerl export --format c). Do not edit.",
@@ -248,13 +324,12 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
         f" * function: {chain}",
         f" * {p.params} constants ({p.params * 4} bytes of weights), {p.macs} multiply-accumulates per call.",
         " *",
-        " * int edgerl_act(const float *obs, edgerl_action_t *action, edgerl_scratch *s):",
-        " *   obs: EDGERL_OBS_DIM floats (the raw observation; the normaliser is baked in);",
+        *api,
         " *   action: EDGERL_ACT_DIM floats in [edgerl_action_low, edgerl_action_high] (continuous), or one",
         " *     int32_t index in [0, EDGERL_N_ACTIONS) (discrete);",
         " *   s: caller-owned scratch (one per thread; no allocation, no global state: reentrant).",
-        " *   Returns EDGERL_OK, or EDGERL_ERR_OBS_NONFINITE / EDGERL_ERR_ACTION_NONFINITE with *action",
-        " *   left unchanged (keep the last safe action).",
+        " *   Returns EDGERL_OK, or EDGERL_ERR_OBS_NONFINITE / EDGERL_ERR_ACTION_NONFINITE (/",
+        " *   EDGERL_ERR_STATE_NONFINITE) with *action left unchanged (keep the last safe action).",
         " */",
         "#ifndef EDGERL_POLICY_H",
         "#define EDGERL_POLICY_H",
@@ -271,6 +346,9 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
         f"#define EDGERL_N_ACTIONS {p.act_dim if p.discrete else 0}",
         f"#define EDGERL_PARAMS {p.params}",
         f"#define EDGERL_MACS {p.macs}",
+        f"#define EDGERL_RECURRENT {int(p.state is not None)}",
+        f"#define EDGERL_STATE_SIZE {p.state_size}",
+        *recurrent_api,
         f"#define EDGERL_ALGO {_c_string(meta.algo)}",
         f"#define EDGERL_ENV_ID {_c_string(meta.env_id)}",
         f"#define EDGERL_SOURCE_SHA256 {_c_string(meta.source_sha256)}",
@@ -278,10 +356,12 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
         "#define EDGERL_OK 0",
         "#define EDGERL_ERR_OBS_NONFINITE 1     /* the observation holds NaN or infinity */",
         "#define EDGERL_ERR_ACTION_NONFINITE 2  /* the network produced NaN or infinity */",
+        "#define EDGERL_ERR_STATE_NONFINITE 3   /* a recurrent policy's next state holds NaN or infinity */",
         "",
         f"typedef {'int32_t' if p.discrete else 'float'} edgerl_action_t;",
         "",
-        "/* Activations of one call (ping-pong buffers a/b; phi: OFENet's concatenated features). */",
+        "/* Activations of one call (ping-pong buffers a/b; phi: OFENet's concatenated features;",
+        " * st: a recurrent policy's next state; g, g2: its gate pre-activations). */",
         "typedef struct edgerl_scratch {",
         *scratch,
         "} edgerl_scratch;",
@@ -294,13 +374,18 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
         header.append("extern const char *const edgerl_obs_names[EDGERL_OBS_DIM];")
     header += [
         "/* The sizes above as data, for foreign-function callers (Python ctypes). */",
-        "extern const int32_t edgerl_obs_dim, edgerl_act_dim, edgerl_discrete;",
+        "extern const int32_t edgerl_obs_dim, edgerl_act_dim, edgerl_discrete, edgerl_state_size, edgerl_state_layers;",
         "extern const uint32_t edgerl_scratch_size;",
         "extern const char edgerl_source_sha256[65];",
+        "extern const char edgerl_state_kind[8];  /* \"lstm\", \"gru\", or \"\" (feed-forward) */",
         "",
-        "int edgerl_act(const float *obs, edgerl_action_t *action, edgerl_scratch *s);",
-        "/* n observations [n][EDGERL_OBS_DIM] -> n actions; stops at and returns the first error. */",
-        "int edgerl_act_batch(const float *obs, edgerl_action_t *action, int32_t n, edgerl_scratch *s);",
+        f"{signature};",
+    ]
+    if p.state is None:
+        header += [
+            "/* n observations [n][EDGERL_OBS_DIM] -> n actions; stops at and returns the first error. */",
+            "int edgerl_act_batch(const float *obs, edgerl_action_t *action, int32_t n, edgerl_scratch *s);"]
+    header += [
         "",
         "#ifdef __cplusplus",
         "}",
@@ -321,6 +406,9 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
         "const int32_t edgerl_discrete = EDGERL_DISCRETE;",
         "const uint32_t edgerl_scratch_size = (uint32_t)sizeof(edgerl_scratch);",
         "const char edgerl_source_sha256[65] = EDGERL_SOURCE_SHA256;",
+        "const int32_t edgerl_state_size = EDGERL_STATE_SIZE;",
+        f"const int32_t edgerl_state_layers = {n_layers};",
+        f"const char edgerl_state_kind[8] = {_c_string(kind)};",
     ]
     if not p.discrete:
         source += [f"const float edgerl_action_low[EDGERL_ACT_DIM] = {{{', '.join(map(_lit, meta.action_low or []))}}};",
@@ -328,19 +416,26 @@ def emit(program: Program, meta: Meta) -> tuple[str, str]:
     if meta.obs_names:
         source.append("const char *const edgerl_obs_names[EDGERL_OBS_DIM] = {"
                       + ", ".join(_c_string(n) for n in meta.obs_names) + "};")
+    if p.state is not None:
+        source += ["", "static float edgerl_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }"]
+    keep_state = (["    for (o = 0; o < EDGERL_STATE_SIZE; ++o) state_out[o] = s->st[o];"]
+                  if p.state is not None else [])
     source += ["", *em.consts, "",
-               "int edgerl_act(const float *obs, edgerl_action_t *action, edgerl_scratch *s)",
+               signature,
                "{",
                "    int i, o;",
                "    for (i = 0; i < EDGERL_OBS_DIM; ++i) {",
                "        if (!isfinite(obs[i])) return EDGERL_ERR_OBS_NONFINITE;",
                "    }",
                *em.body,
+               *keep_state,
                "    (void)i;",
                "    return EDGERL_OK;",
                "}",
-               "",
-               "int edgerl_act_batch(const float *obs, edgerl_action_t *action, int32_t n, edgerl_scratch *s)",
+               ""]
+    if p.state is not None:
+        return "\n".join(header), "\n".join(source)
+    source += ["int edgerl_act_batch(const float *obs, edgerl_action_t *action, int32_t n, edgerl_scratch *s)",
                "{",
                "    int32_t k;",
                "    for (k = 0; k < n; ++k) {",

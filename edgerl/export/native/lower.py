@@ -28,6 +28,7 @@ from edgerl.export.native.ir import (
     Layer,
     Normalize,
     Program,
+    RNNLayer,
     Scale,
     SquashRescale,
 )
@@ -39,6 +40,7 @@ from edgerl.export.wrappers import (
 )
 from edgerl.nets.mlp import MLP, ObsNormalizer, SquashedGaussianActor
 from edgerl.nets.ofenet import DenseLayer, OFEStateBlock
+from edgerl.nets.recurrent import RecurrentMLP
 from edgerl.prune import InputScale
 
 
@@ -51,8 +53,8 @@ Lowering = Callable[[nn.Module, str, int], list[Layer]]
 _LOWERINGS: dict[type, Lowering] = {}
 
 SCOPE = ("C export covers MLP policies: Linear layers with ReLU/ELU/LeakyReLU/tanh/SiLU/sigmoid, BatchNorm1d, "
-         "OFENet state blocks, the normaliser, tanh squash + rescale, an imported policy's clip/scale/offset "
-         "chain, or argmax")
+         "OFENet state blocks, LSTM/GRU memories, the normaliser, tanh squash + rescale, an imported policy's "
+         "clip/scale/offset chain, or argmax")
 
 
 def register_lowering(cls: type[nn.Module]) -> Callable[[Lowering], Lowering]:
@@ -143,6 +145,20 @@ def _mlp(m: nn.Module, path: str, select: int) -> list[Layer]:
             *lower_module(m.out, f"{path}.out")]
 
 
+@register_lowering(RecurrentMLP)
+def _recurrent_mlp(m: nn.Module, path: str, select: int) -> list[Layer]:
+    """``head(rnn(x, state))`` for one step: one :class:`RNNLayer` per torch layer, then the head."""
+    rnn = m.rnn
+    if getattr(rnn, "proj_size", 0) or rnn.bidirectional or not rnn.bias or rnn.batch_first:
+        raise NativeExportError(f"{path}.rnn: a projected, bidirectional, bias-free or batch-first "
+                                f"{m.rnn_type} is out of scope for C; export ONNX instead")
+    layers: list[Layer] = [RNNLayer(f"{path}.rnn.l{k}", m.rnn_type, k, *(_f32(_np(getattr(rnn, f"{w}_l{k}")))
+                                                                      for w in ("weight_ih", "weight_hh", "bias_ih",
+                                                                                "bias_hh")))
+                           for k in range(rnn.num_layers)]
+    return [*layers, *lower_module(m.head, f"{path}.head")]
+
+
 @register_lowering(OFEStateBlock)
 def _ofenet_state(m: nn.Module, path: str, select: int) -> list[Layer]:
     layers = lower_module(m.obs_in, f"{path}.obs_in")
@@ -203,6 +219,8 @@ def _check_chain(layers: list[Layer], obs_dim: int) -> int:
             want = layer.low.size
         elif isinstance(layer, ActionChain):
             want = layer.scale.size
+        elif isinstance(layer, RNNLayer):
+            want = layer.w_ih.shape[1]
         else:
             want = n
         if want != n:
@@ -210,6 +228,8 @@ def _check_chain(layers: list[Layer], obs_dim: int) -> int:
                                     "is not the chain of its modules, so it cannot be lowered: export ONNX instead")
         if isinstance(layer, Dense):
             n = layer.weight.shape[0] + (n if layer.concat else 0)
+        elif isinstance(layer, RNNLayer):
+            n = layer.hidden
         for name, v in vars(layer).items():
             bounds = isinstance(layer, ActionChain) and name in ("clip_low", "clip_high")  # +-inf: no clip
             if isinstance(v, np.ndarray) and not np.all(np.isfinite(v) | (bounds & np.isinf(v))):
@@ -248,7 +268,9 @@ def lower_policy(policy: DeployedPolicy) -> Program:
     layers = fuse(layers)
     obs_dim = _obs_dim(layers)
     n_out = _check_chain(layers, obs_dim)
-    return Program(layers, obs_dim, n_out if discrete else int(act_dim), discrete)
+    net = policy.recurrent
+    state = None if net is None else (net.rnn_type, *net.state_shape)
+    return Program(layers, obs_dim, n_out if discrete else int(act_dim), discrete, state)
 
 
 def _obs_dim(layers: list[Layer]) -> int:
@@ -259,4 +281,6 @@ def _obs_dim(layers: list[Layer]) -> int:
             return int(layer.weight.size)
         if isinstance(layer, Dense):
             return int(layer.weight.shape[1])
+        if isinstance(layer, RNNLayer):
+            return int(layer.w_ih.shape[1])
     raise NativeExportError("the policy has no dense layer; nothing to lower")

@@ -12,7 +12,10 @@ microsecond, so a call costs what ctypes costs: no session, no graph, no allocat
 Generated-code ABI (see ``policy.h``): ``int edgerl_act(const float *obs, edgerl_action_t *action,
 edgerl_scratch *s)`` and ``edgerl_act_batch(obs, action, n, s)``; ``edgerl_action_t`` is float
 (continuous) or int32_t (discrete index); sizes are exported as ``const`` integers
-(``edgerl_obs_dim``, ``edgerl_act_dim``, ``edgerl_discrete``, ``edgerl_scratch_size``).
+(``edgerl_obs_dim``, ``edgerl_act_dim``, ``edgerl_discrete``, ``edgerl_scratch_size``). A recurrent
+policy (``edgerl_state_size > 0``, ``edgerl_state_kind`` ``lstm``/``gru``) has ``int edgerl_step(obs,
+state_in, action, state_out, s)`` instead, its state ``[tensor][layer][unit]`` as the graph's
+``h_in``/``c_in``: the backend exposes it as the same state tensors as the ONNX backends.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import RECURRENT_STATES, state_io_names
 from ..errors import ActionError, BackendUnavailableError, BundleError, ObservationError
 from ..fileio import atomic_write, atomic_write_text
 from ..profile import TargetProfile
@@ -44,8 +48,8 @@ vectoriser skips loops with a remainder (102 outputs), and 17-102-102-6 takes 2.
 STRICT_FLAGS = ("-Wall", "-Wextra", "-Werror", "-pedantic")
 """Warnings the generated code is built with in the tests and at export (it must stay clean)."""
 SOURCE, HEADER = "policy.c", "policy.h"
-ERR_OBS, ERR_ACTION = 1, 2
-"""Return codes of ``edgerl_act``: non-finite observation, non-finite network output."""
+ERR_OBS, ERR_ACTION, ERR_STATE = 1, 2, 3
+"""Return codes of ``edgerl_act``/``edgerl_step``: non-finite observation, network output, next state."""
 CC_HINT = "install a C compiler (Debian/Ubuntu: sudo apt install gcc) or set CC"
 
 
@@ -185,21 +189,64 @@ class NativePolicy:
         except (OSError, ValueError) as e:
             raise BundleError(f"{self.path}: not a policy library of edgerl export --format c ({e}); "
                               "delete it from cache/ and load again") from None
+        try:
+            self.state_size = int(ctypes.c_int32.in_dll(lib, "edgerl_state_size").value)
+            self.state_layers = int(ctypes.c_int32.in_dll(lib, "edgerl_state_layers").value)
+            self.state_kind = (ctypes.c_char * 8).in_dll(lib, "edgerl_state_kind").value.decode()
+        except ValueError:  # generated before recurrent policies: feed-forward
+            self.state_size, self.state_layers, self.state_kind = 0, 0, ""
+        if self.state_size and (self.state_kind not in RECURRENT_STATES or self.state_layers < 1 or self.state_size % (
+                self.state_layers * len(RECURRENT_STATES[self.state_kind]))):
+            raise BundleError(f"{self.path}: inconsistent recurrent state ({self.state_kind!r}, {self.state_size} floats "
+                              f"over {self.state_layers} layers); re-export the policy")
         self._lib = lib
+        self.scratch = ctypes.create_string_buffer(max(self.scratch_size, 1))
+        self.action_dtype = np.dtype(np.int32 if self.discrete else np.float32)
+        if self.state_size:
+            self.step_fn = lib.edgerl_step
+            self.step_fn.restype = ctypes.c_int
+            self.step_fn.argtypes = [ctypes.c_void_p] * 5
+            return
         self.act_fn = lib.edgerl_act
         self.act_fn.restype = ctypes.c_int
         self.act_fn.argtypes = [ctypes.c_void_p] * 3
         self.batch_fn = lib.edgerl_act_batch
         self.batch_fn.restype = ctypes.c_int
         self.batch_fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]
-        self.scratch = ctypes.create_string_buffer(max(self.scratch_size, 1))
-        self.action_dtype = np.dtype(np.int32 if self.discrete else np.float32)
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        """``(tensors, layers, hidden)`` of a recurrent policy's state; ``(0, 0, 0)`` when feed-forward."""
+        if not self.state_size:
+            return 0, 0, 0
+        tensors = len(RECURRENT_STATES[self.state_kind])
+        return tensors, self.state_layers, self.state_size // (tensors * self.state_layers)
+
+    def step(self, obs: np.ndarray, state_in: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """A recurrent policy's step: ``obs [obs_dim]``, ``state_in [state_size]`` -> ``(action, next
+        state, return code)`` (on an error the action is zeros and the state ``state_in``)."""
+        x = np.ascontiguousarray(obs, dtype=np.float32).reshape(self.obs_dim)
+        state = np.ascontiguousarray(state_in, dtype=np.float32).reshape(self.state_size)
+        out = np.zeros(() if self.discrete else (self.act_dim,), self.action_dtype)
+        new = state.copy()
+        rc = self.step_fn(x.ctypes.data, state.ctypes.data, out.ctypes.data, new.ctypes.data,
+                          ctypes.addressof(self.scratch))
+        return out, new, int(rc)
 
     def act_batch(self, obs: np.ndarray) -> tuple[np.ndarray, int]:
-        """``[n, obs_dim]`` float32 -> (actions ``[n, act_dim]`` or ``[n]``, return code of the first failure)."""
+        """``[n, obs_dim]`` float32 -> (actions ``[n, act_dim]`` or ``[n]``, return code of the first failure);
+        a recurrent policy runs each observation from the zero state (an episode's first step)."""
         x = np.ascontiguousarray(obs, dtype=np.float32)
         n = len(x)
         out = np.zeros((n,) if self.discrete else (n, self.act_dim), self.action_dtype)
+        if self.state_size:
+            zero = np.zeros(self.state_size, np.float32)
+            for k in range(n):
+                a, _, rc = self.step(x[k], zero)
+                if rc:
+                    return out, rc
+                out[k] = a
+            return out, 0
         rc = self.batch_fn(x.ctypes.data, out.ctypes.data, n, ctypes.addressof(self.scratch))
         return out, int(rc)
 
@@ -229,10 +276,23 @@ class CBackend(Backend):
         self.precision = "fp32"
         self.single_input = np.zeros((1, lib.obs_dim), np.float32)
         self._single_output = np.zeros((1, *self.output_shape), lib.action_dtype)
+        obs_p, act_p = ctypes.c_void_p(self.single_input.ctypes.data), ctypes.c_void_p(self._single_output.ctypes.data)
+        scratch_p = ctypes.c_void_p(ctypes.addressof(lib.scratch))
         # Pointers converted once: the hot path is one foreign call.
-        self._args = (ctypes.c_void_p(self.single_input.ctypes.data), ctypes.c_void_p(self._single_output.ctypes.data),
-                      ctypes.c_void_p(ctypes.addressof(lib.scratch)))
-        self._act = lib.act_fn
+        if lib.state_size:  # the state tensors are views of one [tensor][layer][1][unit] buffer each way
+            tensors, layers, hidden = lib.state_shape
+            self.state_inputs, self.state_outputs = state_io_names(lib.state_kind)
+            self.state_shape = (layers, 1, hidden)
+            self._state_in = np.zeros((tensors, layers, 1, hidden), np.float32)
+            self._state_out = np.zeros_like(self._state_in)
+            self.single_state, self.single_state_out = tuple(self._state_in), tuple(self._state_out)
+            self._args: tuple[ctypes.c_void_p, ...] = (
+                obs_p, ctypes.c_void_p(self._state_in.ctypes.data), act_p, ctypes.c_void_p(self._state_out.ctypes.data),
+                scratch_p)
+            self._act = lib.step_fn
+        else:
+            self._args = (obs_p, act_p, scratch_p)
+            self._act = lib.act_fn
 
     def run(self, obs_batch: np.ndarray) -> np.ndarray:
         out, rc = self.library.act_batch(obs_batch)
@@ -253,6 +313,9 @@ class CBackend(Backend):
         if rc == ERR_ACTION:
             raise ActionError("policy returned a non-finite action (edgerl_act); not sent. Check the "
                               "observation scale against the training data (normaliser in contract.json)")
+        if rc == ERR_STATE:
+            raise ActionError("policy produced a non-finite recurrent state (edgerl_step); action not sent, state "
+                              "not kept. Check the observation scale, or reset the policy")
         raise BundleError(f"{self.library.path}: edgerl_act returned unknown code {rc}; rebuild the bundle")
 
     def describe(self) -> str:
