@@ -260,7 +260,7 @@ def run_bench(models: Sequence[str | Path], baseline: str | Path | None = None,
     skips = _Skips(log)
     with tempfile.TemporaryDirectory(prefix="edgerl-bench-") as tmp:
         workdir = Path(tmp)
-        loaded = load_models(list(models), baseline, workdir, exporter)
+        loaded = load_models(list(models), baseline, workdir, exporter, native="c" in backends)
         with torch_threads(threads):
             results = _latency(loaded, backends, batches, prof, workdir, skips, timing, seed, log)
             over = _overhead(loaded, prof, workdir, timing, seed, log) if overhead else []

@@ -118,8 +118,11 @@ def _graph_counts(model: BenchModel) -> None:
     model.graph_params, model.graph_macs = counts.params, counts.macs
 
 
-def load_checkpoint_model(path: Path, label: str, role: str, workdir: Path, exporter: str = "auto") -> BenchModel:
-    """Load a checkpoint's policy, count it, export it to ONNX + contract in ``workdir``."""
+def load_checkpoint_model(path: Path, label: str, role: str, workdir: Path, exporter: str = "auto",
+                          native: bool = False) -> BenchModel:
+    """Load a checkpoint's policy, count it, export it to ONNX + contract in a folder of ``workdir``
+    (and with ``native`` to ``policy.c``/``policy.h`` beside them, for the ``c`` backend; a policy
+    the C export does not cover gets a note, and the backend is skipped with the reason)."""
     import torch
 
     from edgerl.bench.macs import count_macs, count_params
@@ -133,16 +136,24 @@ def load_checkpoint_model(path: Path, label: str, role: str, workdir: Path, expo
     space = obs_space(ckpt)
     in_dtype = input_dtype(space)
     example = torch.zeros((1, *space["shape"]), dtype=torch.uint8 if in_dtype == np.uint8 else torch.float32)
-    stem = workdir / _slug(f"{role}-{label}")
-    report = export_policy(path, stem.with_suffix(".onnx"), recorded_steps=0,
-                           contract_path=stem.with_suffix(".contract.json"), exporter=exporter)
+    folder = workdir / _slug(f"{role}-{label}")
+    report = export_policy(path, folder / "policy.onnx", recorded_steps=0, contract_path=folder / "contract.json",
+                           exporter=exporter)
+    notes = []
+    if native:
+        from edgerl.export.native import NativeExportError, export_c
+
+        try:
+            export_c(path, folder, compile_check=False)  # the c backend builds and reference-checks it
+        except NativeExportError as e:
+            notes.append(f"no C policy: {e}")
     mean, std = policy_obs_stats(policy)
     model = BenchModel(
         label=label, role=role, path=path, kind="checkpoint", onnx_path=Path(report.onnx_path),
         contract=json.loads(Path(report.contract_path).read_text(encoding="utf-8")),
         obs_space={k: space.get(k) for k in ("shape", "dtype", "low", "high")}, input_dtype=in_dtype,
         file_bytes=report.size_bytes, params=count_params(policy), macs=count_macs(policy, example),
-        counted_from="checkpoint", obs_mean=mean, obs_std=std, policy=policy,
+        counted_from="checkpoint", obs_mean=mean, obs_std=std, policy=policy, notes=notes,
     )
     _graph_counts(model)
     return model
@@ -183,8 +194,9 @@ def load_onnx_model(path: Path, label: str, role: str) -> BenchModel:
 
 
 def load_models(models: list[str | Path], baseline: str | Path | None, workdir: Path,
-                exporter: str = "auto") -> list[BenchModel]:
-    """Resolve every MODEL and the baseline (last); all must observe the same shape.
+                exporter: str = "auto", native: bool = False) -> list[BenchModel]:
+    """Resolve every MODEL and the baseline (last); all must observe the same shape. With ``native``,
+    checkpoints are also exported as C (for the ``c`` backend).
 
     Raises:
         ConfigError: A path is missing or holds no model, or the observation shapes differ.
@@ -202,7 +214,7 @@ def load_models(models: list[str | Path], baseline: str | Path | None, workdir: 
             out.append(load_onnx_model(path, label, role))
             continue
         try:
-            out.append(load_checkpoint_model(path, label, role, workdir, exporter))
+            out.append(load_checkpoint_model(path, label, role, workdir, exporter, native))
         except ImportError as e:
             raise CheckpointError(f"{path}: benchmarking a checkpoint needs torch ({e}); pip install "
                                   "'edgerl[train]', or benchmark its deploy bundle instead") from None

@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", metavar="DENSE", default=None,
                    help="the dense model to compare with (ratios are MODEL / DENSE per backend and batch)")
     p.add_argument("--backends", default="torch,ort-cpu,trt",
-                   help="comma-separated: torch, ort-cpu, ort-cuda, trt; unavailable ones are skipped with the "
-                        "reason (default: %(default)s)")
+                   help="comma-separated: torch, ort-cpu, ort-cuda, trt, c (the generated C policy, built with "
+                        "the system compiler); unavailable ones are skipped with the reason (default: %(default)s)")
     p.add_argument("--batch", default="1", help="comma-separated batch sizes (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of torch and ONNX Runtime (default: 1)")
     p.add_argument("--min-queries", type=int, default=1000,

@@ -120,3 +120,16 @@ def test_bad_models(tmp_path, ckpt_pair):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="junk.pt"):
         run_bench([tmp_path / "junk.pt"])
+
+
+def test_c_backend_on_checkpoints(ckpt_pair, tmp_path, monkeypatch):
+    """``--backends c`` exports each checkpoint as C beside its ONNX and times the built library
+    against ORT in the same interleaved run; the dense/compact ratio is reported for it too."""
+    if not get_backend("c").available()[0]:
+        pytest.skip(get_backend("c").available()[1])
+    monkeypatch.setenv("EDGERL_NATIVE_CACHE", str(tmp_path / "cache"))
+    rep = run_bench([ckpt_pair[0]], ckpt_pair[1], backends=["ort-cpu", "c"], batches=[1], overhead=False, **FAST)
+    rows = {(r["model"], r["backend"]) for r in rep["results"]}
+    assert rows == {(m, b) for m in ("pruned/ckpt.pt", "dense/ckpt.pt") for b in ("ort-cpu", "c")}
+    assert not rep["skipped"] and {r["backend"] for r in rep["ratios"]} == {"ort-cpu", "c"}
+    assert all(r["p50_us"] > 0 for r in rep["results"]) and len(list((tmp_path / "cache").glob("*.so"))) == 2
