@@ -187,3 +187,20 @@ def test_recurrent_policy_runs_on_the_c_backend(tmp_path: Path, monkeypatch: pyt
         assert np.isfinite(diff).all() and diff.max() <= 1e-5
         pol.reset()
         assert np.array_equal(pol.act(obs[0]), got[0])  # reset: the same first step again
+
+
+@needs_cc
+def test_inconsistent_recurrent_library_is_refused(tmp_path: Path) -> None:
+    from edgerl.runtime.backends.c import NativePolicy, compile_c
+
+    src = tmp_path / "lib.c"
+    src.write_text("#include <stdint.h>\n"
+                   "const int32_t edgerl_obs_dim = 3, edgerl_act_dim = 1, edgerl_discrete = 0;\n"
+                   "const uint32_t edgerl_scratch_size = 64;\n"
+                   "const char edgerl_source_sha256[65] = \"x\";\n"
+                   "const int32_t edgerl_state_size = 7, edgerl_state_layers = 2;\n"  # 7 floats over 2 LSTM layers
+                   "const char edgerl_state_kind[8] = \"lstm\";\n"
+                   "int edgerl_step(void) { return 0; }\n")
+    compile_c([src], tmp_path / "lib.so", ("-std=c99", "-fPIC", "-shared"))
+    with pytest.raises(BundleError, match="inconsistent recurrent state \\('lstm', 7 floats over 2 layers\\)"):
+        NativePolicy(tmp_path / "lib.so")
