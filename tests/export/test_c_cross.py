@@ -95,13 +95,24 @@ def test_cortex_m4_footprint(ofenet_c: Path, tmp_path: Path) -> None:
     assert estimate["method"].startswith("estimate") and 0.5 * fp["flash"] <= estimate["flash"] <= 2 * fp["flash"]
 
 
-def test_cpp_control_loop_builds_and_runs(ofenet_c: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["ofenet", "lstm"])
+def test_cpp_control_loop_builds_and_runs(kind: str, ofenet_c: Path, tmp_path: Path) -> None:
+    """deploy/native/main.cpp drives a feed-forward policy (edgerl_act) and a recurrent one (edgerl_step)."""
     _need("g++", "gcc")
+    src = ofenet_c
+    if kind == "lstm":
+        from edgerl.checkpoint import save_checkpoint
+        from edgerl.interop import import_policy
+        from tests.interop.test_cli_import import _rsl_rl_recurrent
+
+        save_checkpoint(tmp_path / "p.pt", import_policy(_rsl_rl_recurrent(tmp_path), "rsl_rl")[0])
+        src = tmp_path / "c"
+        export_c(tmp_path / "p.pt", src)
     obj = tmp_path / "policy.o"
-    subprocess.run(["gcc", "-std=c99", "-O2", *STRICT_FLAGS, "-c", str(ofenet_c / "policy.c"), "-o", str(obj)],
+    subprocess.run(["gcc", "-std=c99", "-O2", *STRICT_FLAGS, "-c", str(src / "policy.c"), "-o", str(obj)],
                    check=True)
     exe = tmp_path / "control"
-    subprocess.run(["g++", "-std=c++11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{ofenet_c}",
+    subprocess.run(["g++", "-std=c++11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{src}",
                     str(REPO / "deploy" / "native" / "main.cpp"), str(obj), "-o", str(exe), "-lm"], check=True)
     out = subprocess.run([str(exe), "50", "500"], capture_output=True, text=True, timeout=60, check=True).stdout
     assert "50 ticks at 500.0 Hz" in out and "faults 0" in out and "deadline misses" in out
