@@ -4,8 +4,8 @@
 //   ./control [ticks] [rate_hz]
 //
 // Each tick reads an observation, calls edgerl_act (a recurrent policy: edgerl_step, its state fed
-// back in place and zeroed at each episode start) and writes the action, then sleeps until the
-// next tick on an absolute schedule (no drift). A tick whose work ends after its deadline counts
+// back in place; zero it with memset whenever the robot starts an episode) and writes the action,
+// then sleeps until the next tick on an absolute schedule (no drift). A tick whose work ends after its deadline counts
 // as a miss; a NaN/inf observation or action keeps the last safe action and counts as a fault.
 // On a microcontroller replace read_sensors/write_actuators with the board's drivers and the
 // clock with a hardware timer; the policy call itself needs nothing but policy.h/policy.c.

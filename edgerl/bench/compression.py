@@ -94,13 +94,24 @@ def result_path(results: Path, key: RunKey) -> Path:
     return results / f"{key.slug}.json"
 
 
+_HELD: set[int] = set()
+"""File descriptors of the claims this process holds (see :func:`claimed`)."""
+
+
+def run_child(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd)`` that inherits the claims this process holds (:func:`claimed`)."""
+    return subprocess.run(cmd, pass_fds=tuple(sorted(_HELD)), **kw)
+
+
 def _cli(args: list[str], log: Path) -> None:
-    """Run ``edgerl ARGS`` (this interpreter, this checkout), appending its output to ``log``."""
+    """Run ``edgerl ARGS`` (this interpreter, this checkout), appending its output to ``log``. The
+    child inherits the claims held here, so a run stays claimed while its trainer lives, even if
+    this worker is killed first."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
         f.write(f"$ edgerl {' '.join(args)}\n")
         f.flush()
-        proc = subprocess.run([sys.executable, "-m", "edgerl.cli", *args], stdout=f, stderr=subprocess.STDOUT)
+        proc = run_child([sys.executable, "-m", "edgerl.cli", *args], stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(f"edgerl {' '.join(args[:2])} failed ({proc.returncode}); see {log}")
 
@@ -176,8 +187,9 @@ def _widths(net: Any) -> list[int]:
 @contextlib.contextmanager
 def claimed(runs: Path, key: RunKey) -> Iterator[bool]:
     """Hold the run's claim while inside (yields True), or yield False when another worker holds
-    it. The claim is an exclusive ``flock`` on ``<runs>/<slug>.lock``: the kernel drops it when
-    the holder exits or dies, so a killed worker never blocks the queue."""
+    it. The claim is an exclusive ``flock`` on ``<runs>/<slug>.lock``, shared with the trainer this
+    worker starts (:func:`_cli` passes it on): the kernel drops it once neither lives, so a dead
+    worker never blocks the queue, and its orphaned trainer keeps the run until it ends."""
     import fcntl
 
     lock = runs / f"{key.slug}.lock"
@@ -188,9 +200,11 @@ def claimed(runs: Path, key: RunKey) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        _HELD.add(f.fileno())
         try:
             yield True
         finally:
+            _HELD.discard(f.fileno())
             fcntl.flock(f, fcntl.LOCK_UN)
 
 

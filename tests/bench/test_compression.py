@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -126,6 +127,28 @@ def test_claims_share_one_queue_between_workers(tmp_path):
             assert mine  # the dead worker's claim is gone
     finally:
         holder.kill()
+    # A worker killed while its trainer runs: the orphaned trainer keeps the claim until it ends.
+    worker = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]);"
+                               "from pathlib import Path; from edgerl.bench import compression as c;"
+                               "cm = c.claimed(Path(sys.argv[2]), c.RunKey('Hopper-v5', 'dense', 1));"
+                               "assert cm.__enter__(); print('held', flush=True);"
+                               "c.run_child([sys.executable, '-c', 'import time; print(1, flush=True); time.sleep(60)'])",
+                               str(c.Path(c.__file__).resolve().parents[2]), str(runs)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert worker.stdout.readline().strip() == "held" and worker.stdout.readline().strip() == "1"
+        worker.kill()
+        worker.wait()
+        with c.claimed(runs, teacher) as mine:
+            assert not mine  # the trainer (the child) still holds it
+    finally:
+        subprocess.run(["pkill", "-f", "time.sleep\\(60\\)"], check=False)
+    for _ in range(100):
+        with c.claimed(runs, teacher) as mine:
+            if mine:
+                break
+        time.sleep(0.05)
+    assert mine  # free once the trainer is gone
 
 
 def test_retime_latency_times_each_envs_graphs_together(tmp_path, ckpt_pair):

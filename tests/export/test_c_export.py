@@ -267,6 +267,9 @@ def test_recurrent_policy_in_c_equals_onnx_runtime_with_resets(kind: str, tmp_pa
     want, want_states = ort_sequence(sess, obs[:, None], starts[:, None], kind, 2, 8)
     lib = _build(tmp_path / "c")
     assert lib.state_shape == (2 if kind == "lstm" else 1, 2, 8)
+    from edgerl.export.native.footprint import footprint, scratch_bytes
+
+    assert footprint(tmp_path / "c")["ram"] == scratch_bytes(tmp_path / "c") + 4 * lib.state_size  # the caller's state
     state = np.zeros(lib.state_size, np.float32)
     got, states = [], []
     for t in range(len(obs)):
@@ -290,3 +293,11 @@ def test_recurrent_policy_in_c_equals_onnx_runtime_with_resets(kind: str, tmp_pa
     before = np.full(lib.state_size, 0.25, np.float32)
     action, after, rc = _build(poisoned).step(obs[0], before)
     assert rc == 3 and np.array_equal(after, before) and not action.any()
+
+
+def test_float_literals_past_float32_are_infinite() -> None:
+    from edgerl.export.native.emit import _lit
+
+    assert (_lit(1e39), _lit(-1e39), _lit(float("inf")), _lit(-float("inf"))) == (
+        "INFINITY", "(-INFINITY)", "INFINITY", "(-INFINITY)")
+    assert _lit(0.1) == "0.100000001f" and _lit(2) == "2.0f"

@@ -44,12 +44,14 @@ class Meta:
     baked_in: list[str] = field(default_factory=list)
 
 
-def _lit(v: float | None) -> str:
-    """A float32 literal that reads back to the same float32 (9 significant digits); an infinity
-    (or None, an unbounded action) is math.h's ``INFINITY``."""
-    if v is None or np.isinf(v):
-        return "(-INFINITY)" if v is not None and v < 0 else "INFINITY"
-    s = f"{float(np.float32(v)):.9g}"
+def _lit(v: float) -> str:
+    """A float32 literal that reads back to the same float32 (9 significant digits); a value that is
+    infinite in float32 (an unbounded action, or a bound past float32's range) is math.h's ``INFINITY``."""
+    with np.errstate(over="ignore"):
+        f = float(np.float32(v))
+    if np.isinf(f):
+        return "(-INFINITY)" if f < 0 else "INFINITY"
+    s = f"{f:.9g}"
     if "e" not in s and "." not in s and "inf" not in s and "nan" not in s:
         s += ".0"
     return s + "f"

@@ -49,8 +49,10 @@ def measure(src_dir: str | Path, cross: list[str] | tuple[str, ...]) -> dict[str
 
 
 def footprint(src_dir: str | Path, cross: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
-    """``{"flash", "ram", "scratch", "method", ...}`` in bytes for the policy in ``src_dir``."""
-    scratch = scratch_bytes(src_dir)
+    """``{"flash", "ram", "scratch", "method", ...}`` in bytes for the policy in ``src_dir``. RAM
+    counts the scratch struct and a recurrent policy's state (``EDGERL_STATE_SIZE`` floats the
+    caller keeps between steps) with the object's data and bss."""
+    scratch = scratch_bytes(src_dir) + 4 * header_sizes(src_dir).get("EDGERL_STATE_SIZE", 0)
     if cross:
         try:
             s = measure(src_dir, cross)
