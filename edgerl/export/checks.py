@@ -272,14 +272,21 @@ def check_recurrent_parity(policy: DeployedPolicy, session: Any, observations: M
                 continue
             seq = obs[:steps * b].reshape(steps, b, *obs.shape[1:])
             starts = np.repeat(stream_starts(steps)[:, None], b, axis=1)
-            ref, ref_states = policy.run_sequence(torch.as_tensor(seq), torch.as_tensor(starts))
+            discrete = isinstance(policy, ArgmaxPolicy)  # compared on its scores, as feed-forward ones are
+            ref, ref_states = policy.run_sequence(torch.as_tensor(seq), torch.as_tensor(starts),
+                                                  step=policy.score_step if discrete else None)
             try:
                 got, got_states = ort_sequence(session, seq, starts, kind, layers, hidden)
             except Exception as e:  # ORT raises its own exception types
                 raise ExportCheckError(f"ONNX Runtime failed on a {kind} sequence at batch size {b}: "
                                        f"{str(e).strip()[:400]}; {_REPORT_HINT}") from None
-            gap, ok = _continuous_gap(policy, ref.numpy().reshape(steps * b, -1), got.reshape(steps * b, -1), atol)
-            check_bounds(policy, got.reshape(steps * b, -1), source)
+            if discrete:
+                gap, mism, ok = _discrete_gap(policy, ref.numpy().reshape(steps * b, -1), got.reshape(steps * b),
+                                              atol, source)
+                result.mismatches[source] = max(result.mismatches.get(source, 0), mism)
+            else:
+                gap, ok = _continuous_gap(policy, ref.numpy().reshape(steps * b, -1), got.reshape(steps * b, -1), atol)
+                check_bounds(policy, got.reshape(steps * b, -1), source)
             for r, g in zip(ref_states, got_states, strict=True):
                 diff = np.abs(g.astype(np.float64) - r.numpy())
                 ok = ok and bool(np.all(diff <= atol * np.maximum(1.0, np.abs(r.numpy()))))

@@ -14,7 +14,7 @@ encoders scale uint8 pixels in float32).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -57,21 +57,24 @@ class DeployedPolicy(nn.Module):
         return action, tuple(new)
 
     @torch.no_grad()
-    def run_sequence(self, obs: torch.Tensor, starts: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def run_sequence(self, obs: torch.Tensor, starts: torch.Tensor | None = None,
+                     step: Callable[[torch.Tensor, tuple[torch.Tensor, ...]], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+                     | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Actions for ``obs[T, B, *obs_shape]``: B streams of T steps, the state fed back from step
         to step, zero at ``t = 0`` and wherever ``starts[T, B]`` (bool) marks an episode start.
+        ``step`` replaces :meth:`step` (e.g. ``ArgmaxPolicy.score_step`` for the scores).
 
         Returns:
             ``actions[T, B, ...]`` and the state after each step (each ``[T, layers, B, hidden]``).
         """
+        step = step or self.step
         state = self.initial_state(obs.shape[1])
         actions, states = [], []
         for t in range(obs.shape[0]):
             if starts is not None and t > 0 and bool(starts[t].any()):
                 keep = (~starts[t].bool()).to(torch.float32).view(1, -1, 1)
                 state = tuple(s * keep for s in state)
-            action, state = self.step(obs[t], state)
+            action, state = step(obs[t], state)
             actions.append(action)
             states.append(state)
         return torch.stack(actions), tuple(torch.stack([s[i] for s in states]) for i in range(len(state)))
@@ -168,15 +171,29 @@ class ArgmaxPolicy(DeployedPolicy):
         return [*steps, "action_offset"] if self.start else steps
 
     def scores(self, obs: torch.Tensor) -> torch.Tensor:
-        """Float32 Q-values or logits ``[batch, n]`` whose argmax is the action."""
+        """Float32 Q-values or logits ``[batch, n]`` whose argmax is the action (feed-forward)."""
         out = self.net(self._normalized(obs))
         if isinstance(out, (tuple, list)):
             out = out[self.select]
         return self._float32(out)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        action = torch.argmax(self.scores(obs), dim=-1)
+    def score_step(self, obs: torch.Tensor, state: tuple[torch.Tensor, ...]
+                   ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """A recurrent policy's step as ``(scores, next state)`` (:meth:`step` gives the argmax)."""
+        y, *new = self.net(self._normalized(obs), *state)
+        return self._float32(y), tuple(self._float32(s) for s in new)
+
+    def _argmax(self, scores: torch.Tensor) -> torch.Tensor:
+        action = torch.argmax(scores, dim=-1)
         return action + self.start if self.start else action
+
+    def forward(self, obs: torch.Tensor, *state: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """``obs -> action``; a recurrent policy: ``(obs, *state) -> (action, *next state)`` (state
+        zeros, an episode's first step, when not given)."""
+        if self.recurrent is None:
+            return self._argmax(self.scores(obs))
+        scores, new = self.score_step(obs, state or self.initial_state(obs.shape[0]))
+        return (self._argmax(scores), *new)
 
 
 class ActionChainPolicy(DeployedPolicy):

@@ -168,9 +168,6 @@ def read_sb3(path: str | os.PathLike, activation: str | None = None) -> Imported
         layers = [*linear_prefixes(state, "mlp_extractor.shared_net."),
                   *linear_prefixes(state, "mlp_extractor.policy_net."), "action_net"]
         discrete = "log_std" not in state
-        if discrete and layout == "recurrentppo":
-            raise ImportLayoutError(f"{path}: a RecurrentPPO with a discrete (categorical) action; edgerl imports "
-                                    "recurrent policies with continuous (Box) actions only")
         if not discrete:
             kwargs = data.get("policy_kwargs") if isinstance(data.get("policy_kwargs"), dict) else {}
             squash = bool(data.get("use_sde")) and str(kwargs.get("squash_output", "False")) == "True"

@@ -135,8 +135,10 @@ def _stream_gap(policy: DeployedPolicy, obs: np.ndarray, step: Any, what: str) -
     """A recurrent policy's gap to torch over ``obs`` as one stream (batch 1), the state fed back and
     zeroed at the parity stream's episode starts; actions and states are both compared."""
     starts = stream_starts(len(obs))
+    scores = policy.score_step if isinstance(policy, ArgmaxPolicy) else None  # a discrete one: judged on its scores
     with torch.no_grad():
-        ref, ref_states = policy.run_sequence(torch.as_tensor(obs)[:, None], torch.as_tensor(starts)[:, None])
+        ref, ref_states = policy.run_sequence(torch.as_tensor(obs)[:, None], torch.as_tensor(starts)[:, None],
+                                              step=scores)
     got, got_states, state = [], [], None
     for t in range(len(obs)):
         action, state = step(obs[t], None if starts[t] else state)
