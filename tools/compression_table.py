@@ -9,7 +9,7 @@ Runs are trained (1 thread each) in ``--runs`` and measured; each finished run i
 skips finished runs and resumes an interrupted training, so the table can be filled over several
 sessions or machines. ``--workers N`` runs N worker processes on one queue (one per core); workers
 on other machines that share ``--runs`` join it too, each run claimed by a lock while it trains.
-``--render-only`` rewrites the page and plot from the results folder; ``--retime`` re-times the
+``--status`` lists each run as done, running (claimed) or waiting. ``--render-only`` rewrites the page and plot from the results folder; ``--retime`` re-times the
 finished runs' graphs of each env together (interleaved) for a latency column measured in one run. The order is seed by seed
 (``--order seed``: every env's seed 1 first) or env by env (``--order env``), then ``--variants``;
 the logic lives in ``edgerl/bench/compression.py``.
@@ -50,6 +50,8 @@ def main() -> None:
                    help="seed: every env's seed 1 before any seed 2; env: one env's seeds before the next env")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine, one run (1 thread) each")
     p.add_argument("--render-only", action="store_true")
+    p.add_argument("--status", action="store_true", help="print each run of the queue: done, running (claimed), "
+                   "or waiting, and exit")
     p.add_argument("--retime", action="store_true",
                    help="only re-time the ORT p50 of the finished runs' graphs in --runs, each env's interleaved "
                         "in one measurement (run it on a quiet machine), then render")
@@ -77,6 +79,9 @@ def main() -> None:
         if c.plot(rows, out.with_suffix(".png")):
             print(f"wrote {out} and {out.with_suffix('.png')}", flush=True)
 
+    if args.status:
+        print("\n".join(c.queue_status(queue, results, REPO / args.runs)))
+        return
     if args.render_only:
         pass
     elif args.retime:

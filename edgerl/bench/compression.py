@@ -276,6 +276,30 @@ def _run_one(key: RunKey, steps: int, results: Path, runs: Path, episodes: int, 
         on_result(path)
 
 
+def queue_status(queue: list[RunKey], results: Path, runs: Path) -> list[str]:
+    """One line per run of ``queue``: done (its return), running (claimed by a worker here or on a
+    machine sharing ``runs``; the step of its last checkpoint), or waiting."""
+    import csv
+
+    lines = []
+    for key in queue:
+        path = result_path(results, key)
+        if path.exists():
+            lines.append(f"{key.slug}: done, return {json.loads(path.read_text())['return_mean']:.1f}")
+            continue
+        with claimed(runs, key) as free:
+            state = "waiting" if free else "running"
+        step = None
+        try:
+            with open(runs / key.slug / "metrics.csv", newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("step")]
+            step = int(float(rows[-1]["step"])) if rows else None
+        except (OSError, ValueError, KeyError):
+            pass
+        lines.append(f"{key.slug}: {state}" + (f", step {step:,} logged" if step is not None else ""))
+    return lines
+
+
 def retime_latency(results: Path, runs: Path, log: Callable[[str], None] = print, **timing: Any) -> int:
     """Re-time the ORT p50 (batch 1, 1 thread) of every finished run whose exported graph is still
     in ``runs``, all of one env interleaved in one measurement (:func:`time_interleaved`), so the

@@ -177,3 +177,18 @@ def test_retime_latency_times_each_envs_graphs_together(tmp_path, ckpt_pair):
     assert after["scratch-32"]["ort_p50_us"] == 9.0 and "ort_timing" not in after["scratch-32"]
     page = c.render_markdown(list(after.values()), "cmd")
     assert "| 9.0* |" in page and page.count("* |") == 1
+
+
+def test_queue_status_says_done_running_or_waiting(tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    done, running, waiting = (c.RunKey("Hopper-v5", v, 1) for v in ("dense", "scaled", "scratch-32"))
+    path = c.result_path(results, done)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_row("dense", 1, [12.0, 14.0])))
+    (runs / running.slug).mkdir(parents=True)
+    (runs / running.slug / "metrics.csv").write_text("step,wall_s\n10000,5.0\n20000,9.0\n")
+    with c.claimed(runs, running) as held:
+        assert held
+        lines = c.queue_status([done, running, waiting], results, runs)
+    assert lines == ["Hopper-v5/dense-s1: done, return 13.0", "Hopper-v5/scaled-s1: running, step 20,000 logged",
+                     "Hopper-v5/scratch-32-s1: waiting"]
