@@ -9,8 +9,9 @@ Runs are trained (1 thread each) in ``--runs`` and measured; each finished run i
 skips finished runs and resumes an interrupted training, so the table can be filled over several
 sessions or machines. ``--workers N`` runs N worker processes on one queue (one per core); workers
 on other machines that share ``--runs`` join it too, each run claimed by a lock while it trains.
-``--status`` lists each run as done, running (claimed) or waiting. ``--render-only`` rewrites the page and plot from the results folder; ``--retime`` re-times the
-finished runs' graphs of each env together (interleaved) for a latency column measured in one run. The order is seed by seed
+``--status`` lists each run as done, running (claimed) or waiting. ``--render-only`` rewrites the
+page and plot from the results folder; ``--retime`` re-times the finished runs' graphs of each env
+together (interleaved) for a latency column measured in one run. The order is seed by seed
 (``--order seed``: every env's seed 1 first) or env by env (``--order env``), then ``--variants``;
 the logic lives in ``edgerl/bench/compression.py``.
 """
