@@ -6,7 +6,7 @@ Every failure raises :class:`~edgerl.export.errors.ExportCheckError` saying what
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +164,18 @@ def _discrete_gap(policy: ArgmaxPolicy, scores: np.ndarray, got: np.ndarray, ato
     return float(gap.max(initial=0.0)), mismatches, bool(np.all(gap <= tol))
 
 
+def _sources(result: ParityResult, observations: Mapping[str, np.ndarray], in_dtype: np.dtype
+             ) -> Iterator[tuple[str, np.ndarray]]:
+    """Each non-empty observation set cast to the graph's input dtype, registered in ``result``."""
+    for source, raw in observations.items():
+        if len(raw) == 0:
+            continue
+        obs = np.ascontiguousarray(raw, dtype=in_dtype)
+        result.n_obs[source] = len(obs)
+        result.max_abs_diff[source] = {}
+        yield source, obs
+
+
 def check_parity(policy: DeployedPolicy, session: Any, observations: Mapping[str, np.ndarray],
                  in_dtype: np.dtype, atol: float = FP32_ATOL,
                  batch_sizes: Sequence[int] = BATCH_SIZES) -> ParityResult:
@@ -183,15 +195,10 @@ def check_parity(policy: DeployedPolicy, session: Any, observations: Mapping[str
     if policy.recurrent is not None:
         return check_recurrent_parity(policy, session, observations, in_dtype, atol, batch_sizes)
     result = ParityResult(atol=atol)
-    for source, raw in observations.items():
-        if len(raw) == 0:
-            continue
-        obs = np.ascontiguousarray(raw, dtype=in_dtype)
+    for source, obs in _sources(result, observations, in_dtype):
         with torch.no_grad():
             x = torch.as_tensor(obs)
             ref = policy.scores(x).numpy() if isinstance(policy, ArgmaxPolicy) else policy(x).numpy()
-        result.n_obs[source] = len(obs)
-        result.max_abs_diff[source] = {}
         for b in batch_sizes:
             got, rows = run_batched(session, obs, b)
             if isinstance(policy, ArgmaxPolicy):
@@ -260,12 +267,7 @@ def check_recurrent_parity(policy: DeployedPolicy, session: Any, observations: M
     steps as the control loop zeroes it at episode start; actions and states are compared."""
     kind, layers, hidden = recurrent_signature(policy) or ("", 0, 0)
     result = ParityResult(atol=atol)
-    for source, raw in observations.items():
-        if len(raw) == 0:
-            continue
-        obs = np.ascontiguousarray(raw, dtype=in_dtype)
-        result.n_obs[source] = len(obs)
-        result.max_abs_diff[source] = {}
+    for source, obs in _sources(result, observations, in_dtype):
         for b in batch_sizes:
             steps = len(obs) // b
             if steps == 0:
