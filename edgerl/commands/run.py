@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, metavar="FILE")
 
 
-def rollout(act, env_id: str, episodes: int, seed: int, max_steps: int | None, reset=None) -> list[float]:
+def rollout(act, env: str | Callable[[], Any], episodes: int, seed: int, max_steps: int | None,
+            reset=None) -> list[float]:
     """Episode returns of ``act(obs) -> env action`` with env seeds ``seed + i`` (``reset()`` at
-    every episode start: a recurrent policy's state)."""
+    every episode start: a recurrent policy's state) on ``env``: an env id, or a function making it."""
     from edgerl.envs import episode_returns_of, make_env
 
-    return [float(r) for r in episode_returns_of(make_env(env_id), act, episodes, seed, max_steps, reset)]
+    made = make_env(env) if isinstance(env, str) else env()
+    return [float(r) for r in episode_returns_of(made, act, episodes, seed, max_steps, reset)]
+
+
+def _env_maker(env: str | None, env_id: str, ckpt: dict[str, Any] | None, contract: Any) -> Callable[[], Any]:
+    """What ``edgerl run`` rolls: the training checkpoint's env with the preprocessing it trained on
+    (its export adapter: frame resizing and stacking of image policies), else the plain env; either
+    must observe what the bundle's contract takes."""
+    from edgerl.envs import make_env
+    from edgerl.errors import ConfigError
+
+    def make() -> Any:
+        if ckpt is not None and env is None:
+            from edgerl.export.registry import export_adapter
+
+            made = export_adapter(ckpt["algo"]).make_env(ckpt, None)
+        else:
+            made = make_env(env_id)
+        shape = tuple(made.observation_space.shape or ())
+        if shape != tuple(contract.obs_shape):
+            made.close()
+            raise ConfigError(f"{env_id} observes {list(shape)} but the bundle takes {list(contract.obs_shape)}; pass "
+                              "--checkpoint (the policy's checkpoint) so edgerl run applies the preprocessing it "
+                              "trained with")
+        return made
+
+    return make
 
 
 def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, seed: int = 0,
@@ -47,20 +75,26 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
     result: dict[str, Any] = {"bundle": str(bundle), "env": env_id, "backend": policy.backend_name,
                               "precision": policy.backend.precision, "contract_precision": policy.contract.precision,
                               "skipped_backends": policy.skipped_backends, "seeds": [seed + i for i in range(episodes)]}
-    policy.reset()  # Policy.load warmed up on the reference observations
-    policy.reset_stats()
-    result["runtime_returns"] = rollout(policy.act, env_id, episodes, seed, max_steps, policy.reset)
-    result["latency"] = policy.stats()
     source = policy.contract.raw.get("source", {})
     foreign = source.get("kind") == "import:onnx"  # the source is someone's ONNX graph: no torch policy
     ckpt_path = checkpoint or (None if foreign else source.get("checkpoint"))
-    if compare and ckpt_path and Path(ckpt_path).exists():
+    ckpt = None
+    image = policy.contract.obs_dtype == np.uint8  # its env needs the checkpoint's preprocessing
+    if ckpt_path and Path(ckpt_path).exists() and (compare or image):
+        from edgerl.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(ckpt_path)
+    make = _env_maker(env, env_id, ckpt, policy.contract)
+    policy.reset()  # Policy.load warmed up on the reference observations
+    policy.reset_stats()
+    result["runtime_returns"] = rollout(policy.act, make, episodes, seed, max_steps, policy.reset)
+    result["latency"] = policy.stats()
+    if compare and ckpt is not None:
         import torch
 
-        from edgerl.checkpoint import load_checkpoint
         from edgerl.export.policy import policy_from_checkpoint
 
-        torch_policy = policy_from_checkpoint(load_checkpoint(ckpt_path))
+        torch_policy = policy_from_checkpoint(ckpt)
         dtype = torch.uint8 if policy.contract.obs_dtype == np.uint8 else torch.float32
         state = [torch_policy.initial_state(1)]  # a recurrent policy's memory, zeroed at episode start
 
@@ -74,7 +108,7 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
             state[0] = torch_policy.initial_state(1)
 
         result["torch_checkpoint"] = str(ckpt_path)
-        result["torch_returns"] = rollout(torch_act, env_id, episodes, seed, max_steps, torch_reset)
+        result["torch_returns"] = rollout(torch_act, make, episodes, seed, max_steps, torch_reset)
     elif compare and foreign and not checkpoint:
         result["torch_note"] = "no torch comparison: the bundle wraps an imported ONNX graph"
     elif compare:

@@ -72,3 +72,31 @@ def test_image_student_learns_the_teachers_greedy_actions(tmp_path, algo):
     agree, base = _agreement(student, teacher, held_out), _agreement(untrained, teacher, held_out)
     # Measured: 0.72 vs 0.28 untrained (PPO), 0.54 vs 0.23 (DQN); chance is 0.25.
     assert agree > max(base, 1.0 / n_actions) + 0.1, (agree, base)
+    # The student deploys and runs like any image policy: uint8 frames in, the same greedy actions
+    # through the runtime's bundle as in torch, episode by episode.
+    from edgerl.commands.deploy import deploy
+    from edgerl.commands.run import run_bundle
+
+    deploy(tmp_path / "student.pt", "x86-cpu", tmp_path / "bundle", recorded_steps=8)
+    res = run_bundle(tmp_path / "bundle", None, 2, 0, None, str(tmp_path / "student.pt"), True, 30)
+    assert len(res["runtime_returns"]) == 2 and res["runtime_returns"] == res["torch_returns"]
+
+
+def test_run_rolls_an_image_bundle_with_its_checkpoints_preprocessing(tmp_path):
+    """``edgerl run`` on an image bundle: the training checkpoint's frame preprocessing drives both the
+    runtime and torch; without the checkpoint it says what to pass, in one line, before rolling."""
+    from edgerl.commands.deploy import deploy
+    from edgerl.commands.run import run_bundle
+    from edgerl.errors import ConfigError
+
+    path, _ = _image_ckpt(tmp_path / "ckpt.pt", "dqn")
+    deploy(path, "x86-cpu", tmp_path / "bundle", recorded_steps=8)
+    res = run_bundle(tmp_path / "bundle", None, 1, 0, None, None, True, 20)  # the contract names the checkpoint
+    assert res["runtime_returns"] == res["torch_returns"]
+    path.rename(tmp_path / "moved.pt")
+    with pytest.raises(ConfigError, match=r"observes \[210, 160, 3\] but the bundle takes \[4, 32, 32\]; pass "
+                                          r"--checkpoint") as e:
+        run_bundle(tmp_path / "bundle", None, 1, 0, None, None, True, 20)
+    assert "\n" not in str(e.value)
+    res = run_bundle(tmp_path / "bundle", None, 1, 0, None, str(tmp_path / "moved.pt"), False, 20)  # no torch compare
+    assert len(res["runtime_returns"]) == 1 and "torch_returns" not in res
