@@ -55,13 +55,18 @@ def export_variants(models: Sequence[tuple[str, str | os.PathLike]], precisions:
     return out
 
 
-def onnx_returns(folder: Path, env_id: str, episodes: int, seed: int, max_steps: int | None = None) -> list[float]:
-    """Episode returns of the graph in ``folder`` (ONNX Runtime CPU, 1 thread) with seeds ``seed + i``."""
-    from edgerl.commands.run import rollout
+def onnx_returns(folder: Path, env_id: str, episodes: int, seed: int, max_steps: int | None = None,
+                 checkpoint: str | os.PathLike | None = None) -> list[float]:
+    """Episode returns of the graph in ``folder`` (ONNX Runtime CPU, 1 thread) with seeds ``seed + i``,
+    on ``env_id`` made with ``checkpoint``'s preprocessing when it trained on that env (image policies)."""
+    from edgerl.checkpoint import load_checkpoint
+    from edgerl.commands.run import env_maker, rollout
     from edgerl.export.checks import ort_session
     from edgerl.runtime.contract import read_contract
 
     contract = read_contract(folder / "contract.json")
+    ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
+    same_env = ckpt is not None and ckpt["env"]["id"] == env_id
     session = ort_session((folder / "policy.onnx").read_bytes())
     dtype = np.uint8 if contract.obs_dtype == np.uint8 else np.float32
 
@@ -69,7 +74,8 @@ def onnx_returns(folder: Path, env_id: str, episodes: int, seed: int, max_steps:
         a = session.run(None, {"obs": np.asarray(obs, dtype=dtype)[None]})[0][0]
         return int(a) if contract.discrete else a
 
-    return rollout(act, env_id, episodes, seed, max_steps)
+    make = env_maker(None if same_env else env_id, env_id, ckpt if same_env else None, contract)
+    return rollout(act, make, episodes, seed, max_steps)
 
 
 def precision_bench(models: Sequence[tuple[str, str | os.PathLike]], precisions: Sequence[str] = PRECISIONS,
@@ -106,7 +112,7 @@ def precision_bench(models: Sequence[tuple[str, str | os.PathLike]], precisions:
             if env:
                 if log:
                     log(f"return of {v['label']} on {env} ({episodes} episodes, seeds {seed}..)")
-                returns = onnx_returns(v["folder"], env, episodes, seed)
+                returns = onnx_returns(v["folder"], env, episodes, seed, checkpoint=v["export"]["checkpoint"])
                 for row in rows:
                     if row["label"] == v["label"]:
                         row.update(returns=returns, return_mean=float(np.mean(returns)),

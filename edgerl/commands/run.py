@@ -35,7 +35,7 @@ def rollout(act, env: str | Callable[[], Any], episodes: int, seed: int, max_ste
     return [float(r) for r in episode_returns_of(made, act, episodes, seed, max_steps, reset)]
 
 
-def _env_maker(env: str | None, env_id: str, ckpt: dict[str, Any] | None, contract: Any) -> Callable[[], Any]:
+def env_maker(env: str | None, env_id: str, ckpt: dict[str, Any] | None, contract: Any) -> Callable[[], Any]:
     """What ``edgerl run`` rolls: the training checkpoint's env with the preprocessing it trained on
     (its export adapter: frame resizing and stacking of image policies), else the plain env; either
     must observe what the bundle's contract takes."""
@@ -84,7 +84,7 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
         from edgerl.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(ckpt_path)
-    make = _env_maker(env, env_id, ckpt, policy.contract)
+    make = env_maker(env, env_id, ckpt, policy.contract)
     policy.reset()  # Policy.load warmed up on the reference observations
     policy.reset_stats()
     result["runtime_returns"] = rollout(policy.act, make, episodes, seed, max_steps, policy.reset)

@@ -58,3 +58,16 @@ def test_cli_bench_precisions_rejects_bad_names(ckpt_pair):
 
     proc = run_cli("bench", str(ckpt_pair[1]), "--precisions", "fp32,int4", check=False)
     assert proc.returncode == 2 and "--precisions takes distinct names from fp32,fp16,int8" in proc.stderr
+
+
+def test_returns_of_an_image_policy_use_its_preprocessing(tmp_path):
+    """``--return`` on an image checkpoint's own env rolls the frames it trained on (not raw 210x160x3)."""
+    pytest.importorskip("ale_py", reason="the image agents need the Atari extra: pip install 'edgerl[atari]'")
+    from edgerl.bench.precision import precision_bench
+    from tests.export.test_image_agents import ENV, _image_ckpt
+
+    path, _ = _image_ckpt(tmp_path / "ckpt.pt", "dqn")
+    report = precision_bench([("dqn", path)], ["fp32", "fp16"], ["ort-cpu"], env=ENV, episodes=1, recorded_steps=16,
+                             exporter="legacy", min_queries=20, min_seconds=0.0, rounds=2, warmup=2)
+    rows = report["precision"]
+    assert [r["precision"] for r in rows] == ["fp32", "fp16"] and all(len(r["returns"]) == 1 for r in rows)
