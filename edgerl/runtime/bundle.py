@@ -247,6 +247,11 @@ def write_bundle(
     if obs.ndim < 1 or obs.shape[1:] != c.obs_shape or act.shape != (obs.shape[0], *c.act_shape) or obs.shape[0] < 1:
         raise BundleError(f"reference arrays must be obs [N, {list(c.obs_shape)}] and actions [N, {list(c.act_shape)}] "
                           f"with N >= 1; got {obs.shape} and {act.shape}")
+    if set(prof.backends) <= {"c"} and not {"policy.c", "policy.h"} <= set(extra_files or {}):
+        raise BundleError(f"profile {prof.name} runs only the generated C policy (backends {list(prof.backends)}) and "
+                          "no policy.c/policy.h come with this bundle: C is exported from a checkpoint (edgerl deploy "
+                          "CKPT, after edgerl import from the training library for a foreign policy), or choose a "
+                          "target with an ONNX backend")
     starts = None if reference_starts is None else np.asarray(reference_starts)
     if starts is not None and (c.recurrent is None or starts.dtype != np.bool_ or starts.shape != (obs.shape[0],)):
         raise BundleError(f"reference_starts must be a bool array [{obs.shape[0]}] and only for a recurrent contract; "

@@ -166,3 +166,14 @@ def test_recurrent_state_shapes_must_pair(tmp_path):
     io = parse_io({"recurrent": {"state": [{"input": "h", "output": "h2"}]}})
     with pytest.raises(ConfigError, match=r"pairs h \[1, 1, 8\] with h2 \[1, 1, 10\]"):
         import_onnx(tmp_path / "g.onnx", tmp_path / "out", io=io)
+
+
+def test_onnx_import_to_a_c_only_target_is_refused(tmp_path):
+    """A foreign ONNX graph has no C export: a microcontroller bundle of it would hold nothing to run."""
+    from edgerl.runtime.errors import BundleError
+
+    src = _graph(tmp_path, "lstm")
+    with pytest.raises(BundleError, match="profile mcu-cortex-m4 runs only the generated C policy .* no policy.c"):
+        import_onnx(src, tmp_path / "bundle", io=parse_io(_io("lstm", action={"clip": 2.0})), env_id="Pendulum-v1",
+                    target="mcu-cortex-m4")
+    assert not (tmp_path / "bundle").exists()
