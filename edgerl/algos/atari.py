@@ -94,6 +94,22 @@ class FireResetEnv(gym.Wrapper):
         return obs, info
 
 
+def make_recorded_env(env_id: str, preprocessing: dict[str, Any] | None, seed: int | None = None) -> gym.Env:
+    """The evaluation env of a policy from its preprocessing record (a checkpoint's
+    ``env.preprocessing``, or a contract's ``observation.preprocessing``): frames as it trained on.
+
+    Raises:
+        ConfigError: The record is missing or not an Atari preprocessing.
+    """
+    pre = preprocessing or {}
+    if pre.get("kind") != "atari":
+        raise ConfigError(f"{env_id}: no image preprocessing recorded (preprocessing kind is {pre.get('kind')!r}, "
+                          "expected 'atari')")
+    known = {f.name for f in fields(ImageEnvConfig)}
+    return make_image_env(env_id, ImageEnvConfig(**{k: v for k, v in pre.items() if k in known}), train=False,
+                          seed=seed)
+
+
 def make_image_env(env_id: str, cfg: ImageEnvConfig, train: bool = True, seed: int | None = None) -> gym.Env:
     """One preprocessed image env; ``train=False`` gives raw game rewards and whole games."""
     if not env_id.startswith("ALE/"):

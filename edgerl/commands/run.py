@@ -37,16 +37,22 @@ def rollout(act, env: str | Callable[[], Any], episodes: int, seed: int, max_ste
 
 def env_maker(env: str | None, env_id: str, ckpt: dict[str, Any] | None, contract: Any) -> Callable[[], Any]:
     """What ``edgerl run`` rolls: the training checkpoint's env with the preprocessing it trained on
-    (its export adapter: frame resizing and stacking of image policies), else the plain env; either
-    must observe what the bundle's contract takes."""
+    (its export adapter: frame resizing and stacking of image policies), else the preprocessing the
+    contract records, else the plain env; each must observe what the bundle's contract takes."""
     from edgerl.envs import make_env
     from edgerl.errors import ConfigError
+
+    recorded = contract.raw["observation"].get("preprocessing")  # an image policy's frames, in the contract
 
     def make() -> Any:
         if ckpt is not None and env is None:
             from edgerl.export.registry import export_adapter
 
             made = export_adapter(ckpt["algo"]).make_env(ckpt, None)
+        elif recorded and env is None:
+            from edgerl.algos.atari import make_recorded_env
+
+            made = make_recorded_env(env_id, recorded)
         else:
             made = make_env(env_id)
         shape = tuple(made.observation_space.shape or ())

@@ -108,6 +108,8 @@ def build_contract(ckpt: dict[str, Any], policy: DeployedPolicy, *, checkpoint: 
         "versions": {**{k: versions[k] for k in ("edgerl", "torch", "onnx", "onnxruntime") if k in versions},
                      "opset": int(opset)},
     }
+    if env.get("preprocessing"):  # how frames become the observation (image policies): the robot's side of it
+        contract["observation"]["preprocessing"] = env["preprocessing"]
     if env.get("io"):  # the I/O description of an imported policy (edgerl import --io)
         contract["io"] = env["io"]
     if policy.recurrent is not None:

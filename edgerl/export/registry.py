@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from torch import nn
 
 import edgerl
 from edgerl.envs import action_bounds, make_env
-from edgerl.errors import CheckpointError, ConfigError
+from edgerl.errors import CheckpointError
 from edgerl.export.wrappers import (
     ActionChainPolicy,
     ArgmaxPolicy,
@@ -53,15 +53,9 @@ def make_rollout_env(ckpt: dict[str, Any], seed: int | None = None) -> Any:
 def make_image_rollout_env(ckpt: dict[str, Any], seed: int | None = None) -> Any:
     """The preprocessed image env (frame stack, resize, ...) the checkpoint's agent trained on,
     in evaluation mode (``env.preprocessing`` of the checkpoint)."""
-    from edgerl.algos.atari import ImageEnvConfig, make_image_env
+    from edgerl.algos.atari import make_recorded_env
 
-    pre = ckpt["env"].get("preprocessing") or {}
-    if pre.get("kind") != "atari":
-        raise ConfigError(f"{ckpt['env']['id']}: checkpoint does not record the image preprocessing "
-                          f"(env.preprocessing is {pre.get('kind')!r}, expected 'atari')")
-    known = {f.name for f in fields(ImageEnvConfig)}
-    cfg = ImageEnvConfig(**{k: v for k, v in pre.items() if k in known})
-    return make_image_env(ckpt["env"]["id"], cfg, train=False, seed=seed)
+    return make_recorded_env(ckpt["env"]["id"], ckpt["env"].get("preprocessing"), seed)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ held-out frames more than chance and more than the untrained student's."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -82,21 +84,23 @@ def test_image_student_learns_the_teachers_greedy_actions(tmp_path, algo):
     assert len(res["runtime_returns"]) == 2 and res["runtime_returns"] == res["torch_returns"]
 
 
-def test_run_rolls_an_image_bundle_with_its_checkpoints_preprocessing(tmp_path):
-    """``edgerl run`` on an image bundle: the training checkpoint's frame preprocessing drives both the
-    runtime and torch; without the checkpoint it says what to pass, in one line, before rolling."""
+def test_run_rolls_an_image_bundle_with_its_recorded_preprocessing(tmp_path):
+    """``edgerl run`` on an image bundle rolls the frames the policy trained on: from the training
+    checkpoint, or (without it) from the contract's ``observation.preprocessing``; an env that
+    observes something else is a one-line error before anything is rolled."""
     from edgerl.commands.deploy import deploy
     from edgerl.commands.run import run_bundle
     from edgerl.errors import ConfigError
 
     path, _ = _image_ckpt(tmp_path / "ckpt.pt", "dqn")
     deploy(path, "x86-cpu", tmp_path / "bundle", recorded_steps=8)
-    res = run_bundle(tmp_path / "bundle", None, 1, 0, None, None, True, 20)  # the contract names the checkpoint
+    contract = json.loads((tmp_path / "bundle" / "contract.json").read_text())
+    assert contract["observation"]["preprocessing"] == load_checkpoint(path)["env"]["preprocessing"]
+    res = run_bundle(tmp_path / "bundle", None, 2, 0, None, None, True, 20)  # the contract names the checkpoint
     assert res["runtime_returns"] == res["torch_returns"]
     path.rename(tmp_path / "moved.pt")
-    with pytest.raises(ConfigError, match=r"observes \[210, 160, 3\] but the bundle takes \[4, 32, 32\]; pass "
-                                          r"--checkpoint") as e:
-        run_bundle(tmp_path / "bundle", None, 1, 0, None, None, True, 20)
+    alone = run_bundle(tmp_path / "bundle", None, 2, 0, None, None, True, 20)  # no checkpoint: the contract's frames
+    assert alone["runtime_returns"] == res["runtime_returns"] and "not found" in alone["torch_note"]
+    with pytest.raises(ConfigError, match=r"CartPole-v1 observes \[4\] but the bundle takes \[4, 32, 32\]") as e:
+        run_bundle(tmp_path / "bundle", "CartPole-v1", 1, 0, None, None, True, 20)
     assert "\n" not in str(e.value)
-    res = run_bundle(tmp_path / "bundle", None, 1, 0, None, str(tmp_path / "moved.pt"), False, 20)  # no torch compare
-    assert len(res["runtime_returns"]) == 1 and "torch_returns" not in res
