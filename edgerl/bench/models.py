@@ -59,6 +59,8 @@ class BenchModel:
     bundle_dir: Path | None = None
     """Set when the folder is a deploy bundle (has manifest.json); it was verified on load."""
     notes: list[str] = field(default_factory=list)
+    no_c: str | None = None
+    """Why the ``c`` backend cannot run this model (the C export's refusal), or None."""
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description (the ``models`` entry of a bench report)."""
@@ -121,8 +123,8 @@ def _graph_counts(model: BenchModel) -> None:
 def load_checkpoint_model(path: Path, label: str, role: str, workdir: Path, exporter: str = "auto",
                           native: bool = False) -> BenchModel:
     """Load a checkpoint's policy, count it, export it to ONNX + contract in a folder of ``workdir``
-    (and with ``native`` to ``policy.c``/``policy.h`` beside them, for the ``c`` backend; a policy
-    the C export does not cover gets a note, and the backend is skipped with the reason)."""
+    (and with ``native`` to ``policy.c``/``policy.h`` beside them, for the ``c`` backend; for a policy
+    the C export does not cover, the backend is skipped with the export's reason)."""
     import torch
 
     from edgerl.bench.macs import count_macs, count_params
@@ -139,21 +141,21 @@ def load_checkpoint_model(path: Path, label: str, role: str, workdir: Path, expo
     folder = workdir / _slug(f"{role}-{label}")
     report = export_policy(path, folder / "policy.onnx", recorded_steps=0, contract_path=folder / "contract.json",
                            exporter=exporter)
-    notes = []
+    no_c = None
     if native:
         from edgerl.export.native import NativeExportError, export_c
 
         try:
             export_c(path, folder, compile_check=False)  # the c backend builds and reference-checks it
         except NativeExportError as e:
-            notes.append(f"no C policy: {e}")
+            no_c = str(e)
     mean, std = policy_obs_stats(policy)
     model = BenchModel(
         label=label, role=role, path=path, kind="checkpoint", onnx_path=Path(report.onnx_path),
         contract=json.loads(Path(report.contract_path).read_text(encoding="utf-8")),
         obs_space={k: space.get(k) for k in ("shape", "dtype", "low", "high")}, input_dtype=in_dtype,
         file_bytes=report.size_bytes, params=count_params(policy), macs=count_macs(policy, example),
-        counted_from="checkpoint", obs_mean=mean, obs_std=std, policy=policy, notes=notes,
+        counted_from="checkpoint", obs_mean=mean, obs_std=std, policy=policy, no_c=no_c,
     )
     _graph_counts(model)
     return model

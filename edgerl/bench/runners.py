@@ -96,6 +96,8 @@ def make_backend(onnx_path: Path, name: str, profile: TargetProfile, cache_dir: 
 
 def backend_runner(model: BenchModel, name: str, batch: int, profile: TargetProfile, cache_dir: Path) -> Timed:
     """A runtime backend on the model's ONNX file (``run_single`` at batch 1, ``run`` above)."""
+    if name == "c" and model.no_c:
+        raise BackendUnavailableError(f"no C policy: {model.no_c}")
     backend = make_backend(model.onnx_path, name, profile, cache_dir)
     if batch == 1:
         single, run_single = backend.single_input, backend.run_single

@@ -133,3 +133,14 @@ def test_c_backend_on_checkpoints(ckpt_pair, tmp_path, monkeypatch):
     assert rows == {(m, b) for m in ("pruned/ckpt.pt", "dense/ckpt.pt") for b in ("ort-cpu", "c")}
     assert not rep["skipped"] and {r["backend"] for r in rep["ratios"]} == {"ort-cpu", "c"}
     assert all(r["p50_us"] > 0 for r in rep["results"]) and len(list((tmp_path / "cache").glob("*.so"))) == 2
+
+
+def test_c_backend_skips_a_cnn_policy_with_the_exports_reason(tmp_path):
+    pytest.importorskip("ale_py", reason="the image agents need the Atari extra: pip install 'edgerl[atari]'")
+    from tests.export.test_image_agents import _image_ckpt
+
+    path, _ = _image_ckpt(tmp_path / "ckpt.pt", "dqn")
+    rep = run_bench([path], None, backends=["ort-cpu", "c"], batches=[1], overhead=False, **FAST)
+    (skip,) = rep["skipped"]
+    assert skip["backend"] == "c" and skip["reason"].startswith("no C policy: C export takes vector observations")
+    assert [r["backend"] for r in rep["results"]] == ["ort-cpu"]
