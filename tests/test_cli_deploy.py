@@ -41,6 +41,10 @@ def test_train_compact_deploy_run_x86(trained, tmp_path):
     # The runtime policy and the torch policy agree episode by episode on the same seeds.
     np.testing.assert_allclose(res["runtime_returns"], res["torch_returns"], rtol=1e-4, atol=1e-3)
     assert res["latency"]["count"] >= 2 and res["latency"]["p50_us"] > 0
+    wrong = run_cli("run", str(bundle), "--env", "HalfCheetah-v5", "--episodes", "1", check=False)
+    (line,) = [ln for ln in wrong.stderr.splitlines() if ln.startswith("edgerl run: error:")]  # MuJoCo may warn too
+    assert wrong.returncode == 2 and line.endswith(
+        "HalfCheetah-v5 observes [17] but the bundle takes [11]; pass the env it was trained on (--env Hopper-v5)")
 
 
 def test_deploy_jetson_bundle_is_complete(trained, tmp_path):

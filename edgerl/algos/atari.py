@@ -105,6 +105,10 @@ def make_recorded_env(env_id: str, preprocessing: dict[str, Any] | None, seed: i
     if pre.get("kind") != "atari":
         raise ConfigError(f"{env_id}: no image preprocessing recorded (preprocessing kind is {pre.get('kind')!r}, "
                           "expected 'atari')")
+    if not env_id.startswith("ALE/"):
+        raise ConfigError(f"{env_id} is not an Atari env, but the policy observes preprocessed Atari frames "
+                          f"({pre.get('frame_stack')} x {pre.get('frame_size')}x{pre.get('frame_size')}); pass an "
+                          "ALE/... env")
     known = {f.name for f in fields(ImageEnvConfig)}
     return make_image_env(env_id, ImageEnvConfig(**{k: v for k, v in pre.items() if k in known}), train=False,
                           seed=seed)

@@ -278,7 +278,9 @@ def _run_one(key: RunKey, steps: int, results: Path, runs: Path, episodes: int, 
 
 def queue_status(queue: list[RunKey], results: Path, runs: Path) -> list[str]:
     """One line per run of ``queue``: done (its return), running (claimed by a worker here or on a
-    machine sharing ``runs``; the step of its last checkpoint), or waiting."""
+    machine sharing ``runs``; the step of its last checkpoint), or waiting. It probes each free
+    claim by taking it for an instant: a worker that asks in that instant passes the run over and
+    comes back to it."""
     import csv
 
     lines = []

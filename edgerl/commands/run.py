@@ -36,20 +36,21 @@ def rollout(act, env: str | Callable[[], Any], episodes: int, seed: int, max_ste
 
 
 def env_maker(env: str | None, env_id: str, ckpt: dict[str, Any] | None, contract: Any) -> Callable[[], Any]:
-    """What ``edgerl run`` rolls: the training checkpoint's env with the preprocessing it trained on
-    (its export adapter: frame resizing and stacking of image policies), else the preprocessing the
-    contract records, else the plain env; each must observe what the bundle's contract takes."""
+    """What ``edgerl run`` rolls: ``env_id`` as the policy saw it. The training checkpoint's own env
+    through its export adapter, else the env with the frame preprocessing the checkpoint or the
+    contract records (image policies), else the plain env; each must observe what the contract takes."""
     from edgerl.envs import make_env
     from edgerl.errors import ConfigError
 
-    recorded = contract.raw["observation"].get("preprocessing")  # an image policy's frames, in the contract
+    recorded = ((ckpt or {}).get("env") or {}).get("preprocessing") or contract.raw["observation"].get("preprocessing")
+    own = ckpt is not None and (env is None or env == ckpt["env"]["id"])
 
     def make() -> Any:
-        if ckpt is not None and env is None:
+        if own:
             from edgerl.export.registry import export_adapter
 
-            made = export_adapter(ckpt["algo"]).make_env(ckpt, None)
-        elif recorded and env is None:
+            made = export_adapter(ckpt["algo"]).make_env(ckpt, None)  # type: ignore[index]
+        elif recorded:
             from edgerl.algos.atari import make_recorded_env
 
             made = make_recorded_env(env_id, recorded)
@@ -58,9 +59,15 @@ def env_maker(env: str | None, env_id: str, ckpt: dict[str, Any] | None, contrac
         shape = tuple(made.observation_space.shape or ())
         if shape != tuple(contract.obs_shape):
             made.close()
-            raise ConfigError(f"{env_id} observes {list(shape)} but the bundle takes {list(contract.obs_shape)}; pass "
-                              "--checkpoint (the policy's checkpoint) so edgerl run applies the preprocessing it "
-                              "trained with")
+            trained_on = contract.raw.get("source", {}).get("env_id")
+            if contract.obs_dtype != np.uint8:
+                todo = f"pass the env it was trained on (--env {trained_on})"
+            elif ckpt is None:
+                todo = "pass --checkpoint (the policy's checkpoint) so edgerl run applies the preprocessing it trained with"
+            else:
+                todo = ("neither the checkpoint nor the contract records the preprocessing that makes its frames; "
+                        "roll the bundle in your own env wrappers (edgerl_runtime.Policy)")
+            raise ConfigError(f"{env_id} observes {list(shape)} but the bundle takes {list(contract.obs_shape)}; {todo}")
         return made
 
     return make
@@ -85,8 +92,9 @@ def run_bundle(bundle: str | Path, env: str | None = None, episodes: int = 5, se
     foreign = source.get("kind") == "import:onnx"  # the source is someone's ONNX graph: no torch policy
     ckpt_path = checkpoint or (None if foreign else source.get("checkpoint"))
     ckpt = None
-    image = policy.contract.obs_dtype == np.uint8  # its env needs the checkpoint's preprocessing
-    if ckpt_path and Path(ckpt_path).exists() and (compare or image):
+    # An image policy's env needs its frame preprocessing: from the contract, else from the checkpoint.
+    unknown_frames = policy.contract.obs_dtype == np.uint8 and not policy.contract.raw["observation"].get("preprocessing")
+    if ckpt_path and Path(ckpt_path).exists() and (compare or unknown_frames):
         from edgerl.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(ckpt_path)

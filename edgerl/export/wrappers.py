@@ -167,7 +167,8 @@ class ArgmaxPolicy(DeployedPolicy):
 
     @property
     def baked_in(self) -> list[str]:
-        steps = [*super().baked_in, "argmax"]
+        memory = [f"{self.recurrent.rnn_type}_memory"] if self.recurrent is not None else []
+        steps = [*super().baked_in, *memory, "argmax"]
         return [*steps, "action_offset"] if self.start else steps
 
     def scores(self, obs: torch.Tensor) -> torch.Tensor:

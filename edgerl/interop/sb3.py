@@ -158,6 +158,11 @@ def read_sb3(path: str | os.PathLike, activation: str | None = None) -> Imported
     if layout is None:
         raise unknown_layout(path, list(state), LAYOUTS)
     obs_space, action_space = _space(data.get("observation_space")), _space(data.get("action_space"))
+    entry = data.get("action_space")
+    kind = str(entry.get(":type:", "")) if isinstance(entry, dict) else ""
+    multi = next((k for k in ("MultiDiscrete", "MultiBinary") if k in kind), None)
+    if multi:  # several heads: not one argmax over all the logits
+        raise ImportLayoutError(f"{path}: the policy acts in a {multi} space; edgerl imports Box and Discrete actions")
     if any(".cnn." in k or k.startswith("features_extractor.cnn") for k in state):
         return _read_cnn(path, data, state, layout, obs_space, action_space)
     act = _activation(data, layout, activation)

@@ -101,6 +101,12 @@ def test_run_rolls_an_image_bundle_with_its_recorded_preprocessing(tmp_path):
     path.rename(tmp_path / "moved.pt")
     alone = run_bundle(tmp_path / "bundle", None, 2, 0, None, None, True, 20)  # no checkpoint: the contract's frames
     assert alone["runtime_returns"] == res["runtime_returns"] and "not found" in alone["torch_note"]
-    with pytest.raises(ConfigError, match=r"CartPole-v1 observes \[4\] but the bundle takes \[4, 32, 32\]") as e:
+    named = run_bundle(tmp_path / "bundle", "ALE/Breakout-v5", 2, 0, None, None, True, 20)  # --env its own game
+    assert named["runtime_returns"] == res["runtime_returns"]
+    with pytest.raises(ConfigError, match=r"CartPole-v1 is not an Atari env, but the policy observes preprocessed "
+                                          r"Atari frames \(4 x 32x32\); pass an ALE/... env") as e:
         run_bundle(tmp_path / "bundle", "CartPole-v1", 1, 0, None, None, True, 20)
     assert "\n" not in str(e.value)
+    (tmp_path / "moved.pt").write_bytes(b"not a checkpoint")  # --no-compare reads the contract, not the checkpoint
+    quick = run_bundle(tmp_path / "bundle", None, 2, 0, None, str(tmp_path / "moved.pt"), False, 20)
+    assert quick["runtime_returns"] == res["runtime_returns"]

@@ -179,3 +179,25 @@ def test_sb3_env_mismatch_names_both(tmp_path):
     model.save(tmp_path / "model.zip")
     with pytest.raises(ConfigError, match=r"CartPole-v1 observes box \[4\] but the network takes \[3\]"):
         import_policy(tmp_path / "model.zip", "sb3", env_id="CartPole-v1")
+
+
+@pytest.mark.parametrize("space", ["multidiscrete", "multibinary"])
+def test_sb3_multi_head_action_spaces_are_refused(tmp_path, space):
+    """A MultiDiscrete/MultiBinary policy has one categorical head per action element: refused, not
+    imported as one argmax over all the concatenated logits."""
+    import gymnasium as gym
+
+    class Multi(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        action_space = gym.spaces.MultiDiscrete([3, 2]) if space == "multidiscrete" else gym.spaces.MultiBinary(2)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros(3, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(3, np.float32), 0.0, True, False, {}
+
+    sb3.PPO("MlpPolicy", Multi(), n_steps=8, batch_size=8, seed=0, device="cpu").save(tmp_path / "m.zip")
+    name = "MultiDiscrete" if space == "multidiscrete" else "MultiBinary"
+    with pytest.raises(ImportLayoutError, match=f"acts in a {name} space; edgerl imports Box and Discrete actions"):
+        import_policy(tmp_path / "m.zip", "sb3")

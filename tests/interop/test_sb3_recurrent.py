@@ -5,6 +5,8 @@ the exported ONNX through the runtime over 1,000 steps with episode starts."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,8 @@ def test_recurrent_ppo_discrete_parity(tmp_path):
     assert 0.1 < reference.mean() < 0.9, "one action only: the comparison would be trivial"
     gaps = recurrent_parity(tmp_path, tmp_path / "rppo.zip", "sb3", obs, starts, reference, env_id="CartPole-v1")
     assert gaps == {"torch": 0.0, "runtime": 0.0}  # the same index at every step
+    contract = json.loads((tmp_path / "contract.json").read_text())
+    assert contract["baked_in"] == ["lstm_memory", "argmax"] and contract["action"]["n"] == 2
     from edgerl.export.native import export_c
     from edgerl.runtime.backends.c import find_compiler
 
