@@ -226,7 +226,10 @@ def run_queue(queue: list[RunKey], steps: int, results: Path, runs: Path, episod
             if result_path(results, key).exists():
                 continue
             v = vs[key.variant]
-            needs = [key, *([RunKey(key.env, v.teacher, key.seed)] if v.teacher else [])]
+            teacher = RunKey(key.env, v.teacher, key.seed) if v.teacher else None
+            # A student needs its teacher's claim only while the teacher may still train: a finished
+            # teacher (its result written) is read-only, and its students distil side by side.
+            needs = [key, *([teacher] if teacher and not result_path(results, teacher).exists() else [])]
             with contextlib.ExitStack() as stack:
                 if not all(stack.enter_context(claimed(runs, k)) for k in needs):
                     left.append(key)

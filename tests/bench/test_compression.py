@@ -192,3 +192,18 @@ def test_queue_status_says_done_running_or_waiting(tmp_path):
         lines = c.queue_status([done, running, waiting], results, runs)
     assert lines == ["Hopper-v5/dense-s1: done, return 13.0", "Hopper-v5/scaled-s1: running, step 20,000 logged",
                      "Hopper-v5/scratch-32-s1: waiting"]
+
+
+def test_students_of_a_finished_teacher_do_not_wait_for_its_claim(tmp_path, monkeypatch):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    teacher, student = c.RunKey("Hopper-v5", "dense", 1), c.RunKey("Hopper-v5", "distill-32", 1)
+    ran: list[str] = []
+    monkeypatch.setattr(c, "_run_one", lambda key, *a: ran.append(key.slug))
+    with c.claimed(runs, teacher) as mine:  # a worker still holds the teacher (measuring it, say)
+        assert mine
+        assert c.run_queue([student], 100, results, runs, wait=False, log=lambda _: None) == [student]
+        path = c.result_path(results, teacher)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(_row("dense", 1, [1.0])))  # ... and now it is finished
+        assert c.run_queue([student], 100, results, runs, wait=False, log=lambda _: None) == [] and ran == [
+            "Hopper-v5/distill-32-s1"]
