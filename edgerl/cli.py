@@ -28,12 +28,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+ALIASES: dict[str, str] = {module.rsplit(".", 1)[1]: name for name, (module, _) in COMMANDS.items()
+                           if module.rsplit(".", 1)[1] != name}
+"""A command's module name where it differs from the command (``import_``: ``import`` is a Python
+keyword), accepted as the same command."""
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgerl", description="Train, prune, compact, export and deploy RL policies.")
     parser.add_argument("--version", action="version", version=f"edgerl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        aliases = [a for a, n in ALIASES.items() if n == name]
+        p = sub.add_parser(name, aliases=aliases, help=help_text, description=help_text)
         if only is None or only == name:
             importlib.import_module(module).add_arguments(p)
     return parser
@@ -43,11 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Only the chosen command's module is imported (its arguments are needed to parse).
     chosen = next((a for a in argv if not a.startswith("-")), None)
+    chosen = ALIASES.get(chosen or "", chosen)
     parser = build_parser(only=chosen if chosen in COMMANDS else "")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    args.command = ALIASES.get(args.command, args.command)
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except EdgerlError as e:

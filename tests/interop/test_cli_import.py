@@ -169,3 +169,14 @@ def test_imported_policy_at_fp16_is_judged_in_action_units(tmp_path, kind):
     res = run_bundle(tmp_path / "bundle", None, 2, 0, None, str(tmp_path / "p.pt"), True, 30)
     runtime, torch_ret = np.asarray(res["runtime_returns"]), np.asarray(res["torch_returns"])
     assert runtime.shape == (2,) and np.abs(runtime - torch_ret).max() <= 0.05  # fp16 graph vs float32 torch
+
+
+def test_import_answers_to_its_module_name_too(tmp_path, capsys):
+    """``edgerl import_`` (the module's name, as README shows it) is the same command as ``edgerl import``."""
+    from edgerl.cli import main
+
+    torch.save({"weird.weight": torch.zeros(2, 2)}, tmp_path / "m.pt")
+    assert main(["import_", str(tmp_path / "m.pt"), "--from", "cleanrl", "-o", str(tmp_path / "p.pt")]) == 2
+    assert capsys.readouterr().err.startswith("edgerl import: error:")  # parsed and run as `import`
+    assert main(["import_", _model(tmp_path), "--from", "cleanrl", "--env", "Pendulum-v1", "-o",
+                 str(tmp_path / "p.pt")]) == 0 and (tmp_path / "p.pt").is_file()
