@@ -317,7 +317,6 @@ def retime_latency(results: Path, runs: Path, log: Callable[[str], None] = print
     from edgerl.runtime.contract import read_contract
     from edgerl.runtime.fileio import atomic_write_text
 
-    done = 0
     by_env: dict[str, list[tuple[Path, dict[str, Any], Path]]] = {}
     for path in sorted(results.glob("*/*.json")):
         row = json.loads(path.read_text())
@@ -337,8 +336,7 @@ def retime_latency(results: Path, runs: Path, log: Callable[[str], None] = print
             row.update(ort_p50_us=t["p50_us"], ort_p99_us=t["p99_us"], ort_timing=f"interleaved with {len(entries)} "
                        f"graphs of {env}")
             atomic_write_text(path, json.dumps(row, indent=1) + "\n")
-            done += 1
-    return done
+    return sum(len(entries) for entries in by_env.values())
 
 
 def load_results(results: Path) -> list[dict[str, Any]]:
@@ -438,18 +436,19 @@ def overview(by_env: dict[str, list[dict[str, Any]]]) -> list[str]:
     (the goal's yardstick), with the seeds behind it, and its deployed-parameter shrink."""
     envs = list(by_env)
     best = {env: best_dense(ss) for env, ss in by_env.items()}
+    dense = {env: next((x for x in ss if x["variant"] == "dense"), None) for env, ss in by_env.items()}
     lines = ["| variant | " + " | ".join(envs) + " | fewer params than dense (least over envs) |", "|---|" + "---:|" * (len(envs) + 1)]
     for v, variant in variants().items():
         cells, shrink = [], []
         for env in envs:
             s = next((x for x in by_env[env] if x["variant"] == v), None)
-            b, dense = best[env], next((x for x in by_env[env] if x["variant"] == "dense"), None)
+            b, d = best[env], dense[env]
             if s is None or b is None or not b["return"]["mean"] > 0:
                 cells.append("-")
                 continue
             cells.append(f"{100 * s['return']['mean'] / b['return']['mean']:.0f}% ({len(s['seeds'])})")
-            if dense is not None and s["params"] > 0:
-                shrink.append(dense["params"] / s["params"])
+            if d is not None and s["params"] > 0:
+                shrink.append(d["params"] / s["params"])
         if any(c != "-" for c in cells):
             least = min(shrink, default=math.nan)
             ratio = ("-" if not math.isfinite(least) else f"{least:.1f}x fewer" if least > 1.05

@@ -66,7 +66,6 @@ def onnx_returns(folder: Path, env_id: str, episodes: int, seed: int, max_steps:
 
     contract = read_contract(folder / "contract.json")
     ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
-    same_env = ckpt is not None and ckpt["env"]["id"] == env_id
     session = ort_session((folder / "policy.onnx").read_bytes())
     dtype = np.uint8 if contract.obs_dtype == np.uint8 else np.float32
 
@@ -74,8 +73,7 @@ def onnx_returns(folder: Path, env_id: str, episodes: int, seed: int, max_steps:
         a = session.run(None, {"obs": np.asarray(obs, dtype=dtype)[None]})[0][0]
         return int(a) if contract.discrete else a
 
-    make = env_maker(None if same_env else env_id, env_id, ckpt if same_env else None, contract)
-    return rollout(act, make, episodes, seed, max_steps)
+    return rollout(act, env_maker(env_id, env_id, ckpt, contract), episodes, seed, max_steps)
 
 
 def precision_bench(models: Sequence[tuple[str, str | os.PathLike]], precisions: Sequence[str] = PRECISIONS,

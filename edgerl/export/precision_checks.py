@@ -140,13 +140,14 @@ def failures(stats: Mapping[str, ErrorStats], t: PrecisionThresholds) -> list[st
 def _reference_and_graph(policy: DeployedPolicy, session: Any, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The float32 policy's actions and the graph's for ``obs``; a recurrent policy runs them as
     one stream at batch 1, the state fed back and zeroed at the parity stream's episode starts."""
+    from edgerl.export.observations import torch_actions
+
     signature = recurrent_signature(policy)
     if signature is None:
-        with torch.no_grad():
-            return policy(torch.as_tensor(obs)).numpy(), run_all(session, obs)
+        return torch_actions(policy, obs, obs.dtype), run_all(session, obs)
     starts = stream_starts(len(obs))
-    ref = policy.run_sequence(torch.as_tensor(obs)[:, None], torch.as_tensor(starts)[:, None])[0][:, 0].numpy()
-    return ref, ort_sequence(session, obs[:, None], starts[:, None], *signature)[0][:, 0]
+    return (torch_actions(policy, obs, obs.dtype, starts),
+            ort_sequence(session, obs[:, None], starts[:, None], *signature)[0][:, 0])
 
 
 def check_precision(policy: DeployedPolicy, model: Any, session: Any, observations: Mapping[str, np.ndarray],

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .contract import parse_contract
+from .contract import parse_contract, valid_episode_starts
 from .errors import BundleError
 from .fileio import atomic_write, atomic_write_text, sha256_file
 from .profile import TargetProfile, profile_to_json, resolve_profile
@@ -253,7 +253,7 @@ def write_bundle(
                           "CKPT, after edgerl import from the training library for a foreign policy), or choose a "
                           "target with an ONNX backend")
     starts = None if reference_starts is None else np.asarray(reference_starts)
-    if starts is not None and (c.recurrent is None or starts.dtype != np.bool_ or starts.shape != (obs.shape[0],)):
+    if starts is not None and not valid_episode_starts(starts, obs.shape[0], c):
         raise BundleError(f"reference_starts must be a bool array [{obs.shape[0]}] and only for a recurrent contract; "
                           f"got {starts.dtype} {list(starts.shape)} for a "
                           f"{'recurrent' if c.recurrent else 'feed-forward'} contract")

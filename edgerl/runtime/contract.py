@@ -338,6 +338,12 @@ def parse_io_section(io: Any, obs_shape: tuple[int, ...], act_shape: tuple[int, 
     return ranges
 
 
+def valid_episode_starts(starts: np.ndarray, n: int, contract: Contract) -> bool:
+    """Whether ``starts`` can be a bundle reference's episode-start flags: bool ``[n]``, and the
+    contract recurrent (a feed-forward policy has no state to reset)."""
+    return contract.recurrent is not None and starts.dtype == np.bool_ and starts.shape == (n,)
+
+
 def read_contract(path: str | os.PathLike) -> Contract:
     """Read and validate ``contract.json``."""
     path = Path(path)

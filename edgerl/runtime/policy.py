@@ -27,7 +27,7 @@ import numpy as np
 
 from .backends import Backend, get_backend
 from .bundle import read_manifest, verify_bundle
-from .contract import Contract, read_contract
+from .contract import Contract, read_contract, valid_episode_starts
 from .errors import (
     ActionError,
     BackendUnavailableError,
@@ -450,7 +450,7 @@ def _read_reference(path: Path, contract: Contract) -> tuple[np.ndarray, np.ndar
     if obs.ndim < 1 or len(obs) < 1 or obs.shape[1:] != contract.obs_shape or act.shape != (len(obs), *contract.act_shape):
         raise BundleError(f"{path}: obs {obs.shape} / action {act.shape} do not match the contract shapes "
                           f"{list(contract.obs_shape)} / {list(contract.act_shape)}; re-run edgerl deploy")
-    if starts is not None and (contract.recurrent is None or starts.dtype != np.bool_ or starts.shape != (len(obs),)):
+    if starts is not None and not valid_episode_starts(starts, len(obs), contract):
         raise BundleError(f"{path}: 'start' must be bool [{len(obs)}] in a recurrent bundle, got {starts.dtype} "
                           f"{list(starts.shape)} ({'recurrent' if contract.recurrent else 'feed-forward'} contract); "
                           "re-run edgerl deploy")
