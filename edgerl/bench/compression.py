@@ -73,6 +73,8 @@ def variants() -> dict[str, Variant]:
         Variant("distill-scaled-32", "distilled 32x32 from scaled", teacher="scaled", widths=(32, 32), size="scratch-32"),
         Variant("distill-32-from-102", f"distilled 32x32 from scratch {w}x{w} (critics {SCALED})", teacher="scratch-gradual",
                 widths=(32, 32), size="scratch-32"),
+        Variant("distill-32-from-gates", "distilled 32x32 from OFENet + gates", teacher="gates", widths=(32, 32),
+                size="scratch-32"),
         Variant("scratch-gradual", f"scratch {w}x{w} (critics {SCALED})", ("--hidden", f"{SCALED},{SCALED}", "--actor-hidden", f"{w},{w}")),
         Variant("scratch-32", f"scratch 32x32 (critics {SCALED})", ("--hidden", f"{SCALED},{SCALED}", "--actor-hidden", "32,32")),
     ]
