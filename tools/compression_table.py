@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 DEFAULT_VARIANTS = ("dense,gradual-actor,scratch-gradual,distill-gradual,distill-32,scaled,distill-scaled-32,"
                     "distill-scaled-gradual,distill-32-from-102,gradual-all,"
-                    "scratch-32,gates,distill-32-from-gates")
+                    "scratch-32,gates,distill-gates-32,distill-gates-gradual")
 
 
 def main() -> None:
