@@ -10,7 +10,7 @@ import torch
 from edgerl.algos.sac import SACAgent, SACConfig
 from edgerl.algos.sac_train import train_sac
 from edgerl.checkpoint import load_checkpoint
-from edgerl.config import PruneConfig, RunConfig, from_sources
+from edgerl.config import PruneConfig, RunConfig
 from edgerl.prune.gate_hook import GateHook
 from tests.conftest import TINY_SAC, kill_after_checkpoint, run_cli
 
@@ -18,17 +18,9 @@ OFENET = ["--ofenet", "true", "--ofenet-layers", "2", "--ofenet-units", "8"]
 GATES = ["--prune", "gates", "--gate-lambda", "0.01", "--prune-start", "0", "--prune-end", "1", "--prune-every", "20"]
 
 
-def _agent(ckpt) -> SACAgent:
-    info = ckpt["env"]
-    agent = SACAgent(from_sources(SACConfig, ckpt["config"]["algo"]),
-                     info["observation_space"]["shape"][0], info["action_space"]["shape"][0])
-    agent.load_state(ckpt["agent"])
-    return agent
-
-
 def _gate_widths_match_nets(ckpt) -> dict[str, int]:
     """The saved gates have one probability per unit of the saved (possibly pruned) networks."""
-    agent = _agent(ckpt)
+    agent = SACAgent.from_checkpoint(ckpt)
     widths = {k: int(t.numel()) for k, t in ckpt["hooks"]["gates"]["pruner"]["theta"].items()}
     for key, width in widths.items():
         net, _, layer = key.partition(".")

@@ -6,7 +6,6 @@ import torch
 
 from edgerl.algos.sac import SACAgent
 from edgerl.checkpoint import load_checkpoint
-from edgerl.config import from_sources
 from edgerl.prune.gradual import target_width
 from tests.conftest import TINY_SAC, kill_after_checkpoint, run_cli
 
@@ -14,21 +13,11 @@ PRUNE = ["--prune", "gradual", "--final-ratio", "0.75", "--prune-start", "0.2", 
          "--prune-every", "20", "--hidden", "48,40", "--prune-nets", "all"]
 
 
-def _agent(ckpt) -> SACAgent:
-    from edgerl.algos.sac import SACConfig
-
-    info = ckpt["env"]
-    agent = SACAgent(from_sources(SACConfig, ckpt["config"]["algo"]),
-                     info["observation_space"]["shape"][0], info["action_space"]["shape"][0])
-    agent.load_state(ckpt["agent"])
-    return agent
-
-
 def test_gradual_pruning_shrinks_actor_critics_and_targets(tmp_path):
     out = tmp_path / "run"
     run_cli("train", *TINY_SAC, *PRUNE, "--total-steps", "400", "--eval-every", "0", "--out", str(out))
     ckpt = load_checkpoint(out / "ckpt.pt")
-    agent = _agent(ckpt)
+    agent = SACAgent.from_checkpoint(ckpt)
     # Final widths follow the schedule's final ratio exactly (targets rebuilt from the file).
     assert agent.actor.spec()["hidden"] == [target_width(48, 0.75), target_width(40, 0.75)] == [12, 10]
     for online, target in ((agent.qf1, agent.qf1_target), (agent.qf2, agent.qf2_target)):
@@ -56,7 +45,7 @@ def test_resume_after_sigkill_mid_schedule_continues_pruning(tmp_path):
     run_cli("train", "--resume", str(out))
     ckpt = load_checkpoint(out / "ckpt.pt")
     assert ckpt["counters"]["global_step"] == 1000
-    agent = _agent(ckpt)
+    agent = SACAgent.from_checkpoint(ckpt)
     assert agent.actor.spec()["hidden"] == [12, 10]
     assert agent.qf1_target.spec()["hidden"] == agent.qf1.spec()["hidden"] == [12, 10]
     # The schedule resumed where it was: original widths are those of the first run.
@@ -68,7 +57,7 @@ def test_unstructured_baseline_masks_but_keeps_shapes(tmp_path):
     run_cli("train", *TINY_SAC, "--prune", "unstructured", "--final-ratio", "0.5", "--prune-start", "0.2",
             "--prune-end", "0.6", "--prune-every", "20", "--hidden", "48,40", "--total-steps", "400",
             "--eval-every", "0", "--out", str(out))
-    agent = _agent(load_checkpoint(out / "ckpt.pt"))
+    agent = SACAgent.from_checkpoint(load_checkpoint(out / "ckpt.pt"))
     assert agent.actor.spec()["hidden"] == [48, 40]
     w = torch.cat([m.weight.flatten() for m in agent.actor.trunk if isinstance(m, torch.nn.Linear)])
     sparsity = (w == 0).float().mean().item()

@@ -20,11 +20,9 @@ import json
 import platform
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,114 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore")
 
 
-def fill_random(env, n: int, add) -> None:
-    obs, _ = env.reset(seed=0)
-    for _ in range(n):
-        a = env.action_space.sample()
-        nxt, r, term, trunc, info = env.step(a)
-        add(obs, a, r, nxt, term, info)
-        obs = nxt if not (term or trunc) else env.reset()[0]
-
-
-def edgerl_bench(args, hidden: list[int], autocast: str | None = None, actor_hidden: list[int] | None = None):
-    """A closure doing ``k`` SAC updates, and the FLOPs of one update."""
-    from contextlib import nullcontext
-
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from edgerl.algos.replay import make_replay
-    from edgerl.algos.sac import SACAgent, SACConfig
-
-    device = torch.device(args.device)
-    if args.env == "random":
-        od, ad = args.obs_dim, args.act_dim
-    else:
-        from edgerl.envs import make_env
-
-        env = make_env(args.env, seed=0)
-        od, ad = env.observation_space.shape[0], env.action_space.shape[0]
-    torch.manual_seed(0)
-    agent = SACAgent(SACConfig(hidden=hidden, actor_hidden=actor_hidden, batch_size=args.batch), od, ad, device)
-    buf = make_replay(args.fill, (od,), (ad,), device)
-    if args.env == "random":
-        g = np.random.default_rng(0)
-        buf.add_batch(g.normal(size=(args.fill, od)), g.uniform(-1, 1, (args.fill, ad)), g.normal(size=args.fill),
-                      g.normal(size=(args.fill, od)), g.random(args.fill) < 0.01)
-    else:
-        high = env.action_space.high
-        fill_random(env, args.fill, lambda o, a, r, n, t, i: buf.add(o, a / high, r, n, t))
-    rng = np.random.default_rng(0)
-    ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if autocast == "bf16" else nullcontext
-    with FlopCounterMode(display=False) as counter:
-        agent.update(buf.sample(args.batch, rng))
-    flops = counter.get_total_flops()
-
-    def run(k: int) -> None:
-        with ctx():
-            for _ in range(k):
-                agent.update(buf.sample(args.batch, rng))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    return run, flops
-
-
-def ppo_bench(args):
-    """A closure doing ``k`` PPO updates (epochs x minibatches over a random Impala rollout)."""
-    from edgerl.algos.ppo import PPOAgent, PPOConfig
-
-    device = torch.device(args.device)
-    cfg = PPOConfig(width=args.width, num_envs=8, num_steps=64, num_minibatches=4, update_epochs=1)
-    agent = PPOAgent(cfg, (3, 64, 64), 15, device)
-    n = cfg.num_envs * cfg.num_steps
-    g = torch.Generator().manual_seed(0)
-    batch = {"obs": torch.randint(0, 256, (n, 3, 64, 64), generator=g, dtype=torch.uint8),
-             "actions": torch.randint(0, 15, (n,), generator=g), "logprobs": torch.full((n,), -2.7),
-             "values": torch.zeros(n), "advantages": torch.randn(n, generator=g), "returns": torch.randn(n, generator=g)}
-    batch = {k: v.to(device) for k, v in batch.items()}
-
-    def run(k: int) -> None:
-        for _ in range(k):
-            agent.update(batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    return run, n
-
-
-def gemm_gflops(device: str, seconds: float = 1.0) -> float:
-    """fp32 GFLOP/s of a 256x256x256 matmul on ``device``."""
-    a = torch.randn(256, 256, device=device)
-    b = torch.randn(256, 256, device=device)
-    for _ in range(20):
-        a @ b
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(50):
-            a @ b
-        n += 50
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-    return 2 * 256**3 * n / (time.perf_counter() - t0) / 1e9
-
-
-def sb3_bench(env_id: str, hidden: list[int], batch: int, fill: int, device: str = "cpu"):
-    from stable_baselines3 import SAC
-
-    from edgerl.envs import make_env
-
-    env = make_env(env_id, seed=0)
-    model = SAC("MlpPolicy", env, policy_kwargs={"net_arch": hidden}, batch_size=batch, buffer_size=fill,
-                learning_starts=fill, device=device, seed=0, verbose=0)
-    model.learn(total_timesteps=fill)  # fills the buffer with random actions, no updates
-
-    def run(k: int) -> None:
-        model.train(gradient_steps=k, batch_size=batch)
-
-    return run
-
-
 def main() -> None:
+    from edgerl.bench.train_speed import (
+        ppo_updates,
+        sac_updates,
+        sample_rates,
+        sb3_updates,
+        speed_summary,
+        update_rates,
+    )
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--algo", choices=("sac", "ppo"), default="sac")
     p.add_argument("--env", default="Hopper-v5", help="SAC: env whose random transitions fill the replay, or random")
@@ -167,13 +67,8 @@ def main() -> None:
                     "batch": args.batch, "threads": args.threads,
                     "device": args.device, "torch": str(torch.__version__), "cpu": platform.processor()}
     if args.algo == "ppo":
-        run, samples = ppo_bench(args)
-        run(1)
-        rates = []
-        for _ in range(args.rounds):
-            t = time.perf_counter()
-            run(max(1, args.updates // 100))
-            rates.append(samples * max(1, args.updates // 100) / (time.perf_counter() - t))
+        run, samples = ppo_updates(args.width, args.device)
+        rates = sample_rates(run, samples, args.rounds, args.updates)
         result.update(samples_per_s=statistics.median(rates), width=args.width)
         print(f"ppo impala tau={args.width} device={args.device}: {result['samples_per_s']:.0f} samples/s "
               f"(update epochs over a 512-sample rollout; rounds: {', '.join(f'{r:.0f}' for r in rates)})")
@@ -181,44 +76,35 @@ def main() -> None:
         return
     runners: dict = {}
     actor = [int(x) for x in args.actor_hidden.split(",")] if args.actor_hidden else None
-    runners["edgerl"], flops = edgerl_bench(args, hidden, actor_hidden=actor)
+    sac = {"batch": args.batch, "fill": args.fill, "device": args.device, "obs_dim": args.obs_dim,
+           "act_dim": args.act_dim}
+    runners["edgerl"], flops = sac_updates(args.env, hidden, actor_hidden=actor, **sac)
     if args.autocast:
-        runners["edgerl-" + args.autocast], _ = edgerl_bench(args, hidden, args.autocast, actor)
+        runners["edgerl-" + args.autocast], _ = sac_updates(args.env, hidden, autocast=args.autocast,
+                                                            actor_hidden=actor, **sac)
     if args.also_hidden:
         also = [int(x) for x in args.also_hidden.split(",")]
-        runners[f"critics-{args.also_hidden}"], _ = edgerl_bench(args, also, actor_hidden=actor or hidden)
+        runners[f"critics-{args.also_hidden}"], _ = sac_updates(args.env, also, actor_hidden=actor or hidden, **sac)
         result["also_hidden"] = also
     if not args.no_sb3 and args.env != "random":
         try:
-            runners["sb3"] = sb3_bench(args.env, hidden, args.batch, args.fill, args.device)
+            runners["sb3"] = sb3_updates(args.env, hidden, args.batch, args.fill, args.device)
         except ImportError:
             print("stable-baselines3 not installed: measuring edgerl only (pip install stable-baselines3)")
-    for run in runners.values():
-        run(20)  # warm-up
-    rates: dict[str, list[float]] = {k: [] for k in runners}
-    gemm: list[float] = []
-    for _ in range(args.rounds):
-        gemm.append(gemm_gflops(args.device, 0.5))
-        for name, run in runners.items():
-            t = time.perf_counter()
-            run(args.updates)
-            rates[name].append(args.updates / (time.perf_counter() - t))
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    ceiling = statistics.median(gemm) * 1e9 / flops
+    rates, gemm = update_rates(runners, args.rounds, args.updates, args.device)
+    result.update(speed_summary(rates, gemm, flops))
+    med, ceiling = result["updates_per_s"], result["fp32_ceiling"]
     print(f"{args.env}  hidden={hidden}  batch={args.batch}  threads={args.threads}  device={args.device}  "
           f"rounds={args.rounds}x{args.updates}")
     for k, v in med.items():
         print(f"  {k:12s} {v:7.1f} updates/s  (rounds: {', '.join(f'{x:.0f}' for x in rates[k])})")
     print(f"  fp32 ceiling {ceiling:7.1f} updates/s  ({flops / 1e9:.3f} GFLOP per update at "
-          f"{statistics.median(gemm):.1f} GFLOP/s of a 256^3 GEMM)")
-    print(f"  edgerl / ceiling: {med['edgerl'] / ceiling:.2f}")
-    result.update(updates_per_s=med, rounds=rates, update_gflop=flops / 1e9, gemm_gflops=statistics.median(gemm),
-                  fp32_ceiling=ceiling, edgerl_vs_ceiling=med["edgerl"] / ceiling)
+          f"{result['gemm_gflops']:.1f} GFLOP/s of a 256^3 GEMM)")
+    print(f"  edgerl / ceiling: {result['edgerl_vs_ceiling']:.2f}")
     for name in runners:
         if name != "edgerl":
             per_round = [a / b for a, b in zip(rates["edgerl"], rates[name], strict=True)]
-            result[f"ratio_edgerl_{name}"] = med["edgerl"] / med[name]
-            print(f"  ratio edgerl/{name}: {med['edgerl'] / med[name]:.2f}x "
+            print(f"  ratio edgerl/{name}: {result[f'ratio_edgerl_{name}']:.2f}x "
                   f"(per round: {', '.join(f'{r:.2f}' for r in per_round)})")
     _write(args, result)
 

@@ -25,9 +25,7 @@ episode cap.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 import os
 import subprocess
 import sys
@@ -89,80 +87,16 @@ def paper_command(env: str) -> str:
             f"--prune gradual --out runs/ppo_paper_{game}_tau3_g08")
 
 
-def read_curve(metrics: Path) -> list[dict[str, float]]:
-    """Rows of ``metrics.csv`` as (step, wall_s, sps, train_return, eval_return, eval_std, params)."""
-    if not metrics.exists():
-        return []
-    keys = ("step", "wall_s", "sps", "train_return", "eval_return", "eval_std", "params")
-    rows = []
-    with open(metrics, newline="") as f:
-        for r in csv.DictReader(f):
-            rows.append({k: float(r[k]) if r.get(k) not in (None, "", "None") else math.nan for k in keys})
-    return rows
-
-
-def format_curve(rows: list[dict[str, float]]) -> str:
-    """A Markdown table of the curve."""
-    lines = ["| step | wall (min) | samples/s | last train game score | greedy eval score (mean +- std) |",
-             "|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {int(r['step'])} | {r['wall_s'] / 60:.1f} | {r['sps']:.0f} | {r['train_return']:.1f} "
-                     f"| {r['eval_return']:.1f} +- {r['eval_std']:.1f} |")
-    return "\n".join(lines)
-
-
-def final_eval(ckpt_path: Path, episodes: int, seed: int = 20_000) -> dict[str, dict[str, float]]:
-    """Game scores of the checkpoint's policy (actions sampled from its logits, as in training:
-    a greedy Breakout policy that never presses FIRE after a lost life stalls until the episode
-    cap) and of a uniformly random policy, ``episodes`` whole games each on the same seeds (the
-    evaluation env of training: no life loss ends, raw scores, the run's episode cap)."""
-    import numpy as np
-    import torch
-
-    from edgerl.algos.atari import evaluate_image_policy
-    from edgerl.algos.ppo import PPOConfig
-    from edgerl.checkpoint import load_checkpoint
-    from edgerl.config import from_sources
-    from edgerl.export.policy import policy_from_checkpoint
-
-    ckpt = load_checkpoint(ckpt_path)
-    cfg = from_sources(PPOConfig, ckpt["config"]["algo"])
-    policy = policy_from_checkpoint(ckpt)
-    n_actions = int(ckpt["env"]["action_space"]["n"])
-    rng = np.random.default_rng(seed)
-
-    @torch.no_grad()
-    def sampled(obs: np.ndarray) -> int:
-        logits = policy.scores(torch.as_tensor(obs).unsqueeze(0))[0]
-        return int(torch.distributions.Categorical(logits=logits).sample())
-
-    out = {}
-    torch.manual_seed(seed)
-    for name, act in (("latest policy (sampled, as trained)", sampled),
-                      ("uniform random policy", lambda _: int(rng.integers(n_actions)))):
-        scores = evaluate_image_policy(act, ckpt["env"]["id"], cfg, episodes, seed=seed)
-        out[name] = {"mean": float(scores.mean()), "std": float(scores.std()), "games": episodes,
-                     "scores": [float(x) for x in scores]}
-    return out
-
-
 def report(args: argparse.Namespace, extra: list[str], finished: bool) -> dict[str, Any]:
     """Print and write (``curve.json``, ``curve.md`` in the run folder) the curve so far."""
+    from edgerl.bench.learning_curve import curve_markdown, final_eval, read_curve
+
     out = Path(args.out)
     rows = read_curve(out / "metrics.csv")
     cmd = " ".join(train_command(args, extra))
     finals = final_eval(out / "ckpt.pt", args.final_eval) if args.final_eval > 0 and (out / "ckpt.pt").exists() \
         else {}
-    final_lines = [f"- {k}: {v['mean']:.1f} +- {v['std']:.1f} over {v['games']} games (same seeds)"
-                   for k, v in finals.items()]
-    text = "\n".join([
-        f"# PPO learning curve: {args.env} ({'finished' if finished else 'partial'}, {len(rows)} points)",
-        "", f"Command: `{cmd}`", "", format_curve(rows), "",
-        "Train score: the game score of the last training episode finished before the row (sampled policy);",
-        "eval score: greedy (argmax) policy, whole games, no reward clipping.", "",
-        *([f"Latest checkpoint vs chance ({args.final_eval} games each):", "", *final_lines, ""] if finals else []),
-        f"Paper-scale run (Impala tau=3, 25 M steps, group pruning to 0.8; days on a CPU): `{paper_command(args.env)}`",
-    ])
+    text = curve_markdown(args.env, finished, cmd, rows, finals, args.final_eval, paper_command(args.env))
     print(text)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"env": args.env, "finished": finished, "command": cmd, "paper_command": paper_command(args.env),

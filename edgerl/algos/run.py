@@ -69,6 +69,17 @@ class MetricsLog:
             csv.DictWriter(f, METRIC_COLUMNS).writerow(row)
 
 
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    """The rows of a run's ``metrics.csv`` as written (strings; ``""`` where a column was not logged)."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def logged_evals(path: Path) -> list[dict[str, str]]:
+    """The rows of a run's ``metrics.csv`` at which it evaluated its policy (``eval_return`` set)."""
+    return [r for r in read_metrics(path) if r.get("eval_return")]
+
+
 def _fmt(v: Any) -> str:
     if hasattr(v, "item"):
         v = v.item()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgerl.algos.agent import PrunableNet, to_cpu
-from edgerl.config import doc
+from edgerl.config import doc, from_sources
 from edgerl.errors import CheckpointError, ConfigError
 from edgerl.nets import build_net, net_spec
 from edgerl.nets.mlp import ObsNormalizer, QNetwork, SquashedGaussianActor
@@ -336,6 +336,16 @@ class SACAgent:
             "updates": self.updates,
             "ofenet_updates": self.ofenet_updates,
         })
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], device: torch.device | str = "cpu") -> SACAgent:
+        """The whole agent of a loaded SAC ``train`` checkpoint (critics and targets included),
+        built from its stored config and env spaces, at its saved (possibly pruned) widths."""
+        info = ckpt["env"]
+        agent = cls(from_sources(SACConfig, ckpt["config"]["algo"]), info["observation_space"]["shape"][0],
+                    info["action_space"]["shape"][0], device)
+        agent.load_state(ckpt["agent"])
+        return agent
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`, rebuilding networks at their saved (possibly pruned) widths."""

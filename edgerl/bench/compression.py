@@ -131,7 +131,8 @@ def train_run(key: RunKey, variant: Variant, steps: int, runs: Path) -> Path:
             return out
         _cli(["train", "--resume", str(out), "--total-steps", str(steps), "--progress", "false"], log)
         return out
-    _cli(["train", "--env", key.env, "--seed", str(key.seed), "--total-steps", str(steps), "--threads", "1",
+    # No checkpoint: nothing to continue, so what a run killed before its first checkpoint left goes.
+    _cli(["train", "--env", key.env, "--seed", str(key.seed), "--overwrite", "--total-steps", str(steps), "--threads", "1",
           "--progress", "false", "--eval-every", str(max(steps // 10, 1)), "--eval-episodes", "5",
           "--checkpoint-every", "10000", "--out", str(out), *variant.args], log)
     return out

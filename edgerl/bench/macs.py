@@ -8,6 +8,7 @@ usual in pruning papers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,6 +25,14 @@ def count_params(*modules: nn.Module) -> int:
                 seen.add(id(p))
                 total += p.numel()
     return total
+
+
+def linear_macs(model: nn.Module, include: Callable[[str], bool] | None = None) -> int:
+    """MACs per sample of the Linear layers of ``model`` that ``include`` selects by qualified name
+    (default all), read from their shapes (``in x out`` each) without running the model: the count
+    of a scope that no single forward pass runs alone (e.g. the deployed part of a SAC agent)."""
+    return sum(m.in_features * m.out_features for name, m in model.named_modules()
+               if isinstance(m, nn.Linear) and (include is None or include(name)))
 
 
 RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}

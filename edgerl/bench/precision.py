@@ -5,6 +5,8 @@
 float32); :func:`precision_bench` times them all interleaved through :func:`run_bench` and, given
 an environment, adds the episodic return of each variant on the same seeds (the check that
 matters for a policy); :func:`plot_return_vs_p99` draws return against p99 latency.
+Image policies (no checkpoint) are in :mod:`edgerl.bench.image_precision`; :func:`precision_page`
+is the page ``tools/bench_precision.py`` writes of both.
 """
 
 from __future__ import annotations
@@ -174,3 +176,32 @@ def plot_return_vs_p99(rows: Sequence[dict[str, Any]], path: str | os.PathLike, 
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
+
+
+def models_by_env(specs: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """``LABEL=CKPT`` entries (a bare path is labelled by its name) grouped by the env their
+    checkpoint (or run folder's ``ckpt.pt``) was trained on."""
+    from edgerl.checkpoint import load_checkpoint
+
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for spec in specs:
+        label, path = spec.split("=", 1) if "=" in spec else (Path(spec).name, spec)
+        ckpt = Path(path) / "ckpt.pt" if Path(path).is_dir() else Path(path)
+        groups.setdefault(load_checkpoint(ckpt)["env"]["id"], []).append((label, path))
+    return groups
+
+
+def precision_page(out: dict[str, Any]) -> str:
+    """The Markdown page of a ``tools/bench_precision.py`` result (``command``, ``device``, and
+    its ``image`` rows and per-env ``mlp`` rows where present)."""
+    from edgerl.bench.image_precision import image_markdown
+    from edgerl.bench.report import device_line
+
+    text = [f"`{out['command']}`", "", f"Device: {device_line(out['device'])}", ""]
+    if "image" in out:
+        text += ["## Image policies (Impala-CNN, batch 1, 1 thread, ORT CPU)", "", image_markdown(out["image"])]
+    for env, res in out.get("mlp", {}).items():
+        text += [f"## MLP policies (SAC actors), {env}", "", precision_markdown(res["rows"])]
+        if "plot" in res:
+            text += [f"![return vs p99, {env}]({Path(res['plot']).name})", ""]
+    return "\n".join(text) + "\n"

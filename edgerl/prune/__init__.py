@@ -4,7 +4,8 @@
   model, their importance, physical removal mirrored onto twin (target) networks.
 - `track_removal` (surgery.py): keeps optimizers (Adam moments, step) on the live parameters.
 - `CubicSchedule` / `LinearSchedule` / `OneShotSchedule` (schedule.py): when and how much.
-- `GradualPruner` (gradual.py): schedule + graph + surgery for a set of networks.
+- `GradualPruner` (gradual.py): schedule + graph + surgery for a set of networks; `prune_once`:
+  one network pruned at once to a ratio (benchmark tables).
 - `MagnitudeMasker` (masking.py): the unstructured, masked baseline.
 - `InputScale`: the module every raw input must pass through before a `torch.cat` (see below).
 
@@ -83,6 +84,7 @@ _LAZY = {
     "GradualPruner": "edgerl.prune.gradual",
     "PruneTarget": "edgerl.prune.gradual",
     "PruneReport": "edgerl.prune.gradual",
+    "prune_once": "edgerl.prune.gradual",
 }
 
 
@@ -108,6 +110,7 @@ __all__ = [
     "PruningSchedule",
     "layer_widths",
     "lowest_indices",
+    "prune_once",
     "schedule_from_dict",
     "sparsity",
     "track_removal",

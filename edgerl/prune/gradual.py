@@ -19,7 +19,7 @@ from torch import nn
 from edgerl.errors import ConfigError
 from edgerl.prune.graph import PruneGraph
 from edgerl.prune.importance import Importance, ImportanceLike
-from edgerl.prune.schedule import PruningSchedule, due_ratio, schedule_from_dict
+from edgerl.prune.schedule import OneShotSchedule, PruningSchedule, due_ratio, schedule_from_dict
 
 STATE_VERSION = 1
 
@@ -182,3 +182,12 @@ class GradualPruner:
         self.round_to = state.get("round_to")
         if state.get("importance"):
             self.importance = Importance.parse(state["importance"])
+
+
+def prune_once(net: nn.Module, example_inputs: Any, ratio: float, round_to: int | None = None,
+               importance: ImportanceLike = Importance.L1) -> PruneReport | None:
+    """Prune ``net`` by groups, in place and at once, to channel ratio ``ratio`` (its ``heads()``
+    kept): what a pruned network of a latency or size table is, without training it."""
+    pruner = GradualPruner({"net": (net, example_inputs, net.heads())}, optimizers=[],
+                           schedule=OneShotSchedule(ratio, 1), importance=importance, round_to=round_to)
+    return pruner.step(0)

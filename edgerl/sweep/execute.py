@@ -67,13 +67,15 @@ def finished_steps(folder: Path) -> tuple[int, int] | None:
 
 
 def train_command(plan: RunPlan, extra: dict[str, Any] | None = None) -> list[str]:
-    """The ``edgerl train`` command of a run: a fresh start, or ``--resume`` when it has a checkpoint."""
+    """The ``edgerl train`` command of a run: a fresh start, or ``--resume`` when it has a checkpoint.
+    A fresh start overwrites what a run killed before its first checkpoint left (its metrics, a
+    replay file): without a checkpoint there is nothing to continue."""
     base = [sys.executable, "-m", "edgerl.cli", "train"]
     if (plan.folder / "ckpt.pt").exists():
         return [*base, "--resume", str(plan.folder), "--progress", "false"]
     flags = {"threads": 1, **plan.flags, **(extra or {})}
-    return [*base, "--env", plan.env, "--seed", str(plan.seed), "--out", str(plan.folder), "--progress", "false",
-            *flag_args(flags)]
+    return [*base, "--env", plan.env, "--seed", str(plan.seed), "--out", str(plan.folder), "--overwrite",
+            "--progress", "false", *flag_args(flags)]
 
 
 DISTILL_REPORT = "distill.json"

@@ -90,6 +90,16 @@ class SweepSpec:
                     plans.append(RunPlan(variant, env, seed, folder, {**self.train, **own}, flags.get("scratch_of")))
         return plans
 
+    def select(self, names: set[str]) -> None:
+        """Keep only the variants ``names`` (names the spec lacks are ignored) and the variants
+        their derived runs start from (``scratch_of``, ``distill_of``, ``distill.init_from``), in
+        spec order."""
+        keep: set[str | None] = set(names)
+        for name in names:
+            flags = self.variants.get(name, {})
+            keep |= {flags.get("scratch_of"), flags.get("distill_of"), (flags.get("distill") or {}).get("init_from")}
+        self.variants = {k: v for k, v in self.variants.items() if k in keep}
+
 
 def train_flag_names() -> set[str]:
     """Every ``edgerl train`` flag name (config field names, underscored), plus ``recipe``."""

@@ -140,3 +140,22 @@ def test_bf16_autocast_update_tracks_the_fp32_update():
     moved = step32.abs() > 1e-5
     agree = (torch.sign(step16[moved]) == torch.sign(step32[moved])).float().mean()
     assert moved.sum() > 1000 and agree >= 0.9, float(agree)
+
+
+@pytest.mark.parametrize("ofenet", [False, True], ids=["mlp", "ofenet"])
+def test_agent_from_a_train_checkpoint_is_the_saved_agent(ofenet: bool):
+    from edgerl.config import to_dict
+    from edgerl.prune import prune_once
+
+    torch.manual_seed(0)
+    agent = SACAgent(SACConfig(hidden=[16, 12], obs_norm=True, ofenet=ofenet, ofenet_layers=2, ofenet_units=4), 4, 2)
+    prune_once(agent.actor, agent.actor.example_inputs(), 0.5)  # saved widths differ from the config's
+    agent.after_surgery()
+    agent.make_optimizers()
+    ckpt = {"config": {"algo": to_dict(agent.cfg)}, "agent": agent.state(),
+            "env": {"observation_space": {"shape": [4]}, "action_space": {"shape": [2]}}}
+    again = SACAgent.from_checkpoint(ckpt)
+    assert again.cfg == agent.cfg and again.actor.spec()["hidden"] == [8, 6]
+    for name in ("actor", "qf1", "qf2_target", *(["ofenet"] if ofenet else [])):
+        a, b = getattr(agent, name).state_dict(), getattr(again, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name

@@ -72,3 +72,22 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, ckpt_pair: tuple[Path, Path
 def assert_percentiles_ordered(row: dict[str, Any]) -> None:
     assert 0 < row["p50_us"] <= row["p90_us"] <= row["p99_us"] <= row["max_us"], row
     assert np.isfinite(row["mean_us"])
+
+
+def write_sac_run(folder: Path, agent: SACAgent, returns: list[float], hooks: dict[str, Any] | None = None,
+                  wall_s: float = 120.0) -> Path:
+    """A finished SAC run folder as ``edgerl train`` leaves it: ``ckpt.pt`` (config, agent, hooks,
+    counters) and ``metrics.csv`` with one evaluation per 100 steps (``returns``) and rows between."""
+    from edgerl.algos.run import MetricsLog
+    from edgerl.config import to_dict
+
+    folder.mkdir(parents=True)
+    save_checkpoint(folder / "ckpt.pt", {"kind": "train", "algo": "sac", "env": ENV,
+                                         "config": {"algo": to_dict(agent.cfg)}, "agent": agent.state(),
+                                         "hooks": hooks or {}, "counters": {"global_step": 100 * len(returns),
+                                                                            "wall_s": wall_s}})
+    log = MetricsLog(folder / "metrics.csv")
+    for i, r in enumerate(returns):
+        log.write(step=100 * i + 50, train_return=0.0)  # a row without an evaluation
+        log.write(step=100 * (i + 1), eval_return=r)
+    return folder

@@ -141,3 +141,15 @@ def test_taylor_importance_needs_gradients() -> None:
         pruner.step(0)
     model(torch.randn(8, 7)).pow(2).mean().backward()
     assert pruner.step(0).widths["a"] == {"fc1": 12, "fc2": 10}
+
+
+def test_prune_once_prunes_a_network_to_the_ratio_keeping_its_heads() -> None:
+    from edgerl.nets.mlp import SquashedGaussianActor
+    from edgerl.prune import prune_once
+
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(7, 3, [24, 20])
+    report = prune_once(actor, actor.example_inputs(), 0.5, round_to=4)
+    assert report is not None and report.ratio == 0.5
+    assert actor.spec()["hidden"] == [target_width(24, 0.5, 4), target_width(20, 0.5, 4)] == [12, 12]
+    assert actor(torch.zeros(2, 7))[0].shape == (2, 3)

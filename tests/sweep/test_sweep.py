@@ -165,6 +165,19 @@ def test_a_finished_run_is_kept_and_a_locked_folder_refused(tmp_path):
         run_sweep(load_spec(_spec(tmp_path)), tmp_path / "out", executor="slurm")
 
 
+def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
+    """A run folder with metrics and a replay file but no checkpoint (killed between the two
+    writes) has nothing to continue: the sweep trains it afresh instead of stopping on it."""
+    plan = load_spec(_spec(tmp_path)).plans(tmp_path / "out")[0]
+    plan.folder.mkdir(parents=True)
+    (plan.folder / "metrics.csv").write_text("step,eval_return\n80,-1.0\n")
+    (plan.folder / "replay-80.npz").write_bytes(b"left by a killed run")
+    record = run_plan(plan)
+    assert record["steps"] == 240 and (plan.folder / "ckpt.pt").is_file()
+    assert not (plan.folder / "replay-80.npz").exists()
+    assert "-1.0" not in (plan.folder / "metrics.csv").read_text()
+
+
 def _sweep(spec: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen([sys.executable, "-m", "edgerl.cli", "sweep", str(spec), "--out", str(out), *extra],
@@ -233,3 +246,33 @@ def test_shipped_sweep_specs_are_valid(path, tmp_path):
             assert distill_command(plan)[3] == "distill"
         else:
             assert train_command(plan)[3] == "train"
+
+
+def test_a_subset_of_variants_keeps_the_runs_derived_ones_start_from(tmp_path):
+    text = TINY.replace("metric:", "  scratch: {scratch_of: gradual}\n  student: {distill_of: dense}\nmetric:")
+    spec = load_spec(_spec(tmp_path, text))
+    spec.select({"scratch", "nonexistent"})
+    assert list(spec.variants) == ["gradual", "scratch"]
+    spec = load_spec(_spec(tmp_path, text))
+    spec.select({"student"})
+    assert list(spec.variants) == ["dense", "student"]
+
+
+def test_per_run_summaries_are_added_to_the_sweep_results(tmp_path):
+    from edgerl.sweep.results import add_run_summaries, run_summaries
+
+    spec = load_spec(_spec(tmp_path))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"name": "tiny", "rows": []}))
+    (out / "results.md").write_text("# tiny\n")
+    results = run_summaries(spec, out, lambda folder: {"run": folder.parent.name})
+    assert results == {"Pendulum-v1": {v: [{"seed": s, "run": v} for s in (1, 2)] for v in ("dense", "gradual")}}
+    add_run_summaries(out, spec, "spec.yaml", results, "| table |", plots=[str(out / "widths-a.png")])
+    record = json.loads((out / "results.json").read_text())
+    assert list(record) == ["name", "rows", "args", "results", "plots"] and record["results"] == results
+    assert record["args"] == {"envs": "Pendulum-v1", "seeds": "1,2", "steps": 240, "spec": "spec.yaml"}
+    assert (out / "results.md").read_text() == ("# tiny\n\nPer run (for tools/make_reports.py), mean ± std over seeds:"
+                                                "\n\n| table |\n\n![widths](widths-a.png)\n")
+    add_run_summaries(out, spec, "spec.yaml", results, "| again |")
+    assert "plots" in json.loads((out / "results.json").read_text())  # kept from before; none given this time
