@@ -496,7 +496,11 @@ def render_markdown(rows: list[dict[str, Any]], command: str, pending: list[str]
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> bool:
-    """Return (% of dense) against deployed parameters, one panel per env; False without matplotlib."""
+    """Return (% of dense) against deployed parameters, one panel per env, with the goal's corner
+    marked: the return bar (97% of the best dense policy) and the size bar (5x fewer parameters
+    than dense); False without matplotlib."""
+    from matplotlib.ticker import NullFormatter
+
     from edgerl.bench.plotting import pyplot
 
     plt = pyplot()
@@ -511,7 +515,15 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
             ax.scatter(s["params"], s["pct_dense"], s=40)
             ax.annotate(s["variant"], (s["params"], s["pct_dense"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: a narrow range labels every minor tick
         ax.axhline(100, color="grey", lw=0.8, ls="--")
+        best, dense = best_dense(ss), next((x for x in ss if x["variant"] == "dense"), None)
+        if best is not None and dense is not None and dense["return"]["mean"] > 0:
+            ax.axhline(100 * GOAL_RETURN * best["return"]["mean"] / dense["return"]["mean"], color="tab:red", lw=0.8,
+                       ls=":", label=f"goal: {GOAL_RETURN:.0%} of {best['variant']}")
+            ax.axvline(dense["params"] / GOAL_SHRINK, color="tab:red", lw=0.8, ls="-.",
+                       label=f"goal: {GOAL_SHRINK:g}x fewer params")
+            ax.legend(fontsize=7, loc="best")
         ax.set_xlabel("deployed parameters")
         ax.set_ylabel("return, % of dense 256x256")
         ax.set_title(env)
