@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    from edgerl.bench.reports.pruning import summarize, table
+    from edgerl.bench.reports.compare_pruning import summarize, table
     from edgerl.sweep import load_spec, run_sweep
     from edgerl.sweep.results import add_run_summaries, run_summaries
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    from edgerl.bench.reports.gates import goal_check, plot_widths, summarize, table
+    from edgerl.bench.reports.measure_gates import goal_check, plot_widths, summarize, table
     from edgerl.sweep import load_spec, run_sweep
     from edgerl.sweep.results import add_run_summaries, run_summaries
 

@@ -141,7 +141,7 @@ def add_run_summaries(out: Path, spec: SweepSpec, spec_path: str, results: dict[
                         "steps": spec.train.get("total_steps"), "spec": spec_path}, results=results)
     if plots is not None:
         record["plots"] = plots
-    (out / "results.json").write_text(json.dumps(record, indent=2))
+    atomic_write_text(out / "results.json", json.dumps(record, indent=2))
     with open(out / "results.md", "a") as f:
         f.write(f"\nPer run (for tools/make_reports.py), mean ± std over seeds:\n\n{md}\n"
                 + "".join(f"\n![widths]({Path(x).name})\n" for x in plots or []))

@@ -10,6 +10,7 @@ import pytest
 
 from edgerl.bench import impala
 from edgerl.bench.impala import DENSE1, DENSE3, VARIANTS, Variant
+from edgerl.prune.gradual import target_width
 
 SHAPE = (3, 16, 16)
 
@@ -17,9 +18,11 @@ SHAPE = (3, 16, 16)
 def test_a_pruned_model_exports_with_the_same_actions(tmp_path):
     dense = impala.build(Variant("d", 1), SHAPE)
     pruned = impala.build(Variant("p", 1, 0.5, 8), SHAPE)
+    dense_channels = [s[0] for s in dense.spec()["encoder"]["kwargs"]["channels"]]
     channels = [s[0] for s in pruned.spec()["encoder"]["kwargs"]["channels"]]
-    assert channels == [8, 16, 16] and [s[0] for s in dense.spec()["encoder"]["kwargs"]["channels"]] == [16, 32, 32]
-    assert pruned.spec()["encoder"]["kwargs"]["hidden"] == [128] and pruned.actor.out_features == impala.N_ACTIONS
+    assert channels == [target_width(c, 0.5, 8) for c in dense_channels] == [8, 16, 16]
+    assert pruned.spec()["encoder"]["kwargs"]["hidden"] == [target_width(h, 0.5, 8) for h in impala.HIDDEN]
+    assert pruned.actor.out_features == impala.N_ACTIONS  # the heads are never pruned
     path = tmp_path / "p.onnx"
     assert impala.export(pruned, SHAPE, path, "legacy") == "legacy"
     frames = np.random.default_rng(0).integers(0, 256, size=(8, *SHAPE), dtype=np.uint8)

@@ -51,6 +51,11 @@ def test_spec_expands_to_one_folder_per_env_seed_variant(tmp_path):
     cmd = train_command(plans[4])
     assert cmd[cmd.index("--seed") + 1] == "4" and cmd[cmd.index("--hidden") + 1] == "16,16"
     assert cmd[cmd.index("--threads") + 1] == "1" and cmd[cmd.index("--total-steps") + 1] == "500"
+    assert "--overwrite" in cmd and "--resume" not in cmd  # no checkpoint: what a killed run left goes
+    plans[4].folder.mkdir(parents=True)
+    (plans[4].folder / "ckpt.pt").write_bytes(b"")
+    cmd = train_command(plans[4])  # a checkpoint is continued, never overwritten
+    assert "--resume" in cmd and "--overwrite" not in cmd
     assert flag_args({"obs_norm": False, "final_ratio": 0.8}) == ["--obs-norm", "false", "--final-ratio", "0.8"]
 
 

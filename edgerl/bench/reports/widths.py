@@ -77,7 +77,7 @@ def check_replay(history: list[list[Any]], ckpt: dict[str, Any], run_dir: Path) 
     Returns ``(True, what)`` if every logged count matches, ``(False, why)`` on the first mismatch,
     ``(None, why)`` when there is nothing to compare (no log, an OFENet in the deployed policy).
     """
-    import csv
+    from edgerl.algos.run import read_metrics
 
     nets = ckpt["agent"].get("nets", {})
     actor = (nets.get("actor") or {}).get("state", {})
@@ -86,8 +86,7 @@ def check_replay(history: list[list[Any]], ckpt: dict[str, Any], run_dir: Path) 
     if "ofenet_state" in nets or not trunk or "mean.weight" not in actor or not metrics.is_file():
         return None, "no logged actor parameter counts to compare with"
     obs_dim, act_dim = int(trunk[0][1].shape[1]), int(actor["mean.weight"].shape[0])
-    with open(metrics, newline="") as f:
-        logged = [(int(float(r["step"])), int(float(r["params"]))) for r in csv.DictReader(f) if r.get("params")]
+    logged = [(int(float(r["step"])), int(float(r["params"]))) for r in read_metrics(metrics) if r.get("params")]
     for step, count in logged:
         widths = next(w for s, w in reversed(history) if s <= step)
         fan_in, total = obs_dim, 0

@@ -26,6 +26,7 @@ from edgerl.bench.reports.families import (
 from edgerl.bench.reports.latency import impala_json_rows, latency_doc, latency_rows, plot_latency
 from edgerl.bench.reports.training import find_sources, plot_training, points, training_doc
 from edgerl.bench.reports.widths import width_history
+from edgerl.prune.gradual import target_width
 
 REPO = Path(__file__).resolve().parents[3]
 pytest.importorskip("matplotlib", reason="the report plots need matplotlib: pip install matplotlib")
@@ -52,7 +53,7 @@ def test_pruned_variants_are_policy_checkpoints(tmp_path):
     labels = [v.label for v in variants(sac, [0.5, 0.8], round_to=8)]
     assert labels == ["sac256-dense", "sac256-0.5", "sac256-0.8"]  # no round_to variants for MLPs
     d = write_policy(Variant(sac, 0.8), tmp_path / "a.pt")
-    assert d["widths"] == [51, 51]
+    assert d["widths"] == [target_width(256, 0.8)] * 2 == [51, 51]
     policy = policy_from_checkpoint(load_checkpoint(tmp_path / "a.pt"))
     assert policy(torch.zeros(1, OBS_DIM)).shape == (1, ACT_DIM)
     _, _, net, _ = build_variant(Variant(FAMILIES["impala1"], 0.8, 8))

@@ -1,4 +1,4 @@
-"""edgerl.bench.reports.gates (tools/measure_gates.py): the deployed cost of a SAC agent, a run's
+"""edgerl.bench.reports.measure_gates (tools/measure_gates.py): the deployed cost of a SAC agent, a run's
 summary, the table over seeds, the goal check and the width plots."""
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from edgerl.algos.sac import SACAgent, SACConfig
-from edgerl.bench.reports.gates import deployed_cost, goal_check, plot_widths, summarize, table
+from edgerl.bench.reports.measure_gates import (
+    deployed_cost,
+    goal_check,
+    plot_widths,
+    summarize,
+    table,
+)
 from tests.bench.conftest import write_sac_run
 
 

@@ -1,4 +1,4 @@
-"""edgerl.bench.reports.pruning (tools/compare_pruning.py): a run's actor size and returns, and the
+"""edgerl.bench.reports.compare_pruning (tools/compare_pruning.py): a run's actor size and returns, and the
 table over seeds."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgerl.algos.sac import SACAgent, SACConfig
-from edgerl.bench.reports.pruning import summarize, table
+from edgerl.bench.reports.compare_pruning import summarize, table
 from tests.bench.conftest import write_sac_run
 
 

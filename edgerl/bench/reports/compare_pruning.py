@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from edgerl.algos.run import logged_evals
-from edgerl.algos.sac import SACAgent
-from edgerl.bench.macs import count_macs, count_params
-from edgerl.checkpoint import load_checkpoint
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
     """One run's returns, actor size (masked weights count as parameters, not as nonzero ones),
     widths and wall-clock."""
+    from edgerl.algos.sac import SACAgent
+    from edgerl.bench.macs import count_macs, count_params
+    from edgerl.checkpoint import load_checkpoint
+
     ckpt = load_checkpoint(run_dir / "ckpt.pt")
     agent = SACAgent.from_checkpoint(ckpt)
     rows = logged_evals(run_dir / "metrics.csv")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgerl.algos.run import logged_evals
-from edgerl.algos.sac import SACAgent, SACNets
-from edgerl.bench.macs import linear_macs
-from edgerl.checkpoint import load_checkpoint
-from edgerl.prune.cost import deploy_scope, exact_count
+
+if TYPE_CHECKING:
+    from edgerl.algos.sac import SACAgent
 
 GATED, DENSE = "ofenet-gates-", "ofenet-dense"
 """Variant name prefix of the gated runs, and the dense run they are measured against."""
@@ -25,12 +24,19 @@ GATED, DENSE = "ofenet-gates-", "ofenet-dense"
 def deployed_cost(agent: SACAgent) -> tuple[int, int]:
     """Parameters and MACs (Linear layers, per observation) of what runs on the robot: the OFENet
     state block and the actor's trunk and mean head (the log-std head is not exported)."""
+    from edgerl.algos.sac import SACNets
+    from edgerl.bench.macs import linear_macs
+    from edgerl.prune.cost import deploy_scope, exact_count
+
     nets = SACNets(agent.actor, agent.qf1, agent.qf2, agent.ofenet)
     return exact_count(nets, deploy_scope), linear_macs(nets, deploy_scope)
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
     """One run's returns, deployed cost, widths, wall-clock and gate width history."""
+    from edgerl.algos.sac import SACAgent
+    from edgerl.checkpoint import load_checkpoint
+
     ckpt = load_checkpoint(run_dir / "ckpt.pt")
     agent = SACAgent.from_checkpoint(ckpt)
     rows = logged_evals(run_dir / "metrics.csv")
