@@ -112,11 +112,16 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a checkpoint; any problem is a one-line :class:`CheckpointError`."""
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The checkpoint a path names: the file itself, or the ``ckpt.pt`` of a run folder."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "ckpt.pt"
+    return path / "ckpt.pt" if path.is_dir() else path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a checkpoint (a file, or a run folder's ``ckpt.pt``); any problem is a
+    one-line :class:`CheckpointError`."""
+    path = checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file (expected a ckpt.pt written by edgerl train)")
     _check_crcs(path)

@@ -340,7 +340,14 @@ class SACAgent:
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], device: torch.device | str = "cpu") -> SACAgent:
         """The whole agent of a loaded SAC ``train`` checkpoint (critics and targets included),
-        built from its stored config and env spaces, at its saved (possibly pruned) widths."""
+        built from its stored config and env spaces, at its saved (possibly pruned) widths.
+
+        Raises:
+            CheckpointError: Not a SAC train checkpoint (a policy checkpoint keeps the actor only).
+        """
+        if ckpt.get("kind") != "train" or ckpt.get("algo") != "sac":
+            raise CheckpointError(f"a {ckpt.get('kind')!r} checkpoint of algo {ckpt.get('algo')!r} holds no SAC agent; "
+                                  "pass the ckpt.pt that edgerl train --algo sac wrote")
         info = ckpt["env"]
         agent = cls(from_sources(SACConfig, ckpt["config"]["algo"]), info["observation_space"]["shape"][0],
                     info["action_space"]["shape"][0], device)

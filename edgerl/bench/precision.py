@@ -186,8 +186,7 @@ def models_by_env(specs: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     groups: dict[str, list[tuple[str, str]]] = {}
     for spec in specs:
         label, path = spec.split("=", 1) if "=" in spec else (Path(spec).name, spec)
-        ckpt = Path(path) / "ckpt.pt" if Path(path).is_dir() else Path(path)
-        groups.setdefault(load_checkpoint(ckpt)["env"]["id"], []).append((label, path))
+        groups.setdefault(load_checkpoint(path)["env"]["id"], []).append((label, path))
     return groups
 
 

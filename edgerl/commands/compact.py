@@ -24,12 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgerl.checkpoint import load_checkpoint, save_checkpoint
+    from edgerl.checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
     from edgerl.compact import compact_checkpoint
     from edgerl.outputs import check_output_path
 
-    src = Path(args.checkpoint)
-    src = src / "ckpt.pt" if src.is_dir() else src
+    src = checkpoint_file(args.checkpoint)
     out = check_output_path(args.output if args.output else src.with_name("compact.pt"), "-o", inputs=(src,),
                             replaces_policy=True)
     if args.json:

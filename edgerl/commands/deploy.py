@@ -52,7 +52,7 @@ def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None
     profile's (the bundle's profile.json records the one deployed)."""
     import dataclasses
 
-    from edgerl.checkpoint import load_checkpoint, save_checkpoint
+    from edgerl.checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
     from edgerl.compact import compact_checkpoint
     from edgerl.export.api import export_policy
     from edgerl.export.observations import reference_observations
@@ -62,8 +62,7 @@ def deploy(checkpoint: str | Path, target: str, output: str | Path | None = None
     from edgerl.runtime.fileio import sha256_file
     from edgerl.runtime.profile import load_profile
 
-    src = Path(checkpoint)
-    src = src / "ckpt.pt" if src.is_dir() else src
+    src = checkpoint_file(checkpoint)
     profile = load_profile(target)
     profile = dataclasses.replace(profile, precision=check_precision_name(precision or profile.precision))
     if sign is not None:

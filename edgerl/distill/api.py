@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from edgerl.bench.macs import count_macs, count_params
 from edgerl.bench.returns import episode_returns, mean_ci95
-from edgerl.checkpoint import load_checkpoint, save_checkpoint
+from edgerl.checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from edgerl.config import to_dict
 from edgerl.distill.config import DistillConfig
 from edgerl.distill.data import label, load_observations, replay_states, rollout_states
@@ -112,11 +112,6 @@ def check_config(cfg: DistillConfig) -> None:
         raise ConfigError(f"--lr must be positive, got {cfg.lr}")
 
 
-def _resolve(path: str | Path) -> Path:
-    p = Path(path)
-    return p / "ckpt.pt" if p.is_dir() else p
-
-
 def state_paths(out: Path) -> tuple[Path, Path]:
     """Where the restartable state of a distillation into ``out`` lives."""
     return out.with_name(out.stem + ".distill-state.pt"), out.with_name(out.stem + ".distill-data.npz")
@@ -194,7 +189,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
     """
     t0 = time.monotonic()
     check_config(cfg)
-    teacher_path, out = _resolve(teacher_path), Path(out)
+    teacher_path, out = checkpoint_file(teacher_path), Path(out)
     ckpt = load_checkpoint(teacher_path)
     teacher = policy_from_checkpoint(ckpt)
     check_supported(teacher)
@@ -203,7 +198,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
     tau = temperature(cfg, ckpt["algo"])
     fingerprint = {"teacher": sha256_file(teacher_path), "config": to_dict(cfg), "env": env_id if use_env else None,
                    "observations": sha256_file(observations) if observations and Path(observations).is_file() else None,
-                   "init": sha256_file(_resolve(init)) if init else None, "version": STATE_VERSION}
+                   "init": sha256_file(checkpoint_file(init)) if init else None, "version": STATE_VERSION}
     state_path, data_path = state_paths(out)
     rounds = cfg.rounds if use_env else 0
     rng = np.random.default_rng(cfg.seed)
@@ -221,7 +216,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
         data = _first_round(teacher, ckpt, env_ckpt, teacher_path, cfg, use_env, observations, rng, log)
         torch.manual_seed(cfg.seed)
         if init:
-            init_ckpt = load_checkpoint(_resolve(init))
+            init_ckpt = load_checkpoint(checkpoint_file(init))
             init_policy = policy_from_checkpoint(init_ckpt)
             nets, norm = init_nets(init_policy, teacher), copy.deepcopy(init_policy.normalizer)
         else:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import edgerl
-from edgerl.checkpoint import library_versions, load_checkpoint
+from edgerl.checkpoint import checkpoint_file, library_versions, load_checkpoint
 from edgerl.errors import ConfigError
 from edgerl.export.checks import (
     FP16_ATOL,
@@ -136,15 +136,10 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def _resolve_ckpt(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    return path / "ckpt.pt" if path.is_dir() else path
-
-
 def default_output(ckpt_path: str | os.PathLike, fp16: bool = False, precision: str = "fp32") -> Path:
     """``policy.onnx`` beside the checkpoint (``policy_fp16.onnx``, ``policy_int8.onnx``)."""
     precision = "fp16" if fp16 else precision
-    return _resolve_ckpt(ckpt_path).parent / ("policy.onnx" if precision == "fp32" else f"policy_{precision}.onnx")
+    return checkpoint_file(ckpt_path).parent / ("policy.onnx" if precision == "fp32" else f"policy_{precision}.onnx")
 
 
 def calibration_pool(ckpt_file: Path, ckpt: dict[str, Any], policy: DeployedPolicy,
@@ -270,7 +265,7 @@ def export_policy(ckpt_path: str | os.PathLike, out_path: str | os.PathLike | No
     _check_opset(opset)
     if recorded_steps < 0:
         raise ConfigError(f"--recorded-steps must be >= 0, got {recorded_steps}")
-    ckpt_file = _resolve_ckpt(ckpt_path)
+    ckpt_file = checkpoint_file(ckpt_path)
     ckpt = load_checkpoint(ckpt_file)
     out = Path(out_path) if out_path is not None else default_output(ckpt_file, precision=precision)
     contract_out = Path(contract_path) if contract_path is not None else out.parent / "contract.json"

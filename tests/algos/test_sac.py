@@ -10,6 +10,7 @@ import torch
 
 from edgerl.algos.replay import ReplayBuffer
 from edgerl.algos.sac import SACAgent, SACConfig
+from edgerl.errors import CheckpointError
 from edgerl.nets.mlp import ObsNormalizer, SquashedGaussianActor
 
 
@@ -152,9 +153,11 @@ def test_agent_from_a_train_checkpoint_is_the_saved_agent(ofenet: bool):
     prune_once(agent.actor, agent.actor.example_inputs(), 0.5)  # saved widths differ from the config's
     agent.after_surgery()
     agent.make_optimizers()
-    ckpt = {"config": {"algo": to_dict(agent.cfg)}, "agent": agent.state(),
+    ckpt = {"kind": "train", "algo": "sac", "config": {"algo": to_dict(agent.cfg)}, "agent": agent.state(),
             "env": {"observation_space": {"shape": [4]}, "action_space": {"shape": [2]}}}
     again = SACAgent.from_checkpoint(ckpt)
+    with pytest.raises(CheckpointError, match="holds no SAC agent"):
+        SACAgent.from_checkpoint({**ckpt, "kind": "policy"})
     assert again.cfg == agent.cfg and again.actor.spec()["hidden"] == [8, 6]
     for name in ("actor", "qf1", "qf2_target", *(["ofenet"] if ofenet else [])):
         a, b = getattr(agent, name).state_dict(), getattr(again, name).state_dict()

@@ -193,9 +193,11 @@ def run_widths(opts: ReportOptions, command: str, out: Path, root: Path, log: Lo
     runs = [Path(r) for r in opts.runs] if opts.runs else default_runs(list(opts.compare) + list(opts.gates), root)
     for old in out.glob("widths-*.png"):
         old.unlink()
+    from edgerl.checkpoint import checkpoint_file
+
     entries, skipped, written = [], [], ["widths.md"]
     for run in runs:
-        ckpt_path = run / "ckpt.pt" if run.is_dir() else run
+        ckpt_path = checkpoint_file(run)
         name = str(run.resolve().relative_to(root)) if run.resolve().is_relative_to(root) else str(run)
         if not ckpt_path.is_file():
             skipped.append((name, f"no checkpoint at {ckpt_path}"))

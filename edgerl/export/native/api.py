@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import edgerl
-from edgerl.checkpoint import library_versions, load_checkpoint
+from edgerl.checkpoint import checkpoint_file, library_versions, load_checkpoint
 from edgerl.errors import ConfigError
 from edgerl.export.checks import FP32_ATOL, _continuous_gap, _discrete_gap, stream_starts
 from edgerl.export.contract import build_contract
@@ -178,8 +178,7 @@ def export_c(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = N
         ExportCheckError: The C policy disagrees with torch (nothing written).
     """
     t0 = time.perf_counter()
-    ckpt_file = Path(ckpt_path)
-    ckpt_file = ckpt_file / "ckpt.pt" if ckpt_file.is_dir() else ckpt_file
+    ckpt_file = checkpoint_file(ckpt_path)
     ckpt = load_checkpoint(ckpt_file)
     out = Path(out_dir) if out_dir is not None else ckpt_file.parent
     if out.exists() and not out.is_dir():
