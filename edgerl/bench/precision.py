@@ -194,7 +194,7 @@ def precision_page(out: dict[str, Any]) -> str:
     """The Markdown page of a ``tools/bench_precision.py`` result (``command``, ``device``, and
     its ``image`` rows and per-env ``mlp`` rows where present)."""
     from edgerl.bench.image_precision import image_markdown
-    from edgerl.bench.report import device_line
+    from edgerl.bench.report_format import device_line
 
     text = [f"`{out['command']}`", "", f"Device: {device_line(out['device'])}", ""]
     if "image" in out:

@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgerl.bench.api import run_bench
-    from edgerl.bench.report import format_markdown, format_table
+    from edgerl.bench.report_format import format_markdown, format_table
     from edgerl.runtime.fileio import atomic_write_text
 
     def log(msg: str) -> None:
@@ -101,7 +101,7 @@ def _run_precisions(args: argparse.Namespace, log) -> int:
         precision_bench,
         precision_markdown,
     )
-    from edgerl.bench.report import device_line
+    from edgerl.bench.report_format import device_line
     from edgerl.runtime.fileio import atomic_write_text
 
     precisions = check_precisions(_names(args.precisions))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgerl.bench.api import OVERHEAD_GOAL, run_bench
-from edgerl.bench.report import format_markdown, format_table
+from edgerl.bench.report_format import format_markdown, format_table
 from edgerl.errors import CheckpointError, ConfigError
 from edgerl.runtime.backends import get_backend
 from tests.bench.conftest import DENSE, FAST, KEPT, assert_percentiles_ordered

@@ -42,7 +42,7 @@ def versions_text(versions: Mapping[str, Any]) -> str:
 
 def device_text(device: dict[str, Any], verb: str = "Measured") -> str:
     """The device line plus every recorded library version."""
-    from edgerl.bench.report import device_line
+    from edgerl.bench.report_format import device_line
 
     return f"{device_line(device)}. {verb} {device.get('date')}. Library versions: {versions_text(device.get('versions', {}))}."
 
