@@ -36,6 +36,7 @@ import torch
 from edgerl.bench.device import device_info
 from edgerl.bench.impala import bench_shape, goal_line, goals, markdown, table
 from edgerl.export.errors import ExportCheckError
+from edgerl.runtime.fileio import atomic_write_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,11 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     for g in report["goals"]:
         print(goal_line(g))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(markdown(report))
+        atomic_write_text(Path(args.markdown), markdown(report))
         print(f"wrote {args.markdown}")
     return 0
 

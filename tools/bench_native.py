@@ -32,6 +32,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 
 from edgerl.bench.native import native_bench, native_lines  # noqa: E402
+from edgerl.runtime.fileio import atomic_write_text  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     results = native_bench(args.calls, command="OMP_NUM_THREADS=1 .venv/bin/python tools/bench_native.py")
     print("\n".join(native_lines(results)))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(results, indent=2) + "\n")
     return 0
 
 

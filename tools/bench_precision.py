@@ -39,6 +39,7 @@ from edgerl.bench.precision import (
     precision_markdown,
     precision_page,
 )
+from edgerl.runtime.fileio import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                 plot_return_vs_p99(report["precision"], png, title=f"{env}: return vs p99 (ORT CPU, 1 thread, batch 1)")
                 out["mlp"][env]["plot"] = png
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(out, indent=2, default=str) + "\n")
     if args.markdown:
-        Path(args.markdown).write_text(precision_page(out))
+        atomic_write_text(Path(args.markdown), precision_page(out))
     return 0
 
 

@@ -111,8 +111,9 @@ def main() -> None:
 
 def _write(args, result: dict) -> None:
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        from edgerl.runtime.fileio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def paper_command(env: str) -> str:
 def report(args: argparse.Namespace, extra: list[str], finished: bool) -> dict[str, Any]:
     """Print and write (``curve.json``, ``curve.md`` in the run folder) the curve so far."""
     from edgerl.bench.learning_curve import curve_markdown, final_eval, read_curve
+    from edgerl.runtime.fileio import atomic_write_text
 
     out = Path(args.out)
     rows = read_curve(out / "metrics.csv")
@@ -101,8 +102,8 @@ def report(args: argparse.Namespace, extra: list[str], finished: bool) -> dict[s
     out.mkdir(parents=True, exist_ok=True)
     payload = {"env": args.env, "finished": finished, "command": cmd, "paper_command": paper_command(args.env),
                "curve": rows, "final_eval": finals}
-    (out / "curve.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    (out / "curve.md").write_text(text + "\n")
+    atomic_write_text(out / "curve.json", json.dumps(payload, indent=2, default=float) + "\n")
+    atomic_write_text(out / "curve.md", text + "\n")
     return payload
 
 

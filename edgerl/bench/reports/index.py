@@ -10,6 +10,7 @@ from edgerl.bench.reports.latency import run_latency
 from edgerl.bench.reports.options import ReportOptions
 from edgerl.bench.reports.training import run_training
 from edgerl.bench.reports.widths import run_widths
+from edgerl.runtime.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from edgerl.bench.api import Log
@@ -62,6 +63,6 @@ def make_reports(opts: ReportOptions, command: str, root: Path, log: Log = print
         written["training"] = run_training(opts, command, out, root, log)
     if "widths" in opts.parts:
         written["widths"] = run_widths(opts, command, out, root, log)
-    (out / "README.md").write_text(readme(out, root))
+    atomic_write_text((out / "README.md"), readme(out, root))
     log(f"wrote {', '.join(str(out / f) for fs in written.values() for f in fs)}, {out / 'README.md'}")
     return written

@@ -22,6 +22,7 @@ from edgerl.bench.reports.families import (
 )
 from edgerl.bench.reports.options import ReportOptions
 from edgerl.errors import ConfigError
+from edgerl.runtime.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from edgerl.bench.api import Log
@@ -262,7 +263,7 @@ def run_latency(opts: ReportOptions, command: str, out: Path, log: Log) -> list[
             log(f"latency: {fam.title}")
             data["families"].append(time_family(fam, opts, Path(tmp), log))
     rows = latency_rows(data["families"]) + ij_rows
-    (out / "latency.json").write_text(json.dumps({**data, "rows": rows}, indent=1) + "\n")
+    atomic_write_text(out / "latency.json", json.dumps({**data, "rows": rows}, indent=1) + "\n")
     plot_latency(rows, out / "latency_vs_macs.png")
-    (out / "latency.md").write_text(latency_doc(data, rows))
+    atomic_write_text(out / "latency.md", latency_doc(data, rows))
     return ["latency.md", "latency_vs_macs.png", "latency.json"]

@@ -20,6 +20,7 @@ from edgerl.bench.reports.common import (
     versions_text,
 )
 from edgerl.bench.reports.options import ReportOptions
+from edgerl.runtime.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from edgerl.bench.api import Log
@@ -226,7 +227,7 @@ def run_training(opts: ReportOptions, command: str, out: Path, root: Path, log: 
         written.append(stale.name)
     elif stale.exists():
         stale.unlink()
-    (out / "training.md").write_text(training_doc(sources, command, root, device_info(1)))
+    atomic_write_text(out / "training.md", training_doc(sources, command, root, device_info(1)))
     log(f"training: {len(sources)} folder(s), {sum(1 for s in sources if s.results)} with results, "
         f"{len(pts)} run(s)")
     return written

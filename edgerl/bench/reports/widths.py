@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from edgerl.bench.reports.common import pyplot, read_raw_checkpoint, save_figure, versions_text
 from edgerl.bench.reports.options import ReportOptions
 from edgerl.bench.reports.training import TRAIN_COMMANDS
+from edgerl.runtime.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from edgerl.bench.api import Log
@@ -219,6 +220,6 @@ def run_widths(opts: ReportOptions, command: str, out: Path, root: Path, log: Lo
         written.append(png)
         entries.append({"run": name, "hook": hook, "history": history, "provenance": why, "end": end, "png": png,
                         "versions": versions_text(ckpt.get("versions") or {}) or "not recorded"})
-    (out / "widths.md").write_text(widths_doc(entries, skipped, command, bool(opts.runs)))
+    atomic_write_text(out / "widths.md", widths_doc(entries, skipped, command, bool(opts.runs)))
     log(f"widths: {len(entries)} run(s) plotted, {len(skipped)} without a curve")
     return written
