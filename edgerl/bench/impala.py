@@ -26,6 +26,7 @@ import torch
 
 from edgerl.bench.macs import count_macs, count_params
 from edgerl.bench.runners import bare_ort_runner, time_interleaved
+from edgerl.bench.shapes import IMPALA_HIDDEN, N_ACTIONS
 from edgerl.export.checks import ort_session
 from edgerl.export.errors import ExportCheckError
 from edgerl.export.observations import torch_actions
@@ -34,8 +35,6 @@ from edgerl.export.wrappers import ArgmaxPolicy
 from edgerl.nets.impala import ActorCriticCNN, image_encoder_spec
 from edgerl.prune.gradual import prune_once
 
-N_ACTIONS = 15
-HIDDEN = [256]
 GOAL_VS_DENSE3 = 0.1
 DENSE1, DENSE3 = "dense tau=1", "dense tau=3"
 MAX_MISMATCH = 0.1
@@ -65,7 +64,7 @@ VARIANTS = (
 def build(variant: Variant, shape: tuple[int, int, int], seed: int = 0) -> ActorCriticCNN:
     """A freshly initialised agent network, pruned by groups if the variant says so."""
     torch.manual_seed(seed)
-    net = ActorCriticCNN(image_encoder_spec("impala", shape, variant.tau, HIDDEN), N_ACTIONS)
+    net = ActorCriticCNN(image_encoder_spec("impala", shape, variant.tau, IMPALA_HIDDEN), N_ACTIONS)
     if variant.ratio > 0:
         prune_once(net, (torch.zeros(2, *shape, dtype=torch.uint8),), variant.ratio, variant.round_to)
     return net.eval()

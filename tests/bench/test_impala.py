@@ -10,6 +10,7 @@ import pytest
 
 from edgerl.bench import impala
 from edgerl.bench.impala import DENSE1, DENSE3, VARIANTS, Variant
+from edgerl.bench.shapes import IMPALA_HIDDEN
 from edgerl.prune.gradual import target_width
 
 SHAPE = (3, 16, 16)
@@ -21,7 +22,7 @@ def test_a_pruned_model_exports_with_the_same_actions(tmp_path):
     dense_channels = [s[0] for s in dense.spec()["encoder"]["kwargs"]["channels"]]
     channels = [s[0] for s in pruned.spec()["encoder"]["kwargs"]["channels"]]
     assert channels == [target_width(c, 0.5, 8) for c in dense_channels] == [8, 16, 16]
-    assert pruned.spec()["encoder"]["kwargs"]["hidden"] == [target_width(h, 0.5, 8) for h in impala.HIDDEN]
+    assert pruned.spec()["encoder"]["kwargs"]["hidden"] == [target_width(h, 0.5, 8) for h in IMPALA_HIDDEN]
     assert pruned.actor.out_features == impala.N_ACTIONS  # the heads are never pruned
     path = tmp_path / "p.onnx"
     assert impala.export(pruned, SHAPE, path, "legacy") == "legacy"

@@ -11,12 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-OBS_DIM, ACT_DIM = 17, 6
-"""HalfCheetah-v5's observation and action sizes (the SAC actor families)."""
-FRAME = (3, 64, 64)
-N_ACTIONS = 15
-"""Procgen-like frames and action count (the Impala families)."""
-IMPALA_HIDDEN = [256]
+from edgerl.bench.shapes import ACT_DIM, FRAME, IMPALA_HIDDEN, N_ACTIONS, OBS_DIM
 
 
 @dataclass(frozen=True)
