@@ -34,7 +34,7 @@ import torch_pruning as tp
 from torch import nn
 
 from edgerl.errors import EdgerlError
-from edgerl.prune import layer_widths
+from edgerl.prune import InputScale, layer_widths
 from edgerl.prune.importance import Importance, ImportanceLike, lowest_indices
 from edgerl.prune.surgery import track_removal
 
@@ -105,9 +105,12 @@ def _build(model: nn.Module, inputs: Any, forward_fn: Callable[[nn.Module, Any],
         outs.append(forward_fn(m, x))
         return outs[-1]
 
+    # torch-pruning sizes a free parameter by its last dimension longer than 1, so a 1-feature
+    # InputScale (a 1-D action) would be left unsized and break the concat it feeds: name its dim.
+    scales = [(p, 0) for m in model.modules() if isinstance(m, InputScale) for p in (m.weight, m.bias)]
     with _tracing_state(model):
         dg = tp.DependencyGraph().build_dependency(
-            model, example_inputs=inputs, forward_fn=run, verbose=False
+            model, example_inputs=inputs, forward_fn=run, verbose=False, unwrapped_parameters=scales or None
         )
     fns = {t.grad_fn for t in tp.utils.flatten_as_list(outs) if torch.is_tensor(t)}
     dg.output_nodes = {n for n in dg.module2node.values() if n.grad_fn in fns or not n.outputs}

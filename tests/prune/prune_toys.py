@@ -101,11 +101,11 @@ class TwinQ(nn.Module):
 class D2RLQ(nn.Module):
     """Raw input concatenated with hidden features (D2RL style); `scaled` applies the fix."""
 
-    def __init__(self, scaled: bool) -> None:
+    def __init__(self, scaled: bool, obs: int = OBS) -> None:
         super().__init__()
-        self.scale = InputScale(OBS) if scaled else nn.Identity()
-        self.fc1 = nn.Linear(OBS, 10)
-        self.fc2 = nn.Linear(OBS + 10, 8)
+        self.scale = InputScale(obs) if scaled else nn.Identity()
+        self.fc1 = nn.Linear(obs, 10)
+        self.fc2 = nn.Linear(obs + 10, 8)
         self.out = nn.Linear(8, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -222,6 +222,13 @@ TOYS = [
         "d2rl_scaled",
         lambda: D2RLQ(scaled=True),
         _obs,
+        ("out",),
+        {"fc1": ({"fc1"}, {"fc2"}), "fc2": ({"fc2"}, {"out"})},
+    ),
+    Toy(  # a 1-feature input (a 1-D action): torch-pruning leaves a size-1 free parameter unsized
+        "d2rl_scaled_1d",
+        lambda: D2RLQ(scaled=True, obs=1),
+        lambda b: torch.randn(b, 1),
         ("out",),
         {"fc1": ({"fc1"}, {"fc2"}), "fc2": ({"fc2"}, {"out"})},
     ),
