@@ -160,7 +160,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, title: str | 
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         rng = valid_range(f.metadata)
-        help_text = f"{f.metadata.get('help', '')} (default: {default}{'; ' + rng if rng else ''})"
+        help_text = f"{f.metadata.get('help', '')} (default: {default}{'; ' + rng if rng else ''})".replace("%", "%%")
         if typing.get_origin(tp) is list:
             elem = typing.get_args(tp)[0]
             group.add_argument(flag, type=lambda s, e=elem: _parse_list(s, e), default=None, help=help_text, metavar="A,B,..")

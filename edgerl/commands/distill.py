@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="env for DAgger rounds and the return check (default: the teacher's; needs the same spaces)")
     p.add_argument("--observations", default=None, metavar="NPZ",
                    help="logged observations (.npz with 'obs') to train on; without --env no env is rolled "
-                        "(no DAgger, no return check)")
+                        "(no DAgger, no return check); a recurrent teacher reads them as one stream in order, "
+                        "episodes split where an optional bool 'start' array is True")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     add_dataclass_args(p, DistillConfig, "distillation")
 

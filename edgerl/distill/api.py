@@ -29,13 +29,21 @@ from edgerl.bench.returns import episode_returns, mean_ci95
 from edgerl.checkpoint import checkpoint_file, load_checkpoint, save_checkpoint
 from edgerl.config import to_dict
 from edgerl.distill.config import DistillConfig
-from edgerl.distill.data import label, load_observations, replay_states, rollout_states
+from edgerl.distill.data import (
+    label,
+    load_observations,
+    logged_starts,
+    one_episode,
+    replay_states,
+    rollout_states,
+)
 from edgerl.distill.student import (
     build_student,
     check_supported,
     fitted_normalizer,
     init_nets,
     raw_outputs,
+    raw_sequence,
     squashed,
     student_nets,
 )
@@ -45,7 +53,7 @@ from edgerl.export.policy import policy_checkpoint_payload, policy_from_checkpoi
 from edgerl.export.wrappers import DeployedPolicy
 from edgerl.runtime.fileio import atomic_write, sha256_file
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass
@@ -110,6 +118,9 @@ def check_config(cfg: DistillConfig) -> None:
         raise ConfigError(f"--holdout must be in [0, 0.5), got {cfg.holdout}")
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise ConfigError(f"--lr must be positive, got {cfg.lr}")
+    if cfg.sequence_length < 1 or cfg.burn_in < 0 or cfg.rnn_hidden < 0:
+        raise ConfigError(f"--sequence-length must be at least 1 and --burn-in, --rnn-hidden not negative, got "
+                          f"{cfg.sequence_length}, {cfg.burn_in}, {cfg.rnn_hidden}")
 
 
 def state_paths(out: Path) -> tuple[Path, Path]:
@@ -118,10 +129,15 @@ def state_paths(out: Path) -> tuple[Path, Path]:
 
 
 @torch.no_grad()
-def _heldout(student: DeployedPolicy, obs: np.ndarray, targets: np.ndarray, dtype: np.dtype) -> dict[str, float]:
+def _heldout(student: DeployedPolicy, obs: np.ndarray, targets: np.ndarray, starts: np.ndarray,
+             dtype: np.dtype) -> dict[str, float]:
     if len(obs) == 0:
         return {}
-    s = raw_outputs(student, torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))).numpy()
+    x = torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))
+    if student.recurrent is not None:  # the held-out stream, in order, from its first step's zero memory
+        s = raw_sequence(student, x[:, None], torch.as_tensor(starts)[:, None])[0][:, 0].numpy()
+    else:
+        s = raw_outputs(student, x).numpy()
     if student.discrete:
         return {"agreement": float((s.argmax(-1) == targets.argmax(-1)).mean()), "states": len(obs)}
     if squashed(student):
@@ -139,23 +155,40 @@ def _size(policy: DeployedPolicy, ckpt: dict[str, Any]) -> tuple[int, int]:
 
 
 class _Data:
-    """Labelled states: ``obs``, teacher ``targets``, the ``round`` each came in, ``holdout`` rows."""
+    """Labelled states: ``obs``, teacher ``targets``, the ``round`` each came in, ``holdout`` rows,
+    and episode ``starts``: the rows are streams in time order (what a recurrent student trains on)."""
 
-    def __init__(self, obs: np.ndarray, targets: np.ndarray, rounds: np.ndarray, holdout: np.ndarray):
-        self.obs, self.targets, self.rounds, self.holdout = obs, targets, rounds, holdout
+    def __init__(self, obs: np.ndarray, targets: np.ndarray, rounds: np.ndarray, holdout: np.ndarray,
+                 starts: np.ndarray):
+        self.obs, self.targets, self.rounds, self.holdout, self.starts = obs, targets, rounds, holdout, starts
         self.train_idx = np.flatnonzero(~holdout)
 
-    def add(self, obs: np.ndarray, targets: np.ndarray, rnd: int) -> None:
+    def add(self, obs: np.ndarray, targets: np.ndarray, rnd: int, starts: np.ndarray) -> None:
         self.obs = np.concatenate([self.obs, obs.astype(self.obs.dtype)])
         self.targets = np.concatenate([self.targets, targets])
         self.rounds = np.concatenate([self.rounds, np.full(len(obs), rnd, dtype=np.int64)])
         self.holdout = np.concatenate([self.holdout, np.zeros(len(obs), dtype=bool)])
+        self.starts = np.concatenate([self.starts, np.asarray(starts, dtype=bool)])
         self.train_idx = np.flatnonzero(~self.holdout)
+
+    def windows(self, length: int) -> np.ndarray:
+        """First rows of every ``length``-row window of training rows (none held out).
+
+        Raises:
+            ConfigError: Fewer training rows in a row than one window.
+        """
+        held = np.concatenate([[0], np.cumsum(self.holdout)])
+        first = np.flatnonzero(held[length:] - held[:-length] == 0) if len(self.obs) >= length else np.empty(0, int)
+        if len(first) == 0:
+            raise ConfigError(f"{len(self.train_idx)} training states hold no sequence of {length} steps "
+                              "(--burn-in + --sequence-length): lower those or collect more states")
+        return first
 
     def save(self, path: Path) -> None:
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
-                np.savez(f, obs=self.obs, targets=self.targets, rounds=self.rounds, holdout=self.holdout)
+                np.savez(f, obs=self.obs, targets=self.targets, rounds=self.rounds, holdout=self.holdout,
+                         starts=self.starts)
 
         atomic_write(path, write)
 
@@ -163,7 +196,7 @@ class _Data:
     def load(cls, path: Path) -> _Data:
         try:
             with np.load(path, allow_pickle=False) as d:
-                return cls(d["obs"], d["targets"], d["rounds"], d["holdout"].astype(bool))
+                return cls(d["obs"], d["targets"], d["rounds"], d["holdout"].astype(bool), d["starts"].astype(bool))
         except Exception as e:
             raise CheckpointError(f"{path}: distillation data is unreadable ({type(e).__name__}); delete it and "
                                   f"{path.with_name(path.name.replace('-data.npz', '-state.pt'))} to start over") from None
@@ -220,7 +253,7 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
             init_policy = policy_from_checkpoint(init_ckpt)
             nets, norm = init_nets(init_policy, teacher), copy.deepcopy(init_policy.normalizer)
         else:
-            nets = student_nets(teacher, ckpt["env"], cfg.widths, cfg.channel_scale)
+            nets = student_nets(teacher, ckpt["env"], cfg.widths, cfg.channel_scale, cfg.rnn_hidden)
             norm = copy.deepcopy(teacher.normalizer)
             if norm is None and not teacher.discrete and dtype != np.uint8:
                 norm = fitted_normalizer(data.obs[data.train_idx])
@@ -252,16 +285,20 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
     try:
         for rnd in range(done_round, rounds + 1):
             if rnd > 0 and not (data.rounds == rnd).any():
-                new = rollout_states(student, env_ckpt, cfg.round_states, seed=cfg.seed + 1000 * rnd)
-                data.add(new, label(teacher, new, ckpt), rnd)
+                new, new_starts = rollout_states(student, env_ckpt, cfg.round_states, seed=cfg.seed + 1000 * rnd)
+                data.add(new, label(teacher, new, ckpt, new_starts), rnd, new_starts)
                 data.save(data_path)
                 save_state(rnd, 0)
+            windows = data.windows(cfg.burn_in + cfg.sequence_length) if teacher.recurrent is not None else None
             loss_val, first_loss = math.nan, math.nan
             for step in range(done_step if rnd == done_round else 0, cfg.steps_per_round):
-                idx = data.train_idx[rng.integers(0, len(data.train_idx), size=cfg.batch_size)]
-                obs = torch.as_tensor(np.ascontiguousarray(data.obs[idx], dtype=dtype))
-                loss = distill_loss(raw_outputs(student, obs), torch.as_tensor(data.targets[idx]),
-                                    teacher.discrete, cfg.loss if squashed(teacher) else "mean", tau)
+                if windows is None:
+                    idx = data.train_idx[rng.integers(0, len(data.train_idx), size=cfg.batch_size)]
+                    obs = torch.as_tensor(np.ascontiguousarray(data.obs[idx], dtype=dtype))
+                    pred, target = raw_outputs(student, obs), torch.as_tensor(data.targets[idx])
+                else:
+                    pred, target = _sequence_batch(student, data, windows, rng, cfg, dtype)
+                loss = distill_loss(pred, target, teacher.discrete, cfg.loss if squashed(teacher) else "mean", tau)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -291,6 +328,25 @@ def distill(teacher_path: str | Path, out: str | Path, cfg: DistillConfig, *, en
     return report
 
 
+def _sequence_batch(student: DeployedPolicy, data: _Data, windows: np.ndarray, rng: np.random.Generator,
+                    cfg: DistillConfig, dtype: np.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """A recurrent student's outputs and the teacher's labels over ``batch_size / sequence_length``
+    random windows: ``burn_in`` steps from the zero memory without gradient, then
+    ``sequence_length`` steps backpropagated through time; the memory is zeroed at episode starts
+    inside a window as it is when acting. Returns ``[sequence_length * B, out]`` twice."""
+    b = max(1, cfg.batch_size // cfg.sequence_length)
+    rows = (windows[rng.integers(0, len(windows), size=b)][:, None] + np.arange(cfg.burn_in + cfg.sequence_length)).T
+    obs = torch.as_tensor(np.ascontiguousarray(data.obs[rows], dtype=dtype))  # [T, B, ...]
+    starts = torch.as_tensor(data.starts[rows])
+    state = None
+    if cfg.burn_in:
+        with torch.no_grad():
+            _, state = raw_sequence(student, obs[:cfg.burn_in], starts[:cfg.burn_in])
+    pred, _ = raw_sequence(student, obs[cfg.burn_in:], starts[cfg.burn_in:], state)
+    target = torch.as_tensor(data.targets[rows[cfg.burn_in:]])
+    return pred.flatten(0, 1), target.flatten(0, 1)
+
+
 def _payload(student: DeployedPolicy, ckpt: dict[str, Any], teacher_path: Path, extra: dict[str, Any]) -> dict[str, Any]:
     deployed = {**student.nets(), **({"normalizer": student.normalizer} if student.normalizer is not None else {})}
     return policy_checkpoint_payload(
@@ -315,27 +371,34 @@ def _load_state(state_path: Path, data_path: Path, fingerprint: dict[str, Any]) 
 def _first_round(teacher: DeployedPolicy, ckpt: dict[str, Any], env_ckpt: dict[str, Any], teacher_path: Path,
                  cfg: DistillConfig, use_env: bool, observations: str | Path | None, rng: np.random.Generator,
                  log: Any) -> _Data:
-    """Round 0's labelled states: logged observations, else the replay buffer, else teacher rollouts."""
-    parts, sources = [], []
+    """Round 0's labelled states: logged observations, else the replay buffer, else teacher rollouts.
+    A recurrent teacher's held-out states are the stream's last ones (an episode of their own)."""
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    sources = []
     if observations:
-        parts.append(load_observations(observations, ckpt))
-        sources.append(f"{len(parts[-1])} logged observations")
+        logged = load_observations(observations, ckpt)
+        parts.append((logged, logged_starts(observations, len(logged))))
+        sources.append(f"{len(logged)} logged observations")
     replay = replay_states(teacher_path, ckpt, cfg.replay_states) if ckpt["kind"] == "train" else None
-    if replay is not None:
-        parts.append(replay)
+    if replay is not None:  # a train checkpoint: a feed-forward teacher, to which starts mean nothing
+        parts.append((replay, one_episode(len(replay))))
         sources.append(f"{len(replay)} replay states")
     if not parts:
         if not use_env:
             raise ConfigError("no states to distil on: the teacher has no replay buffer; pass --observations or an env")
         parts.append(rollout_states(teacher, env_ckpt, cfg.round_states, seed=cfg.seed))
-        sources.append(f"{len(parts[-1])} states visited by the teacher")
-    obs = np.concatenate(parts)
+        sources.append(f"{len(parts[-1][0])} states visited by the teacher")
+    obs, starts = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     log("round 0 trains on " + " + ".join(sources))
     holdout = np.zeros(len(obs), dtype=bool)
     n_hold = int(len(obs) * cfg.holdout)
     if n_hold and len(obs) - n_hold >= 1:
-        holdout[rng.choice(len(obs), size=n_hold, replace=False)] = True
-    return _Data(obs, label(teacher, obs, ckpt), np.zeros(len(obs), dtype=np.int64), holdout)
+        if teacher.recurrent is not None:
+            holdout[-n_hold:] = True
+            starts[-n_hold] = True
+        else:
+            holdout[rng.choice(len(obs), size=n_hold, replace=False)] = True
+    return _Data(obs, label(teacher, obs, ckpt, starts), np.zeros(len(obs), dtype=np.int64), holdout, starts)
 
 
 def _report(teacher: DeployedPolicy, student: DeployedPolicy, ckpt: dict[str, Any], env_ckpt: dict[str, Any],
@@ -350,7 +413,8 @@ def _report(teacher: DeployedPolicy, student: DeployedPolicy, ckpt: dict[str, An
         teacher_params=tp, teacher_macs=tm, student_params=sp, student_macs=sm,
         student_widths={n: layer_widths(m) for n, m in student.nets().items()},
         states=int((~data.holdout).sum()), rounds=rounds, steps=(rounds + 1) * cfg.steps_per_round,
-        heldout=_heldout(student, data.obs[data.holdout], data.targets[data.holdout], dtype), history=history)
+        heldout=_heldout(student, data.obs[data.holdout], data.targets[data.holdout], data.starts[data.holdout], dtype),
+        history=history)
     if not use_env:
         report.note = "trained on logged observations only: with no env the student's return cannot be checked"
     elif cfg.eval_episodes:

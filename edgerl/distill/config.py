@@ -14,6 +14,12 @@ class DistillConfig:
     widths: list[int] = doc("Student hidden widths: the MLP's layers (SAC), or the image encoder's fully "
                             "connected layers (PPO/DQN). Ignored with --init.", [64, 64])
     channel_scale: float = doc("Image students: the teacher encoder's conv channels times this.", 0.5)
+    rnn_hidden: int = doc("Recurrent teachers (LSTM/GRU): the student's memory size, per layer (0: the "
+                          "teacher's). --widths sizes the MLP after it.", 0, min=0)
+    sequence_length: int = doc("Recurrent teachers: time steps per training sequence (truncated "
+                               "backpropagation through time).", 32, min=1)
+    burn_in: int = doc("Recurrent teachers: steps run before each training sequence, without loss or "
+                       "gradient, to bring the student's memory to where it is mid-episode.", 16, min=0)
     loss: str = doc("Continuous actions: 'action' (MSE of the tanh-squashed actions, what the robot sees) or "
                     "'mean' (MSE of the pre-tanh means). Discrete actions always use the KL of Rusu et al. "
                     "2016.", "action")

@@ -1,5 +1,8 @@
 """The states a student learns on: the teacher's replay buffer, logged observations, teacher or
-student rollouts (DAgger), each labelled with the teacher's raw outputs."""
+student rollouts (DAgger), each labelled with the teacher's raw outputs.
+
+A recurrent teacher's states are a stream in time order with episode-start flags (``starts``,
+bool ``[n]``): its label at a step depends on the observations since the episode began."""
 
 from __future__ import annotations
 
@@ -9,13 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgerl.distill.student import raw_outputs
+from edgerl.distill.student import raw_outputs, raw_sequence
 from edgerl.errors import CheckpointError, ConfigError
 from edgerl.export.observations import (
     input_dtype,
     load_observation_file,
     obs_space,
-    recorded_observations,
+    recorded_episodes,
 )
 from edgerl.export.wrappers import DeployedPolicy
 
@@ -59,21 +62,55 @@ def load_observations(path: str | Path, ckpt: dict[str, Any]) -> np.ndarray:
     return load_observation_file(path, list(obs_space(ckpt)["shape"]))
 
 
+def one_episode(n: int) -> np.ndarray:
+    """The episode-start flags of ``n`` states that form one episode: only the first is a start."""
+    starts = np.zeros(n, dtype=bool)
+    starts[:1] = True
+    return starts
+
+
+def logged_starts(path: str | Path, n: int) -> np.ndarray:
+    """The episode starts of ``n`` logged observations: the file's ``start`` array (bool ``[n]``)
+    when it has one, else one episode from the first observation on (a recurrent teacher reads
+    the file as one stream in the order it was logged).
+
+    Raises:
+        ConfigError: A ``start`` array of another length or kind.
+    """
+    with np.load(path, allow_pickle=False) as f:
+        if "start" not in f.files:
+            return one_episode(n)
+        starts = np.asarray(f["start"])
+    if starts.shape != (n,) or starts.dtype != np.bool_:
+        raise ConfigError(f"--observations {path}: 'start' must be a bool array of the {n} episode-start flags "
+                          f"of 'obs', got {starts.dtype} {list(starts.shape)}")
+    starts = starts.copy()
+    starts[:1] = True  # the stream begins an episode whatever was logged before it
+    return starts
+
+
 def _check_shape(obs: np.ndarray, ckpt: dict[str, Any], what: str) -> None:
     shape = list(obs_space(ckpt)["shape"])
     if obs.ndim != len(shape) + 1 or list(obs.shape[1:]) != shape or len(obs) == 0:
         raise ConfigError(f"{what}: observations of shape {list(obs.shape)}; the teacher takes [n, {', '.join(map(str, shape))}]")
 
 
-def rollout_states(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, seed: int) -> np.ndarray:
-    """``n`` states visited by ``policy`` in the teacher's env (deterministic actions)."""
-    return recorded_observations(policy, ckpt, n, seed=seed)
+def rollout_states(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` states visited by ``policy`` in the teacher's env (deterministic actions; a recurrent
+    policy with its memory), in order, and their episode-start flags."""
+    return recorded_episodes(policy, ckpt, n, seed=seed)
 
 
 @torch.no_grad()
-def label(teacher: DeployedPolicy, obs: np.ndarray, ckpt: dict[str, Any], batch: int = 4096) -> np.ndarray:
-    """The teacher's raw outputs (pre-tanh means or scores) for ``obs``, float32."""
+def label(teacher: DeployedPolicy, obs: np.ndarray, ckpt: dict[str, Any], starts: np.ndarray | None = None,
+          batch: int = 4096) -> np.ndarray:
+    """The teacher's raw outputs (pre-tanh means or scores) for ``obs``, float32. A recurrent
+    teacher reads ``obs`` as one stream, its memory zeroed wherever ``starts`` is True."""
     dtype = input_dtype(obs_space(ckpt))
+    if teacher.recurrent is not None:
+        flags = one_episode(len(obs)) if starts is None else np.asarray(starts, dtype=bool)
+        x = torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))[:, None]
+        return raw_sequence(teacher, x, torch.as_tensor(flags)[:, None])[0][:, 0].numpy().astype(np.float32)
     parts = [raw_outputs(teacher, torch.as_tensor(np.ascontiguousarray(obs[i:i + batch], dtype=dtype))).numpy()
              for i in range(0, len(obs), batch)]
     return np.concatenate(parts).astype(np.float32)

@@ -28,14 +28,11 @@ from edgerl.nets.mlp import ObsNormalizer, SquashedGaussianActor
 
 def check_supported(policy: DeployedPolicy) -> None:
     """Distillation knows squashed Gaussian (SAC), action-chain (imported: SB3 PPO/A2C, rsl_rl, skrl,
-    CleanRL PPO) and argmax (PPO, DQN) policies."""
+    CleanRL PPO, with or without an LSTM/GRU memory) and argmax (PPO, DQN, sb3-contrib's recurrent
+    PPO) policies."""
     if not isinstance(policy, (SquashedGaussianPolicy, ActionChainPolicy, ArgmaxPolicy)):
         raise ConfigError(f"cannot distil a {type(policy).__name__}: edgerl distill supports squashed Gaussian "
                           "(SAC), imported action-chain and argmax (PPO, DQN) policies")
-    if policy.recurrent is not None:
-        raise ConfigError(f"cannot distil a recurrent ({policy.recurrent.rnn_type}) teacher: its actions depend on "
-                          "its memory, and distillation labels single observations for a feed-forward student; "
-                          "deploy the recurrent policy itself (edgerl export / deploy run it with its state)")
 
 
 def squashed(policy: DeployedPolicy) -> bool:
@@ -58,6 +55,26 @@ def raw_outputs(policy: DeployedPolicy, obs: torch.Tensor) -> torch.Tensor:
     return policy._float32(policy.net(x)[0])
 
 
+def raw_sequence(policy: DeployedPolicy, obs: torch.Tensor, starts: torch.Tensor,
+                 state: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """:func:`raw_outputs` of a recurrent policy (an action-chain or argmax wrapper of a
+    ``RecurrentMLP``) along ``obs[T, B, ...]`` from ``state`` (default: zeros), the state zeroed
+    wherever ``starts[T, B]`` (bool) is True: ``([T, B, out], last state)``. Gradients flow (the
+    student trains through it; the teacher's labels are taken under ``no_grad``). The memory runs
+    once per stretch between the steps where some stream starts an episode, not once per step."""
+    state = policy.initial_state(obs.shape[1]) if state is None else state
+    cuts = [0, *(int(t) for t in torch.nonzero(starts[1:].any(dim=1)).flatten() + 1), obs.shape[0]]
+    out = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        if bool(starts[a].any()):
+            keep = (~starts[a]).to(torch.float32).view(1, -1, 1)
+            state = tuple(s * keep for s in state)
+        y, *new = policy.net.forward_sequence(policy._normalized(obs[a:b]), *state)
+        out.append(policy._float32(y))
+        state = tuple(policy._float32(s) for s in new)
+    return torch.cat(out), state
+
+
 def _scaled_ints(value: Any, scale: float) -> Any:
     if isinstance(value, list):
         return [_scaled_ints(v, scale) for v in value]
@@ -65,12 +82,14 @@ def _scaled_ints(value: Any, scale: float) -> Any:
 
 
 def student_nets(teacher: DeployedPolicy, env: dict[str, Any], widths: list[int],
-                 channel_scale: float) -> dict[str, nn.Module]:
+                 channel_scale: float, rnn_hidden: int = 0) -> dict[str, nn.Module]:
     """Fresh student networks under their checkpoint names.
 
     SAC: an MLP actor on the (normalised) observation; OFENet's state block is not kept, the
     student learns the teacher's whole function. PPO/DQN: the teacher's network type with the
     encoder's conv channels scaled by ``channel_scale`` and its fully connected layers at ``widths``.
+    Imported MLPs: the same activations at ``widths``; with an LSTM/GRU memory, the teacher's kind
+    and layers of it at ``rnn_hidden`` units (0: the teacher's), then the MLP at ``widths``.
     """
     if any(int(w) < 1 for w in widths):
         raise ConfigError(f"--widths must be positive integers, got {widths}")
@@ -82,8 +101,10 @@ def student_nets(teacher: DeployedPolicy, env: dict[str, Any], widths: list[int]
         raise ConfigError(f"--channel-scale must be positive, got {channel_scale}")
     (name, net), = teacher.nets().items()
     spec = copy.deepcopy(net_spec(net))
-    if spec["type"] == "mlp":  # imported MLPs (edgerl import): same activations, the student's widths
+    if spec["type"] in ("mlp", "rnn_mlp"):  # imported MLPs (edgerl import): same activations, the student's widths
         spec["kwargs"]["hidden"] = [int(w) for w in widths]
+        if spec["type"] == "rnn_mlp" and rnn_hidden:
+            spec["kwargs"]["rnn_hidden"] = int(rnn_hidden)
         return {name: build_net(spec)}
     encoder = spec["kwargs"].get("encoder")
     if not isinstance(encoder, dict):

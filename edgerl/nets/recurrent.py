@@ -71,3 +71,17 @@ class RecurrentMLP(nn.Module):
             return self.head(out.squeeze(0)), h, c
         out, h = self.rnn(x, state[0].to(dtype))
         return self.head(out.squeeze(0)), h
+
+    def forward_sequence(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """:meth:`forward` over ``x[T, batch, in]`` at once (one call of the LSTM/GRU, not T): the
+        outputs ``[T, batch, out]`` and the state after the last step. Nothing resets the state
+        inside: the caller splits a sequence at episode starts (training a distilled student)."""
+        if len(state) != len(self.state_names):
+            raise ValueError(f"a {self.rnn_type} takes {len(self.state_names)} state tensors "
+                             f"{list(self.state_names)}, got {len(state)}")
+        dtype = self.rnn.weight_hh_l0.dtype
+        if self.rnn_type == "lstm":
+            out, (h, c) = self.rnn(x.to(dtype), (state[0].to(dtype), state[1].to(dtype)))
+            return self.head(out), h, c
+        out, h = self.rnn(x.to(dtype), state[0].to(dtype))
+        return self.head(out), h
