@@ -118,9 +118,9 @@ def check_config(cfg: DistillConfig) -> None:
         raise ConfigError(f"--holdout must be in [0, 0.5), got {cfg.holdout}")
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise ConfigError(f"--lr must be positive, got {cfg.lr}")
-    if cfg.sequence_length < 1 or cfg.burn_in < 0 or cfg.rnn_hidden < 0:
-        raise ConfigError(f"--sequence-length must be at least 1 and --burn-in, --rnn-hidden not negative, got "
-                          f"{cfg.sequence_length}, {cfg.burn_in}, {cfg.rnn_hidden}")
+    for name, least in (("sequence_length", 1), ("burn_in", 0), ("rnn_hidden", 0)):
+        if getattr(cfg, name) < least:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}")
 
 
 def state_paths(out: Path) -> tuple[Path, Path]:
@@ -360,6 +360,10 @@ def _load_state(state_path: Path, data_path: Path, fingerprint: dict[str, Any]) 
         return None
     st = load_checkpoint(state_path)
     ds = st.get("distill_state") or {}
+    version = (ds.get("fingerprint") or {}).get("version")
+    if version != STATE_VERSION:
+        raise ConfigError(f"{state_path} holds a distillation state of version {version}, this edgerl reads "
+                          f"{STATE_VERSION}; delete it (and its -data.npz) to start over")
     if ds.get("fingerprint") != fingerprint:
         raise ConfigError(f"{state_path} holds a distillation with another teacher, inputs or settings; rerun "
                           "with those, or delete it (and its -data.npz) to start over")
@@ -376,8 +380,9 @@ def _first_round(teacher: DeployedPolicy, ckpt: dict[str, Any], env_ckpt: dict[s
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     sources = []
     if observations:
-        logged = load_observations(observations, ckpt)
-        parts.append((logged, logged_starts(observations, len(logged))))
+        logged = load_observations(observations, ckpt)  # a feed-forward teacher ignores any 'start' flags
+        recurrent = teacher.recurrent is not None
+        parts.append((logged, logged_starts(observations, len(logged)) if recurrent else one_episode(len(logged))))
         sources.append(f"{len(logged)} logged observations")
     replay = replay_states(teacher_path, ckpt, cfg.replay_states) if ckpt["kind"] == "train" else None
     if replay is not None:  # a train checkpoint: a feed-forward teacher, to which starts mean nothing

@@ -77,10 +77,14 @@ def logged_starts(path: str | Path, n: int) -> np.ndarray:
     Raises:
         ConfigError: A ``start`` array of another length or kind.
     """
-    with np.load(path, allow_pickle=False) as f:
-        if "start" not in f.files:
-            return one_episode(n)
-        starts = np.asarray(f["start"])
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "start" not in f.files:
+                return one_episode(n)
+            starts = np.asarray(f["start"])
+    except (OSError, ValueError) as e:  # e.g. a pickled object array
+        raise ConfigError(f"--observations {path}: cannot read 'start' ({type(e).__name__}: {e}); save it as a "
+                          f"bool array of the {n} episode-start flags of 'obs'") from None
     if starts.shape != (n,) or starts.dtype != np.bool_:
         raise ConfigError(f"--observations {path}: 'start' must be a bool array of the {n} episode-start flags "
                           f"of 'obs', got {starts.dtype} {list(starts.shape)}")

@@ -67,8 +67,7 @@ def raw_sequence(policy: DeployedPolicy, obs: torch.Tensor, starts: torch.Tensor
     out = []
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         if bool(starts[a].any()):
-            keep = (~starts[a]).to(torch.float32).view(1, -1, 1)
-            state = tuple(s * keep for s in state)
+            state = policy.reset_state(state, starts[a])
         y, *new = policy.net.forward_sequence(policy._normalized(obs[a:b]), *state)
         out.append(policy._float32(y))
         state = tuple(policy._float32(s) for s in new)
@@ -136,6 +135,11 @@ def init_nets(init_policy: DeployedPolicy, teacher: DeployedPolicy) -> dict[str,
     if type(init_policy) is not type(teacher):
         raise CheckpointError(f"--init holds a {type(init_policy).__name__}, the teacher a {type(teacher).__name__}; "
                               "initialise from a checkpoint of the teacher's kind")
+    kinds = [p.recurrent.rnn_type if p.recurrent is not None else None for p in (init_policy, teacher)]
+    memory = [f"{'an' if k == 'lstm' else 'a'} {k.upper()} memory" if k else "no memory" for k in kinds]
+    if memory[0] != memory[1]:
+        raise CheckpointError(f"--init has {memory[0]}, the teacher {memory[1]}; initialise from a checkpoint "
+                              "of the teacher's kind")
     if isinstance(teacher, SquashedGaussianPolicy) and not (
             torch.equal(init_policy.low, teacher.low) and torch.equal(init_policy.half_range, teacher.half_range)):
         raise CheckpointError("--init acts within other action bounds than the teacher; use a checkpoint "

@@ -56,6 +56,13 @@ class DeployedPolicy(nn.Module):
         action, *new = self(obs, *state)
         return action, tuple(new)
 
+    @staticmethod
+    def reset_state(state: tuple[torch.Tensor, ...], starts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``state`` (each ``[layers, B, hidden]``) zeroed in the streams where ``starts[B]`` (bool)
+        marks an episode start, kept in the others."""
+        keep = (~starts.bool()).to(torch.float32).view(1, -1, 1)
+        return tuple(s * keep for s in state)
+
     @torch.no_grad()
     def run_sequence(self, obs: torch.Tensor, starts: torch.Tensor | None = None,
                      step: Callable[[torch.Tensor, tuple[torch.Tensor, ...]], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
@@ -72,8 +79,7 @@ class DeployedPolicy(nn.Module):
         actions, states = [], []
         for t in range(obs.shape[0]):
             if starts is not None and t > 0 and bool(starts[t].any()):
-                keep = (~starts[t].bool()).to(torch.float32).view(1, -1, 1)
-                state = tuple(s * keep for s in state)
+                state = self.reset_state(state, starts[t])
             action, state = step(obs[t], state)
             actions.append(action)
             states.append(state)

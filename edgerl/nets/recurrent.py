@@ -61,27 +61,26 @@ class RecurrentMLP(nn.Module):
         return tuple(torch.zeros(layers, batch, hidden, dtype=dtype) for _ in self.state_names)
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if len(state) != len(self.state_names):
-            raise ValueError(f"a {self.rnn_type} takes {len(self.state_names)} state tensors "
-                             f"{list(self.state_names)}, got {len(state)}")
         dtype = self.rnn.weight_hh_l0.dtype  # float16 after DeployedPolicy.to_fp16
-        x = x.to(dtype).unsqueeze(0)
-        if self.rnn_type == "lstm":
-            out, (h, c) = self.rnn(x, (state[0].to(dtype), state[1].to(dtype)))
-            return self.head(out.squeeze(0)), h, c
-        out, h = self.rnn(x, state[0].to(dtype))
-        return self.head(out.squeeze(0)), h
+        out, new = self._memory(x.to(dtype).unsqueeze(0), state)
+        return self.head(out.squeeze(0)), *new
 
     def forward_sequence(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """:meth:`forward` over ``x[T, batch, in]`` at once (one call of the LSTM/GRU, not T): the
         outputs ``[T, batch, out]`` and the state after the last step. Nothing resets the state
         inside: the caller splits a sequence at episode starts (training a distilled student)."""
+        out, new = self._memory(x.to(self.rnn.weight_hh_l0.dtype), state)
+        return self.head(out), *new
+
+    def _memory(self, x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The LSTM/GRU over ``x[T, batch, in]`` (in the weights' dtype) from ``state``: its outputs
+        and the state after the last step."""
         if len(state) != len(self.state_names):
             raise ValueError(f"a {self.rnn_type} takes {len(self.state_names)} state tensors "
                              f"{list(self.state_names)}, got {len(state)}")
         dtype = self.rnn.weight_hh_l0.dtype
         if self.rnn_type == "lstm":
-            out, (h, c) = self.rnn(x.to(dtype), (state[0].to(dtype), state[1].to(dtype)))
-            return self.head(out), h, c
-        out, h = self.rnn(x.to(dtype), state[0].to(dtype))
-        return self.head(out), h
+            out, (h, c) = self.rnn(x, (state[0].to(dtype), state[1].to(dtype)))
+            return out, (h, c)
+        out, h = self.rnn(x, state[0].to(dtype))
+        return out, (h,)

