@@ -36,6 +36,24 @@ def edgerl(*args: str) -> None:
     subprocess.run([*CLI, *args], check=True, cwd=REPO)
 
 
+DEMO_ENTRIES = {"dense", "pruned", "distilled", "bundle", "bundle-dense", "compact.json", "distill.json",
+                "bench.json", "run.json"}
+"""What a demo writes in its ``--out``: a folder holding only these is an earlier demo's, replaced."""
+
+
+def fresh_out(out: Path) -> None:
+    """Start the demo over in ``out``: an earlier demo's folder is deleted, anything else refused
+    (the demo never deletes what it did not write)."""
+    import shutil
+
+    if not out.exists():
+        return
+    if not out.is_dir() or any(p.name not in DEMO_ENTRIES for p in out.iterdir()):
+        sys.exit(f"demo: --out {out} holds files an edgerl demo does not write; choose another --out or move them")
+    print(f"demo: replacing the earlier demo in {out}", flush=True)
+    shutil.rmtree(out)
+
+
 def train_parallel(jobs: dict[str, list[str]]) -> None:
     """Run several ``edgerl train`` commands at once, relaying their progress lines with a prefix."""
     procs = {}
@@ -81,6 +99,7 @@ def main() -> None:
     args = p.parse_args()
     sys.path.insert(0, str(REPO))
     out = (REPO / args.out).resolve()
+    fresh_out(out)
     t0 = time.monotonic()
     common = ["train", "--env", args.env, "--total-steps", str(args.steps), "--learning-starts", "2000",
               "--eval-every", str(max(args.steps // 4, 1)), "--eval-episodes", "5", "--checkpoint-every", "0",
