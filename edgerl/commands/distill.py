@@ -13,7 +13,8 @@ from edgerl.config import add_dataclass_args, from_sources
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from edgerl.distill.config import DistillConfig
 
-    p.add_argument("teacher", help="a train or policy checkpoint (SAC, PPO, DQN; ckpt.pt or its run folder)")
+    p.add_argument("teacher", help="a train or policy checkpoint (SAC, PPO, DQN, or an imported policy, recurrent "
+                                    "ones included; ckpt.pt or its run folder)")
     p.add_argument("-o", "--output", default=None, help="student policy checkpoint (default: <teacher dir>/student.pt)")
     p.add_argument("--init", default=None, metavar="CKPT",
                    help="start the student from this (pruned/compacted) checkpoint's deployed networks, not --widths")
