@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgerl.bench.returns import format_ci, mean_ci95
+from edgerl.errors import EdgerlError
 from edgerl.prune.gradual import target_width
 
 SCALED = 512
@@ -218,7 +219,8 @@ def run_queue(queue: list[RunKey], steps: int, results: Path, runs: Path, episod
               log: Callable[[str], None] = print, on_result: Callable[[Path], None] | None = None,
               wait: bool = True, poll_s: float = 60.0) -> list[RunKey]:
     """Train/distil and measure every run of ``queue`` that has no result yet, in order; each
-    finished run is written to ``results`` at once (and passed to ``on_result``).
+    finished run is written to ``results`` at once (and passed to ``on_result``). A run that fails
+    with a one-line edgerl error is logged and left without a result; the queue goes on.
 
     A run another worker holds (or whose teacher it holds) is passed over and tried again after
     the rest: with ``wait`` every ``poll_s`` seconds until it is done, else it is returned among
@@ -240,7 +242,10 @@ def run_queue(queue: list[RunKey], steps: int, results: Path, runs: Path, episod
                     left.append(key)
                     continue
                 if not result_path(results, key).exists():  # another worker may have just finished it
-                    _run_one(key, steps, results, runs, episodes, eval_seed, distill_args, log, on_result)
+                    try:
+                        _run_one(key, steps, results, runs, episodes, eval_seed, distill_args, log, on_result)
+                    except EdgerlError as e:  # one run's clear failure does not stop the queue
+                        log(f"{key.slug}: failed, left without a result (rerun the table to retry): {e}")
         if not left or not wait:
             return left
         if len(left) == len([k for k in pending if not result_path(results, k).exists()]):

@@ -207,3 +207,22 @@ def test_students_of_a_finished_teacher_do_not_wait_for_its_claim(tmp_path, monk
         path.write_text(json.dumps(_row("dense", 1, [1.0])))  # ... and now it is finished
         assert c.run_queue([student], 100, results, runs, wait=False, log=lambda _: None) == [] and ran == [
             "Hopper-v5/distill-32-s1"]
+
+
+def test_a_failing_run_is_logged_and_the_queue_goes_on(tmp_path, monkeypatch):
+    from edgerl.compact.api import CompactCheckError
+
+    done: list[str] = []
+
+    def run_one(key, *args):
+        if key.variant == "gates":
+            raise CompactCheckError("compacted policy differs from the original by 1.86e-05 (> 1e-05)")
+        done.append(key.variant)
+
+    monkeypatch.setattr(c, "_run_one", run_one)
+    lines: list[str] = []
+    queue = [c.RunKey("Hopper-v5", v, 1) for v in ("gates", "dense")]
+    assert c.run_queue(queue, 100, tmp_path / "results", tmp_path / "runs", log=lines.append) == []
+    assert done == ["dense"]  # the failure did not stop the run after it
+    assert any(line.startswith("Hopper-v5/gates-s1: failed, left without a result") and "1.86e-05" in line
+               for line in lines), lines
