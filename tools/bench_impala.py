@@ -92,11 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     for g in report["goals"]:
         print(goal_line(g))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.markdown), markdown(report))
         print(f"wrote {args.markdown}")
     return 0

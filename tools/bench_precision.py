@@ -62,20 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    command = "python tools/bench_precision.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = "python tools/bench_precision.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    timing = {"min_queries": args.min_queries, "min_seconds": args.min_seconds, "rounds": args.rounds,
+              "warmup": args.warmup}
     out: dict[str, Any] = {"command": command, "device": device_info(1)}
     with tempfile.TemporaryDirectory(prefix="edgerl-bench-precision-") as tmp:
         if not args.no_image:
             log("image policies (ALE/Breakout-v5 frames, 4x64x64):")
-            out["image"] = image_rows(Path(tmp), args.frames, args.seed, args.exporter, log,
-                                      min_queries=args.min_queries, min_seconds=args.min_seconds,
-                                      rounds=args.rounds, warmup=args.warmup)
+            out["image"] = image_rows(Path(tmp), args.frames, args.seed, args.exporter, log, **timing)
             print(image_markdown(out["image"]))
         out["mlp"] = {}
         for env, pairs in models_by_env(args.sac).items():
             report = precision_bench(pairs, env=None if args.no_return else env, episodes=args.episodes,
-                                     seed=args.seed, min_queries=args.min_queries, min_seconds=args.min_seconds,
-                                     warmup=args.warmup, rounds=args.rounds, log=log, exporter=args.exporter)
+                                     seed=args.seed, log=log, exporter=args.exporter, **timing)
             out["mlp"][env] = {"rows": report["precision"], "skipped": report["skipped"]}
             print(f"{env}:\n" + precision_markdown(report["precision"]))
             if args.plot and not args.no_return:

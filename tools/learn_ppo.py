@@ -97,10 +97,10 @@ def report(args: argparse.Namespace, extra: list[str], finished: bool) -> dict[s
     cmd = " ".join(train_command(args, extra))
     finals = final_eval(out / "ckpt.pt", args.final_eval) if args.final_eval > 0 and (out / "ckpt.pt").exists() \
         else {}
-    text = curve_markdown(args.env, finished, cmd, rows, finals, args.final_eval, paper_command(args.env))
+    paper = paper_command(args.env)
+    text = curve_markdown(args.env, finished, cmd, rows, finals, args.final_eval, paper)
     print(text)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"env": args.env, "finished": finished, "command": cmd, "paper_command": paper_command(args.env),
+    payload = {"env": args.env, "finished": finished, "command": cmd, "paper_command": paper,
                "curve": rows, "final_eval": finals}
     atomic_write_text(out / "curve.json", json.dumps(payload, indent=2, default=float) + "\n")
     atomic_write_text(out / "curve.md", text + "\n")

@@ -435,6 +435,11 @@ def goal_check(summaries: list[dict[str, Any]]) -> str:
             + ("; ".join(verdicts) if verdicts else "no compact run yet"))
 
 
+def dense_summary(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The env's dense 256x256 row (the size yardstick), or None without one."""
+    return next((s for s in summaries if s["variant"] == "dense"), None)
+
+
 def best_dense(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The env's best dense policy (dense 256x256 or scaled, by mean return), or None without one."""
     dense = [s for s in summaries if s["variant"] in ("dense", "scaled") and math.isfinite(s["return"]["mean"])]
@@ -446,7 +451,7 @@ def overview(by_env: dict[str, list[dict[str, Any]]]) -> list[str]:
     (the goal's yardstick), with the seeds behind it, and its deployed-parameter shrink."""
     envs = list(by_env)
     best = {env: best_dense(ss) for env, ss in by_env.items()}
-    dense = {env: next((x for x in ss if x["variant"] == "dense"), None) for env, ss in by_env.items()}
+    dense = {env: dense_summary(ss) for env, ss in by_env.items()}
     lines = ["| variant | " + " | ".join(envs) + " | fewer params than dense (least over envs) |", "|---|" + "---:|" * (len(envs) + 1)]
     for v, variant in variants().items():
         cells, shrink = [], []
@@ -522,7 +527,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: a narrow range labels every minor tick
         ax.axhline(100, color="grey", lw=0.8, ls="--")
-        best, dense = best_dense(ss), next((x for x in ss if x["variant"] == "dense"), None)
+        best, dense = best_dense(ss), dense_summary(ss)
         if best is not None and dense is not None and dense["return"]["mean"] > 0:
             ax.axhline(100 * GOAL_RETURN * best["return"]["mean"] / dense["return"]["mean"], color="tab:red", lw=0.8,
                        ls=":", label=f"goal: {GOAL_RETURN:.0%} of {best['variant']}")

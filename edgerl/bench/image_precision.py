@@ -8,7 +8,6 @@ Checkpoint (MLP) policies are benchmarked by :mod:`edgerl.bench.precision`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +58,11 @@ def image_rows(workdir: Path, frames: int = 256, seed: int = 0, exporter: str = 
         timing: :func:`edgerl.bench.runners.time_interleaved` keywords (min_queries, min_seconds,
             rounds, warmup).
     """
-    import onnx
-    import onnxruntime as ort
     import torch
 
     from edgerl.bench.impala import Variant, build
     from edgerl.bench.runners import bare_ort_runner, time_interleaved
+    from edgerl.export.checks import ort_session
     from edgerl.export.onnx_io import export_onnx
     from edgerl.export.quantize import quantize_int8
     from edgerl.export.wrappers import ArgmaxPolicy
@@ -80,13 +78,11 @@ def image_rows(workdir: Path, frames: int = 256, seed: int = 0, exporter: str = 
         fp32, _, _ = export_onnx(policy, example, exporter=exporter)
         fp16, _, _ = export_onnx(policy.to_fp16(), example, exporter=exporter)
         int8, _ = quantize_int8(fp32, calib)
-        ref = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"])
-        want = ref.run(None, {"obs": held})[0]
+        want = ort_session(fp32.SerializeToString()).run(None, {"obs": held})[0]
         for precision, model in (("fp32", fp32), ("fp16", fp16), ("int8", int8)):
             path = workdir / f"{v.label.replace(' ', '_')}_{precision}.onnx"
-            onnx.save(model, os.fspath(path))
-            sess = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-            got = sess.run(None, {"obs": held})[0]
+            path.write_bytes(model.SerializeToString())
+            got = ort_session(path.read_bytes()).run(None, {"obs": held})[0]
             rows.append({"model": v.label, "precision": precision, "onnx_bytes": path.stat().st_size,
                          "agreement": float(np.mean(got == want)), "n_held_out": len(held)})
             runners.append(bare_ort_runner(path, 1, IMAGE_SHAPE, np.dtype(np.uint8)))

@@ -12,17 +12,17 @@ and the policy's Cortex-M4 flash and RAM.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgerl.bench.shapes import ACT_DIM, OBS_DIM
+
 SHAPES = {"sac-17-102-102-6": [102, 102], "student-17-32-32-6": [32, 32]}
 """Actor hidden widths: the demo's compact policy (0.8-pruned 512x512), and a 32x32 student."""
 GOALS = "goals: native p50 <= 1 us, p99 <= 2 us; c act() p50 <= 0.5x ort-cpu"
 ENV_ID = "HalfCheetah-v5"
-OBS_DIM, ACT_DIM = 17, 6
 TARGET = "x86-cpu"
 """The target profile the benchmark's own profile copies, with backends ``[c, ort-cpu]``."""
 
@@ -62,17 +62,13 @@ def profile_file(folder: Path) -> Path:
 
 def act_series(bundle: Path, obs: np.ndarray) -> dict[str, dict[str, float]]:
     """``Policy.act`` latency per backend, interleaved."""
-    from edgerl.bench.latency import Series, measure, percentiles
+    from edgerl.bench.runners import Timed, time_interleaved
     from edgerl.runtime import Policy
 
-    policies = {b: Policy.load(bundle, backends=[b]) for b in ("c", "ort-cpu")}
-    try:
-        series = [Series(b, p.act, list(obs)) for b, p in policies.items()]
-        measure(series, min_queries=20000, min_seconds=2.0, rounds=20)
-        return {s.key: percentiles(s.latencies()) for s in series}
-    finally:
-        for p in policies.values():
-            p.close()
+    backends = ("c", "ort-cpu")
+    runners = [Timed(p.act, p.close) for p in (Policy.load(bundle, backends=[b]) for b in backends)]
+    return dict(zip(backends, time_interleaved(runners, list(obs), min_queries=20000, min_seconds=2.0, rounds=20),
+                    strict=True))
 
 
 def bench_policy(folder: Path, hidden: list[int], env: dict[str, Any], target: Path, calls: int) -> dict[str, Any]:
@@ -106,7 +102,7 @@ def native_bench(calls: int = 200_000, command: str = "") -> dict[str, Any]:
     from edgerl.envs import make_env, space_env_info
 
     env = make_env(ENV_ID)
-    info = copy.deepcopy(space_env_info(env))
+    info = space_env_info(env)
     env.close()
     peak = sgemm_peak_macs()
     results: dict[str, Any] = {"command": command, "peak_macs_per_s": peak, "policies": {}}

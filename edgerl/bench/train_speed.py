@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from edgerl.bench.peak import gemm_gflops
+from edgerl.bench.shapes import FRAME, N_ACTIONS
 
 Run = Callable[[int], None]
 """``run(k)``: ``k`` updates (waited for on a GPU)."""
@@ -93,11 +94,11 @@ def ppo_updates(width: float, device: str = "cpu") -> tuple[Run, int]:
 
     dev = torch.device(device)
     cfg = PPOConfig(width=width, num_envs=8, num_steps=64, num_minibatches=4, update_epochs=1)
-    agent = PPOAgent(cfg, (3, 64, 64), 15, dev)
+    agent = PPOAgent(cfg, FRAME, N_ACTIONS, dev)
     n = cfg.num_envs * cfg.num_steps
     g = torch.Generator().manual_seed(0)
-    batch = {"obs": torch.randint(0, 256, (n, 3, 64, 64), generator=g, dtype=torch.uint8),
-             "actions": torch.randint(0, 15, (n,), generator=g), "logprobs": torch.full((n,), -2.7),
+    batch = {"obs": torch.randint(0, 256, (n, *FRAME), generator=g, dtype=torch.uint8),
+             "actions": torch.randint(0, N_ACTIONS, (n,), generator=g), "logprobs": torch.full((n,), -2.7),
              "values": torch.zeros(n), "advantages": torch.randn(n, generator=g), "returns": torch.randn(n, generator=g)}
     batch = {k: v.to(dev) for k, v in batch.items()}
 

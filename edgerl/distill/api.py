@@ -33,7 +33,6 @@ from edgerl.distill.data import (
     label,
     load_observations,
     logged_starts,
-    one_episode,
     replay_states,
     rollout_states,
 )
@@ -44,11 +43,12 @@ from edgerl.distill.student import (
     init_nets,
     raw_outputs,
     raw_sequence,
+    raw_stream,
     squashed,
     student_nets,
 )
 from edgerl.errors import CheckpointError, ConfigError
-from edgerl.export.observations import input_dtype, obs_space
+from edgerl.export.observations import input_dtype, obs_space, one_episode
 from edgerl.export.policy import policy_checkpoint_payload, policy_from_checkpoint
 from edgerl.export.wrappers import DeployedPolicy
 from edgerl.runtime.fileio import atomic_write, sha256_file
@@ -133,11 +133,8 @@ def _heldout(student: DeployedPolicy, obs: np.ndarray, targets: np.ndarray, star
              dtype: np.dtype) -> dict[str, float]:
     if len(obs) == 0:
         return {}
-    x = torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))
-    if student.recurrent is not None:  # the held-out stream, in order, from its first step's zero memory
-        s = raw_sequence(student, x[:, None], torch.as_tensor(starts)[:, None])[0][:, 0].numpy()
-    else:
-        s = raw_outputs(student, x).numpy()
+    # a recurrent student runs the held-out stream in order, from its first step's zero memory
+    s = raw_stream(student, torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype)), starts).numpy()
     if student.discrete:
         return {"agreement": float((s.argmax(-1) == targets.argmax(-1)).mean()), "states": len(obs)}
     if squashed(student):

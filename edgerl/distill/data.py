@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgerl.distill.student import raw_outputs, raw_sequence
+from edgerl.distill.student import raw_outputs, raw_stream
 from edgerl.errors import CheckpointError, ConfigError
 from edgerl.export.observations import (
     input_dtype,
     load_observation_file,
     obs_space,
+    one_episode,
     recorded_episodes,
 )
 from edgerl.export.wrappers import DeployedPolicy
@@ -60,13 +61,6 @@ def load_observations(path: str | Path, ckpt: dict[str, Any]) -> np.ndarray:
     if not path.is_file():
         raise ConfigError(f"--observations {path}: no such file (expected an .npz with an 'obs' array)")
     return load_observation_file(path, list(obs_space(ckpt)["shape"]))
-
-
-def one_episode(n: int) -> np.ndarray:
-    """The episode-start flags of ``n`` states that form one episode: only the first is a start."""
-    starts = np.zeros(n, dtype=bool)
-    starts[:1] = True
-    return starts
 
 
 def logged_starts(path: str | Path, n: int) -> np.ndarray:
@@ -112,9 +106,8 @@ def label(teacher: DeployedPolicy, obs: np.ndarray, ckpt: dict[str, Any], starts
     teacher reads ``obs`` as one stream, its memory zeroed wherever ``starts`` is True."""
     dtype = input_dtype(obs_space(ckpt))
     if teacher.recurrent is not None:
-        flags = one_episode(len(obs)) if starts is None else np.asarray(starts, dtype=bool)
-        x = torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype))[:, None]
-        return raw_sequence(teacher, x, torch.as_tensor(flags)[:, None])[0][:, 0].numpy().astype(np.float32)
+        flags = one_episode(len(obs)) if starts is None else starts
+        return raw_stream(teacher, torch.as_tensor(np.ascontiguousarray(obs, dtype=dtype)), flags).numpy().astype(np.float32)
     parts = [raw_outputs(teacher, torch.as_tensor(np.ascontiguousarray(obs[i:i + batch], dtype=dtype))).numpy()
              for i in range(0, len(obs), batch)]
     return np.concatenate(parts).astype(np.float32)

@@ -74,6 +74,15 @@ def raw_sequence(policy: DeployedPolicy, obs: torch.Tensor, starts: torch.Tensor
     return torch.cat(out), state
 
 
+def raw_stream(policy: DeployedPolicy, obs: torch.Tensor, starts: np.ndarray) -> torch.Tensor:
+    """:func:`raw_outputs` of ``obs[n, ...]``: independent states for a feed-forward policy, one
+    stream in order (memory zeroed where ``starts[n]`` is True) for a recurrent one."""
+    if policy.recurrent is None:
+        return raw_outputs(policy, obs)
+    flags = torch.as_tensor(np.asarray(starts, dtype=bool))[:, None]
+    return raw_sequence(policy, obs[:, None], flags)[0][:, 0]
+
+
 def _scaled_ints(value: Any, scale: float) -> Any:
     if isinstance(value, list):
         return [_scaled_ints(v, scale) for v in value]
@@ -136,9 +145,9 @@ def init_nets(init_policy: DeployedPolicy, teacher: DeployedPolicy) -> dict[str,
         raise CheckpointError(f"--init holds a {type(init_policy).__name__}, the teacher a {type(teacher).__name__}; "
                               "initialise from a checkpoint of the teacher's kind")
     kinds = [p.recurrent.rnn_type if p.recurrent is not None else None for p in (init_policy, teacher)]
-    memory = [f"{'an' if k == 'lstm' else 'a'} {k.upper()} memory" if k else "no memory" for k in kinds]
-    if memory[0] != memory[1]:
-        raise CheckpointError(f"--init has {memory[0]}, the teacher {memory[1]}; initialise from a checkpoint "
+    if kinds[0] != kinds[1]:
+        said = [f"{'an' if k == 'lstm' else 'a'} {k.upper()} memory" if k else "no memory" for k in kinds]
+        raise CheckpointError(f"--init has {said[0]}, the teacher {said[1]}; initialise from a checkpoint "
                               "of the teacher's kind")
     if isinstance(teacher, SquashedGaussianPolicy) and not (
             torch.equal(init_policy.low, teacher.low) and torch.equal(init_policy.half_range, teacher.half_range)):

@@ -54,6 +54,13 @@ def torch_actions(policy: DeployedPolicy, obs: np.ndarray, dtype: np.dtype, star
     return policy(x).numpy()
 
 
+def one_episode(n: int) -> np.ndarray:
+    """The episode-start flags of ``n`` states that form one episode: only the first is a start."""
+    starts = np.zeros(n, dtype=bool)
+    starts[:1] = True
+    return starts
+
+
 def recorded_observations(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
     """Roll the checkpoint's environment for ``n`` steps with ``policy`` and return what it observed.
 
@@ -85,8 +92,7 @@ def recorded_episodes(policy: DeployedPolicy, ckpt: dict[str, Any], n: int, seed
                               f"{space['shape']} (made with wrappers edgerl export does not know); {RECORDED_HINT}")
         dtype = input_dtype(space)
         out = np.empty((n, *shape), dtype=np.dtype(space["dtype"]))
-        starts = np.zeros(n, dtype=bool)
-        starts[:1] = True
+        starts = one_episode(n)
         obs, _ = env.reset(seed=seed)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # batch-1 calls of small nets: extra threads only add overhead

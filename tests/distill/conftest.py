@@ -37,3 +37,17 @@ def teacher_states(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     scale = np.linspace(0.5, 4.0, 11)
     return (rng.standard_normal((n, 11)) * scale + 2.0).astype(np.float64)
+
+
+class Killed(Exception):
+    """Stands for a kill: raised from a distillation's log line to stop it mid-way."""
+
+
+def kill_at(prefix: str):
+    """A ``log`` for ``distill`` that kills the run at the first line starting with ``prefix``."""
+
+    def log(line: str) -> None:
+        if line.startswith(prefix):
+            raise Killed
+
+    return log

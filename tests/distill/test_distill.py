@@ -13,7 +13,7 @@ from edgerl.distill.student import student_nets
 from edgerl.errors import ConfigError
 from edgerl.export import policy_from_checkpoint
 from edgerl.export.observations import torch_actions
-from tests.distill.conftest import sac_teacher, teacher_states
+from tests.distill.conftest import Killed, kill_at, sac_teacher, teacher_states
 
 
 def _actions(policy, obs: np.ndarray) -> np.ndarray:
@@ -61,13 +61,7 @@ def test_killed_run_continues_to_the_same_student(tmp_path, hopper_info):
                         checkpoint_every=20, eval_episodes=0, progress=False)
     whole = distill(teacher_path, tmp_path / "a" / "s.pt", cfg, log=lambda _: None)
 
-    class Killed(Exception):
-        pass
-
-    def kill_in_round_1(line: str) -> None:
-        if line.startswith("round 1:"):
-            raise Killed
-
+    kill_in_round_1 = kill_at("round 1:")
     out = tmp_path / "b" / "s.pt"
     with pytest.raises(Killed):
         distill(teacher_path, out, cfg, log=kill_in_round_1)

@@ -123,6 +123,7 @@ def test_killed_recurrent_run_continues_to_the_same_student(tmp_path):
     """The data file keeps the episode starts (with the held-out tail's own start): a resumed run
     trains on the same windows and ends with the same student; an older state is refused."""
     from edgerl.distill.api import state_paths
+    from tests.distill.conftest import Killed, kill_at
 
     save_checkpoint(tmp_path / "teacher.pt", _rsl_rl_teacher(tmp_path, "gru"))
     obs, starts = _stream(600, seed=3, every=70)
@@ -132,13 +133,7 @@ def test_killed_recurrent_run_continues_to_the_same_student(tmp_path):
     run = {"use_env": False, "observations": tmp_path / "obs.npz"}
     whole = distill(tmp_path / "teacher.pt", tmp_path / "a" / "s.pt", cfg, log=lambda _: None, **run)
 
-    class Killed(Exception):
-        pass
-
-    def kill_at_round_end(line: str) -> None:
-        if line.startswith("round 0:"):
-            raise Killed
-
+    kill_at_round_end = kill_at("round 0:")
     out = tmp_path / "b" / "s.pt"
     with pytest.raises(Killed):
         distill(tmp_path / "teacher.pt", out, cfg, log=kill_at_round_end, **run)

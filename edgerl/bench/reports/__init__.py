@@ -15,7 +15,7 @@ matplotlib (the plots) and torch are imported only by the code paths that need t
 
 from __future__ import annotations
 
-from edgerl.bench.reports.index import make_reports, readme
+from edgerl.bench.reports.index import make_reports
 from edgerl.bench.reports.options import PARTS, ReportOptions
 
-__all__ = ["PARTS", "ReportOptions", "make_reports", "readme"]
+__all__ = ["PARTS", "ReportOptions", "make_reports"]

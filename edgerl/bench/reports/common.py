@@ -1,8 +1,9 @@
 """Small helpers the report pages share: the plotting backend, version and device lines, raw
-checkpoint reads, the interpreter as the docs show it."""
+checkpoint reads, a run's returns, the interpreter as the docs show it."""
 
 from __future__ import annotations
 
+import statistics
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,10 +56,19 @@ def read_raw_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def eval_returns(rows: list[dict[str, str]]) -> dict[str, float]:
+    """The final return and the mean of the last 3 of a run's logged evaluations (``logged_evals``):
+    what the training report plots."""
+    return {"final_return": float(rows[-1]["eval_return"]),
+            "last3_return": statistics.mean(float(r["eval_return"]) for r in rows[-3:])}
+
+
+def mean_std(v: list[float]) -> str:
+    """``mean ± std`` rounded to integers (std 0 for a single value)."""
+    return f"{statistics.mean(v):.0f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.0f}"
+
+
 def python_command(root: Path) -> str:
     """The interpreter as the docs show it: relative to ``root`` when it lies inside, else ``python``."""
     exe = Path(sys.executable)
-    try:
-        return str(exe.relative_to(root)) if exe.is_relative_to(root) else "python"
-    except ValueError:
-        return "python"
+    return str(exe.relative_to(root)) if exe.is_relative_to(root) else "python"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgerl.algos.run import logged_evals
+from edgerl.bench.reports.common import eval_returns, mean_std
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
@@ -20,12 +21,9 @@ def summarize(run_dir: Path) -> dict[str, Any]:
 
     ckpt = load_checkpoint(run_dir / "ckpt.pt")
     agent = SACAgent.from_checkpoint(ckpt)
-    rows = logged_evals(run_dir / "metrics.csv")
-    last = [float(r["eval_return"]) for r in rows[-3:]]
     nonzero = sum(int((p != 0).sum()) for p in agent.actor.parameters())
     return {
-        "final_return": float(rows[-1]["eval_return"]),
-        "last3_return": statistics.mean(last),
+        **eval_returns(logged_evals(run_dir / "metrics.csv")),
         "actor_params": count_params(agent.actor),
         "actor_nonzero_params": nonzero,
         "actor_macs": count_macs(agent.actor, *agent.actor.example_inputs(1)),
@@ -37,18 +35,13 @@ def summarize(run_dir: Path) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     """Markdown table, one row per env and variant: returns as mean ± std over seeds, sizes of the
     first seed."""
-    def sd(v: list[float]) -> float:
-        return statistics.stdev(v) if len(v) > 1 else 0.0
-
     lines = ["| env | variant | return (last 3 evals) | final return | actor params (nonzero) | actor MACs | widths | train wall-clock |",
              "|---|---|---|---|---|---|---|---|"]
     for env, by_var in results.items():
         for var, runs in by_var.items():
-            ret = [r["last3_return"] for r in runs]
-            fin = [r["final_return"] for r in runs]
             r0 = runs[0]
             lines.append(
-                f"| {env} | {var} | {statistics.mean(ret):.0f} ± {sd(ret):.0f} (n={len(runs)}) | "
-                f"{statistics.mean(fin):.0f} ± {sd(fin):.0f} | {r0['actor_params']:,} ({r0['actor_nonzero_params']:,}) | "
+                f"| {env} | {var} | {mean_std([r['last3_return'] for r in runs])} (n={len(runs)}) | "
+                f"{mean_std([r['final_return'] for r in runs])} | {r0['actor_params']:,} ({r0['actor_nonzero_params']:,}) | "
                 f"{r0['actor_macs']:,} | {r0['actor_widths']} | {statistics.mean(r['wall_s'] for r in runs) / 60:.1f} min |")
     return "\n".join(lines)

@@ -63,6 +63,6 @@ def make_reports(opts: ReportOptions, command: str, root: Path, log: Log = print
         written["training"] = run_training(opts, command, out, root, log)
     if "widths" in opts.parts:
         written["widths"] = run_widths(opts, command, out, root, log)
-    atomic_write_text((out / "README.md"), readme(out, root))
+    atomic_write_text(out / "README.md", readme(out, root))
     log(f"wrote {', '.join(str(out / f) for fs in written.values() for f in fs)}, {out / 'README.md'}")
     return written

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from edgerl.bench.reports.common import device_text, panels, pyplot, save_figure
 from edgerl.bench.reports.families import (
     FAMILIES,
-    FRAME,
     Family,
     Variant,
     impala_family,
@@ -21,6 +20,7 @@ from edgerl.bench.reports.families import (
     write_policy,
 )
 from edgerl.bench.reports.options import ReportOptions
+from edgerl.bench.shapes import FRAME
 from edgerl.errors import ConfigError
 from edgerl.runtime.fileio import atomic_write_text
 

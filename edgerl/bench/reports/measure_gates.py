@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgerl.algos.run import logged_evals
+from edgerl.bench.reports.common import eval_returns, mean_std, save_figure
 
 if TYPE_CHECKING:
     from edgerl.algos.sac import SACAgent
@@ -47,8 +48,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         widths.update(state=spec["state_widths"], action=spec["action_widths"])
     gates = ckpt.get("hooks", {}).get("gates")
     return {
-        "final_return": float(rows[-1]["eval_return"]),
-        "last3_return": statistics.mean(float(r["eval_return"]) for r in rows[-3:]),
+        **eval_returns(rows),
         "deployed_params": params,
         "deployed_macs": macs,
         "widths": widths,
@@ -62,17 +62,14 @@ def summarize(run_dir: Path) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     """Markdown table, one row per env and variant: mean ± std over seeds."""
-    def ms(v: list[float]) -> str:
-        return f"{statistics.mean(v):.0f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.0f}"
-
     lines = ["| env | variant | return (last 3 evals) | final return | deployed params | deployed MACs | "
              "widths (seed 1st) | wall-clock |", "|---|---|---|---|---|---|---|---|"]
     for env, by_var in results.items():
         for var, runs in by_var.items():
             lines.append(
-                f"| {env} | {var} | {ms([r['last3_return'] for r in runs])} (n={len(runs)}) | "
-                f"{ms([r['final_return'] for r in runs])} | {ms([r['deployed_params'] for r in runs])} | "
-                f"{ms([r['deployed_macs'] for r in runs])} | {runs[0]['widths']} | "
+                f"| {env} | {var} | {mean_std([r['last3_return'] for r in runs])} (n={len(runs)}) | "
+                f"{mean_std([r['final_return'] for r in runs])} | {mean_std([r['deployed_params'] for r in runs])} | "
+                f"{mean_std([r['deployed_macs'] for r in runs])} | {runs[0]['widths']} | "
                 f"{statistics.mean(r['wall_s'] for r in runs) / 60:.0f} min |")
     return "\n".join(lines)
 
@@ -146,8 +143,6 @@ def plot_widths(results: dict[str, Any], out: Path) -> list[str]:
             dotted = ", dotted: expected units (sum of gate probabilities)" if runs[0].get("expected_widths") else ""
             fig.suptitle(f"{env}: {var} (seed {runs[0]['seed']}); solid: units present{dotted}")
             path = out / f"widths-{env.replace('/', '_')}-{var}.png"
-            fig.tight_layout()
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
+            save_figure(plt, fig, path)
             written.append(str(path))
     return written

@@ -53,17 +53,17 @@ def run_status(folder: Path) -> list[tuple[str, int, int | None]]:
     out: list[tuple[str, int, int | None]] = []
     runs = sorted({p.parent for pat in ("train.log", "ckpt.pt") for p in folder.rglob(pat)})
     for run in runs:
-        ckpt = run / "ckpt.pt"
+        name, ckpt = run.relative_to(folder), run / "ckpt.pt"
         if not ckpt.is_file():
-            out.append((f"{run.relative_to(folder)} (no checkpoint yet)", -1, None))
+            out.append((f"{name} (no checkpoint yet)", -1, None))
             continue
         try:
             c = read_raw_checkpoint(ckpt)
         except Exception as e:  # a checkpoint being replaced right now, or damaged
-            out.append((f"{ckpt.parent.relative_to(folder)} (unreadable: {type(e).__name__})", -1, None))
+            out.append((f"{name} (unreadable: {type(e).__name__})", -1, None))
             continue
         total = (c.get("config", {}).get("run") or {}).get("total_steps")
-        out.append((str(ckpt.parent.relative_to(folder)), int(c["counters"]["global_step"]), total))
+        out.append((str(name), int(c["counters"]["global_step"]), total))
     return out
 
 

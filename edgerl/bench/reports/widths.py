@@ -131,13 +131,12 @@ def width_history(ckpt: dict[str, Any], reconstruct: bool = True,
 def plot_widths(history: list[list[Any]], end: int, title: str, path: Path) -> None:
     """Step lines of surviving width per layer, from step 0 to ``end``."""
     plt = pyplot()
-    layers = list(history[0][1])
-    nets = list(dict.fromkeys(k.split("/", 1)[0] if "/" in k else k.split(".", 1)[0] for k in layers))
+    net_of = {k: k.split("/", 1)[0] if "/" in k else k.split(".", 1)[0] for k in history[0][1]}
+    nets = list(dict.fromkeys(net_of.values()))
     styles = ["-", "--", ":", "-."]
+    steps = [s for s, _ in history] + [max(end, history[-1][0])]
     fig, ax = plt.subplots(figsize=(8, 5))
-    for layer in layers:
-        net = layer.split("/", 1)[0] if "/" in layer else layer.split(".", 1)[0]
-        steps = [s for s, _ in history] + [max(end, history[-1][0])]
+    for layer, net in net_of.items():
         widths = [w.get(layer, 0) for _, w in history] + [history[-1][1].get(layer, 0)]
         ax.step(steps, widths, where="post", label=layer, ls=styles[nets.index(net) % len(styles)])
     ax.set_xlabel("environment step")
